@@ -1,0 +1,75 @@
+"""The one error hierarchy of ``icv``.
+
+Every error a user can cause or meet carries a one-line message saying what went
+wrong, where, and what to do; the CLI prints that line and exits with
+``exit_code``. Tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class IcvError(Exception):
+    """Base class of every error ``icv`` raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """One line: what, where, what to do."""
+        parts = [self.what.rstrip(".")]
+        if self.where:
+            parts[0] = f"{self.where}: {parts[0]}"
+        line = parts[0] + "."
+        if self.hint:
+            line += " " + self.hint.rstrip(".") + "."
+        return " ".join(line.split())
+
+
+class InputError(IcvError):
+    """A file or value given by the user cannot be used (bad format, bad content)."""
+
+    exit_code = 2
+
+
+class ZoneError(InputError):
+    """A zone outline is unusable: empty, not a polygon, invalid, out of range."""
+
+
+class FilterError(InputError):
+    """A road filter is unknown or malformed."""
+
+
+class EmptyNetworkError(InputError):
+    """The source holds no road ways that pass the filter inside the zone."""
+
+
+class FleetLogError(InputError):
+    """A fleet log cannot be read (missing columns, undecodable file)."""
+
+
+class ReportedFiguresError(InputError):
+    """The reported-figures table is malformed (unknown figure, missing source, bad date)."""
+
+
+class SourceUnavailableError(IcvError):
+    """A remote source (Overpass) cannot be reached or keeps failing."""
+
+    exit_code = 3
+
+
+class CacheError(IcvError):
+    """The project's cache is missing or corrupted."""
+
+    exit_code = 4
+
+
+class OutputError(IcvError):
+    """An output file cannot be written where the user asked."""
+
+    exit_code = 5
