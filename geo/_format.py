@@ -1,0 +1,105 @@
+"""Render tables of records as text: table, json, csv, markdown.
+
+Shared by every command that prints data (the ``--format`` option). Values are
+rendered as given; a ``meta`` mapping (provenance, definitions) goes into the
+JSON envelope and under the table in the other formats.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{v:,.0f}" if abs(v) >= 10000 else f"{v:.0f}"
+        return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) < 0.01 else f"{v:.2f}"
+    if isinstance(v, (list, tuple)):
+        return ";".join(_cell(x) for x in v)
+    return str(v)
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    return str(v)
+
+
+def render(records: Sequence[Mapping[str, Any]], fmt: str = "table", *,
+           columns: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None,
+           title: str | None = None) -> str:
+    """Render ``records`` in ``fmt``; ``meta`` lines follow the table (JSON: ``meta`` key)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in records for k in r))
+    if fmt == "json":
+        doc: dict[str, Any] = {"rows": [{c: r.get(c) for c in cols} for r in records]}
+        if title:
+            doc["title"] = title
+        if meta:
+            doc["meta"] = dict(meta)
+        return json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default, allow_nan=False) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in records:
+            w.writerow([_csv_cell(r.get(c)) for c in cols])
+        if meta:
+            for k, v in meta.items():
+                w.writerow([f"# {k}: {v}"])
+        return buf.getvalue()
+    rows = [[_cell(r.get(c)) for c in cols] for r in records]
+    out: list[str] = []
+    if fmt == "markdown":
+        if title:
+            out.append(f"### {title}\n")
+        esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        out.append("| " + " | ".join(esc(c) for c in cols) + " |")
+        out.append("|" + "|".join("---" for _ in cols) + "|")
+        out.extend("| " + " | ".join(esc(x) for x in row) + " |" for row in rows)
+        if meta:
+            out.append("")
+            out.extend(f"- {k}: {v}" for k, v in meta.items())
+        return "\n".join(out) + "\n"
+    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
+    numeric = [all(_is_num(r.get(c)) for r in records if r.get(c) is not None) for c in cols]
+    fmt_row = lambda row: "  ".join(  # noqa: E731
+        (x.rjust(w) if num else x.ljust(w)) for x, w, num in zip(row, widths, numeric)).rstrip()
+    if title:
+        out.append(title)
+    out.append(fmt_row(cols))
+    out.append("  ".join("-" * w for w in widths))
+    out.extend(fmt_row(row) for row in rows)
+    if meta:
+        out.append("")
+        out.extend(f"{k}: {v}" for k, v in meta.items())
+    return "\n".join(out) + "\n"
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (list, tuple)):
+        return ";".join(str(x) for x in v)
+    return v
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
