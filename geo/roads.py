@@ -170,7 +170,8 @@ def coord_node_id(lon: float, lat: float) -> int:
 
     Negative, so that it never collides with a real OSM id.
     """
-    return -(int(round((lon + 180.0) * 1e7)) * 4_000_000_000 + int(round((lat + 90.0) * 1e7)) + 1)
+    # 3.6e9 x 1.8e9 quantized positions fit in 63 bits
+    return -(int(round((lon + 180.0) * 1e7)) * 1_800_000_001 + int(round((lat + 90.0) * 1e7)) + 1)
 
 
 def split_runs(way_id: int, tags: dict[str, str], refs: list[int],

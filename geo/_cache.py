@@ -1,0 +1,103 @@
+"""The project's own cache: a GeoParquet roads table with a JSON sidecar.
+
+The sidecar holds the provenance and the sha256 of the Parquet file; a cache
+whose checksum does not match is never read as data. Writes are atomic and
+serialized by a lock file, so two ``icv pull`` runs at once cannot corrupt it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+
+from ._atomic import atomic_path, write_text
+from .errors import CacheError
+from .provenance import Provenance, sha256_file
+
+SCHEMA = 1
+
+
+def cache_key(zone: str, filter_label: str) -> str:
+    """File stem of a cached network: safe characters only (no path escapes)."""
+    raw = f"roads-{zone}-{filter_label}"
+    return re.sub(r"[^A-Za-z0-9_.+=,-]", "_", raw).replace("..", "_")
+
+
+def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    return cache_dir / f"{key}.parquet", cache_dir / f"{key}.json"
+
+
+@contextlib.contextmanager
+def _lock(cache_dir: Path, key: str) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f".{key}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str) -> Path:
+    """Write the roads table and its sidecar atomically; returns the Parquet path."""
+    data, side = cache_paths(cache_dir, key)
+    with _lock(cache_dir, key):
+        with atomic_path(data) as tmp:
+            roads.to_parquet(tmp, index=False)
+            digest = sha256_file(tmp)
+            sidecar = {"schema": SCHEMA, "sha256": digest, "rows": int(len(roads)),
+                       "provenance": provenance.to_dict()}
+            # the sidecar goes first: a data file never stands without a matching sidecar
+            write_text(side, json.dumps(sidecar, ensure_ascii=False, indent=2))
+    return data
+
+
+def read_cache(cache_dir: Path, key: str) -> tuple[gpd.GeoDataFrame, Provenance]:
+    """Read a cached network, verifying its checksum.
+
+    Raises
+    ------
+    CacheError
+        If the cache is missing, its sidecar is unreadable, or the data does not
+        match the sidecar's checksum.
+    """
+    data, side = cache_paths(cache_dir, key)
+    if not data.exists() or not side.exists():
+        raise CacheError(f"no cached network {key!r} in {cache_dir}",
+                         hint="run `icv pull` first, or pass --source FILE (.osm, .osm.pbf, .geojson)")
+    with _lock(cache_dir, key):
+        try:
+            sidecar = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CacheError("the cache sidecar is unreadable", where=str(side),
+                             hint="run `icv pull --force` to fetch it again") from e
+        digest = sha256_file(data)
+        if sidecar.get("sha256") != digest:
+            raise CacheError("the cached data does not match its checksum (corrupted or half-written)",
+                             where=str(data), hint="run `icv pull --force` to fetch it again")
+        try:
+            roads = gpd.read_parquet(data)
+        except Exception as e:
+            raise CacheError(f"the cached data is unreadable ({e})", where=str(data),
+                             hint="run `icv pull --force` to fetch it again") from e
+    roads["osm_way_ids"] = roads["osm_way_ids"].map(lambda a: [int(x) for x in a])
+    prov = Provenance.from_dict(sidecar.get("provenance", {}))
+    return roads, prov
+
+
+def cache_exists(cache_dir: Path, key: str) -> bool:
+    return all(p.exists() for p in cache_paths(cache_dir, key))
+
+
+def remove_stale_temp(cache_dir: Path) -> None:
+    """Remove temporary files a killed run left behind (they are never read)."""
+    for p in cache_dir.glob(".*.tmp*"):
+        with contextlib.suppress(OSError):
+            os.unlink(p)

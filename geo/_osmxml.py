@@ -1,0 +1,111 @@
+"""Read road ways from OSM XML (``.osm``, ``.osm.bz2``, ``.osm.gz``).
+
+Unlike ``osmnx.graph_from_xml`` this keeps only ways with a ``highway`` tag
+(no buildings) and loads clipped extracts, where ways reference nodes missing
+from the file: such a way is split into the runs of nodes that are present.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import IO
+
+from .errors import InputError
+from .roads import RawWay, split_runs
+
+_HINT = "give an OSM XML file (.osm, .osm.bz2, .osm.gz) as exported by osmium, JOSM or Overpass"
+
+
+def _open(path: Path) -> IO[bytes]:
+    name = path.name.lower()
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def _sniff(path: Path) -> None:
+    """Reject files that are obviously not OSM XML with a clear line."""
+    if os.path.getsize(path) == 0:
+        raise InputError("the file is empty (0 bytes)", where=str(path), hint=_HINT)
+    try:
+        with _open(path) as fh:
+            head = fh.read(2048)
+    except (OSError, EOFError) as e:
+        raise InputError(f"cannot read the file ({e})", where=str(path), hint=_HINT) from e
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<!doctype html") or text.startswith(b"<html") or b"<html" in text[:300]:
+        raise InputError("the file is an HTML page, not OSM XML (a saved error page?)", where=str(path),
+                         hint="download the extract again")
+    if not text.startswith(b"<"):
+        raise InputError("the file is not XML", where=str(path), hint=_HINT)
+
+
+def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
+    """Road ways of an OSM XML file and its data timestamp.
+
+    Returns
+    -------
+    ways
+        One :class:`RawWay` per run of present nodes of each ``highway`` way.
+    timestamp
+        Overpass ``<meta osm_base>`` if present, else the newest element
+        ``timestamp`` attribute, else ``None``.
+    """
+    path = Path(path)
+    _sniff(path)
+    locations: dict[int, tuple[float, float]] = {}
+    pending: list[tuple[int, dict[str, str], list[int], str | None]] = []
+    osm_base: str | None = None
+    newest: str | None = None
+    root_seen = False
+    try:
+        with _open(path) as fh:
+            context = ET.iterparse(fh, events=("start", "end"))
+            for event, el in context:
+                if event == "start":
+                    if not root_seen:
+                        root_seen = True
+                        if el.tag != "osm":
+                            raise InputError(f"the root element is <{el.tag}>, not <osm>", where=str(path),
+                                             hint=_HINT)
+                    continue
+                tag = el.tag
+                if tag == "node":
+                    try:
+                        locations[int(el.get("id"))] = (float(el.get("lon")), float(el.get("lat")))
+                    except (TypeError, ValueError):
+                        pass  # a node without coordinates (e.g. deleted): ways treat it as missing
+                    ts = el.get("timestamp")
+                    if ts and (newest is None or ts > newest):
+                        newest = ts
+                    el.clear()
+                elif tag == "way":
+                    tags = {t.get("k"): t.get("v") for t in el.iter("tag")}
+                    ts = el.get("timestamp")
+                    if ts and (newest is None or ts > newest):
+                        newest = ts
+                    if "highway" in tags:
+                        refs = [int(nd.get("ref")) for nd in el.iter("nd")]
+                        pending.append((int(el.get("id")), tags, refs, ts))
+                    el.clear()
+                elif tag == "meta" and el.get("osm_base"):
+                    osm_base = el.get("osm_base")
+                elif tag == "relation":
+                    el.clear()
+    except ET.ParseError as e:
+        line = e.position[0] if getattr(e, "position", None) else "?"
+        raise InputError(f"broken OSM XML at line {line} ({e.msg if hasattr(e, 'msg') else e})",
+                         where=str(path), hint="the file may be truncated: download or export it again") from e
+    except (EOFError, OSError) as e:
+        raise InputError(f"cannot decompress or read the file ({e})", where=str(path),
+                         hint="the file may be truncated: download it again") from e
+    ways: list[RawWay] = []
+    for wid, tags, refs, ts in pending:
+        ways.extend(split_runs(wid, tags, refs, locations, ts))
+    return ways, osm_base or newest

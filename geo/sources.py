@@ -1,0 +1,205 @@
+"""Road networks in: every source gives the same roads table.
+
+Sources
+-------
+``overpass``
+    OSMnx ``graph_from_polygon`` on the zone polygon (see :mod:`geo._overpass`).
+OSM XML
+    ``.osm``, ``.osm.bz2``, ``.osm.gz`` (see :mod:`geo._osmxml`).
+OSM PBF
+    ``.osm.pbf`` with pyosmium (see :mod:`geo._pbf`).
+Road layers
+    GeoJSON, GeoPackage, GeoParquet, Shapefile with OSM or Geofabrik columns.
+``cache``
+    What ``icv pull`` wrote (GeoParquet + JSON sidecar), read without download.
+``skeleton``
+    The coarse main-road skeleton of the PyPI package ``scgraph-data``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import shapely
+
+from . import _cache
+from ._layers import LAYER_SUFFIXES
+from ._paths import cache_dir as default_cache_dir
+from .errors import CacheError, EmptyNetworkError, InputError
+from .provenance import Provenance, file_provenance
+from .roads import RoadFilter, build_roads_table, parse_filter, roads_to_graph
+from .zones import Zone
+
+XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
+PBF_SUFFIXES = (".osm.pbf", ".pbf")
+
+
+@dataclass
+class Network:
+    """A loaded road network: the roads table and where it comes from."""
+
+    roads: gpd.GeoDataFrame
+    provenance: Provenance
+
+    @functools.cached_property
+    def graph(self) -> nx.MultiDiGraph:
+        """The OSMnx-style graph of the roads table (built on first use)."""
+        return roads_to_graph(self.roads)
+
+
+def source_kind(source: str | os.PathLike[str]) -> str:
+    """``overpass``, ``cache``, ``skeleton``, ``osm-xml``, ``osm-pbf`` or ``layer``."""
+    s = str(source)
+    if s in {"overpass", "cache", "skeleton"}:
+        return s
+    low = s.lower()
+    if low.endswith(PBF_SUFFIXES):
+        return "osm-pbf"
+    if low.endswith(XML_SUFFIXES):
+        return "osm-xml"
+    if low.endswith(LAYER_SUFFIXES):
+        return "layer"
+    raise InputError(f"unknown kind of road source {s!r}",
+                     hint="give .osm/.osm.bz2/.osm.gz, .osm.pbf, .geojson/.gpkg/.parquet/.shp, "
+                          "'overpass', 'skeleton' or 'cache'")
+
+
+def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
+                 road_filter: RoadFilter | None = None, overpass_url: str | None = None,
+                 timeout: int | None = None, memory: int | None = None, cache_dir: Path | None = None,
+                 progress: bool = False) -> Network:
+    """Load a road network as the normalized roads table.
+
+    Parameters
+    ----------
+    source
+        A file path, ``overpass``, ``skeleton`` or ``cache`` (see the module docstring).
+    zone
+        Keep the pieces that touch this zone (Overpass pulls just its polygon).
+        Statistics clip at the zone boundary later; loading never cuts a piece.
+    road_filter
+        Which ways are roads; ``drive`` when ``None``.
+    overpass_url, timeout, memory
+        Overpass settings (``$ICV_OVERPASS_URL`` when ``overpass_url`` is ``None``).
+    cache_dir
+        The project's cache folder (``$ICV_CACHE_DIR`` or ``./cache``).
+    progress
+        Show progress on stderr for long work.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    InputError, EmptyNetworkError, SourceUnavailableError, CacheError
+    """
+    road_filter = road_filter or parse_filter("drive")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    kind = source_kind(source)
+    zone_name = zone.name if zone is not None else None
+    if kind == "cache":
+        if zone is None:
+            raise InputError("the cache is kept per zone", hint="give --zone")
+        roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label))
+        return Network(roads, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]))
+    if kind == "overpass":
+        if zone is None:
+            raise InputError("an Overpass pull needs a zone polygon", hint="give --zone")
+        from . import _overpass
+
+        ways, info = _overpass.fetch_ways(zone.geometry, road_filter, url=overpass_url, timeout=timeout or 180,
+                                          memory=memory, cache_dir=cache_dir, progress=progress)
+        prov = Provenance("overpass", info.url, osm_timestamp=info.osm_base, filter=road_filter.label,
+                          zone=zone_name)
+        roads = build_roads_table(ways, road_filter)
+        return _finish(roads, prov, zone, str(source))
+    if kind == "skeleton":
+        from . import _skeleton  # provided with the fleet work
+
+        roads, prov = _skeleton.load_skeleton(zone, road_filter)
+        return _finish(roads, prov, zone, "scgraph-data skeleton")
+    path = Path(source)
+    if not path.exists():
+        raise InputError("file not found", where=str(path), hint="check the path")
+    if path.is_dir():
+        raise InputError("is a folder, not a file", where=str(path), hint="give a road-network file")
+    reader: Callable[[Path], tuple[list[Any], str | None]]
+    if kind == "osm-xml":
+        from ._osmxml import read_ways as reader
+    elif kind == "osm-pbf":
+        from ._pbf import read_ways as reader
+    else:
+        from ._layers import read_ways as reader
+    ways, stamp = reader(path)
+    prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name)
+    if not ways:
+        raise EmptyNetworkError("the file holds no road ways (no way with a highway tag)", where=str(path),
+                                hint="check that it is an OSM road extract of the right area")
+    roads = build_roads_table(ways, road_filter)
+    return _finish(roads, prov, zone, str(path))
+
+
+def _finish(roads: gpd.GeoDataFrame, prov: Provenance, zone: Zone | None, where: str) -> Network:
+    if len(roads) == 0:
+        raise EmptyNetworkError(f"no road ways pass the filter {prov.filter!r}", where=where,
+                                hint="try --filter all-roads or another --highway list")
+    if zone is not None:
+        roads = select_in_zone(roads, zone)
+        if len(roads) == 0:
+            raise EmptyNetworkError(f"no road of the source lies in zone {zone.name!r}", where=where,
+                                    hint="check the zone, or that the extract covers it")
+    roads.attrs["provenance"] = prov.to_dict()
+    return Network(roads, prov)
+
+
+def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone) -> gpd.GeoDataFrame:
+    """Pieces that touch the zone (whole pieces; statistics clip later)."""
+    geom = zone.geometry
+    shapely.prepare(geom)
+    hit = shapely.intersects(geom, roads.geometry.values)
+    return roads.loc[np.asarray(hit)].reset_index(drop=True)
+
+
+def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = None, force: bool = False,
+                  cache_dir: Path | None = None, **kw: Any) -> Path:
+    """Load a network (default: through Overpass) and write it to the cache.
+
+    Returns the cached Parquet path. An existing, valid cache is kept unless ``force``.
+    """
+    road_filter = road_filter or parse_filter("drive")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = _cache.cache_key(zone.name, road_filter.label)
+    if not force and _cache.cache_exists(cache_dir, key):
+        try:
+            _cache.read_cache(cache_dir, key)
+            return _cache.cache_paths(cache_dir, key)[0]
+        except CacheError:  # a corrupted cache is fetched again
+            pass
+    net = load_network(source, zone=zone, road_filter=road_filter, cache_dir=cache_dir, **kw)
+    _cache.remove_stale_temp(cache_dir)
+    return _cache.write_cache(net.roads, net.provenance, cache_dir, key)
+
+
+def summarize(roads: gpd.GeoDataFrame, by: str | None = "highway") -> list[dict[str, Any]]:
+    """Rows and km of the roads table, per highway class (or in total)."""
+    total_km = float(roads["length_m"].sum()) / 1000.0
+    rows: list[dict[str, Any]] = []
+    if by:
+        g = roads.groupby(by, sort=True)["length_m"].agg(["count", "sum"])
+        g = g.sort_values("sum", ascending=False)
+        for cls, r in g.iterrows():
+            km = float(r["sum"]) / 1000.0
+            rows.append({by: cls, "pieces": int(r["count"]), "km": round(km, 3),
+                         "share_pct": round(100 * km / total_km, 1) if total_km else 0.0})
+    rows.append({(by or "highway"): "total", "pieces": int(len(roads)), "km": round(total_km, 3),
+                 "share_pct": 100.0 if total_km else 0.0})
+    return rows
