@@ -1,0 +1,96 @@
+"""CLI basics with click's CliRunner: version, pull, roads, output formats, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+from click.testing import CliRunner
+from shapely.geometry import box
+
+from cli import cli
+from geo import __version__
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture()
+def zone_file(tmp_path: Path) -> Path:
+    f = tmp_path / "fixture_zone.geojson"
+    gpd.GeoDataFrame({"name": ["fixture_zone"]}, geometry=[box(121.19, 31.29, 121.22, 31.36)], crs=4326).to_file(f)
+    return f
+
+
+def test_version(runner: CliRunner) -> None:
+    r = runner.invoke(cli, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_roads_table_and_formats(runner: CliRunner, fixtures_dir: Path, zone_file: Path) -> None:
+    src = str(fixtures_dir / "small.osm")
+    r = runner.invoke(cli, ["roads", "--source", src, "--zone", str(zone_file), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    rows = {row["highway"]: row for row in doc["rows"]}
+    assert rows["total"]["pieces"] == 8
+    assert rows["motorway"]["pieces"] == 1
+    assert doc["meta"]["source_kind"] == "osm-xml"
+    assert doc["meta"]["attribution"] == "© OpenStreetMap contributors (ODbL)"
+    r = runner.invoke(cli, ["roads", "--source", src, "--zone", str(zone_file), "--format", "csv"])
+    table = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert table[0].keys() >= {"highway", "pieces", "km", "share_pct"}
+    r = runner.invoke(cli, ["roads", "--source", src, "--zone", str(zone_file), "--format", "markdown"])
+    assert r.stdout.startswith("### Road network") and "| highway |" in r.stdout
+    r = runner.invoke(cli, ["roads", "--source", src, "--zone", str(zone_file), "--filter", "arterial"])
+    assert r.exit_code == 0 and "residential" not in r.stdout
+
+
+def test_output_file_is_written(runner: CliRunner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "roads.json"
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--format", "json", "-o", str(out)])
+    assert r.exit_code == 0
+    assert json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert not list(out.parent.glob(".*tmp*"))  # no temporary file left
+
+
+def test_pull_then_read_cache(runner: CliRunner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    r = runner.invoke(cli, ["pull", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--cache-dir", str(cache)])
+    assert r.exit_code == 0, r.output
+    assert len(list(cache.glob("roads-fixture_zone-drive.*"))) == 2
+    r = runner.invoke(cli, ["roads", "--zone", str(zone_file), "--cache-dir", str(cache), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["rows"][-1]["pieces"] == 8
+
+
+def test_bad_input_one_line_no_traceback(runner: CliRunner, tmp_path: Path, zone_file: Path) -> None:
+    bad = tmp_path / "page.osm"
+    bad.write_text("<html><body>429 Too Many Requests</body></html>")
+    r = runner.invoke(cli, ["roads", "--source", str(bad), "--zone", str(zone_file)])
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("icv: error:")
+    assert "HTML" in r.stderr and str(bad) in r.stderr and "Traceback" not in r.stderr
+    r = runner.invoke(cli, ["roads", "--zone", str(zone_file), "--cache-dir", str(tmp_path / "none")])
+    assert r.exit_code == 4 and "icv pull" in r.stderr
+
+
+def test_debug_shows_traceback(runner: CliRunner, tmp_path: Path, zone_file: Path) -> None:
+    bad = tmp_path / "empty.osm"
+    bad.write_bytes(b"")
+    r = runner.invoke(cli, ["--debug", "roads", "--source", str(bad), "--zone", str(zone_file)])
+    assert r.exit_code != 0 and r.exception is not None
+
+
+def test_bad_highway_list(runner: CliRunner, fixtures_dir: Path, zone_file: Path) -> None:
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--highway", "primary;drop"])
+    assert r.exit_code == 2 and "--highway" in r.stderr
