@@ -53,6 +53,8 @@ EE_KRASOVSKY = 0.00669342162296594323
 CHINA_BBOX = (73.66, 3.86, 135.05, 53.55)
 
 _DEFAULT_TOL = 1e-10
+#: The shift is at most about 0.01 deg (1 km) in the box; the inverse looks this far outside it.
+_EDGE_MARGIN = 0.05
 _MAX_ITER = 50
 
 G = TypeVar("G")
@@ -60,6 +62,11 @@ G = TypeVar("G")
 
 class ConvergenceError(ArithmeticError):
     """The inverse iteration did not converge (cannot happen for finite input inside China)."""
+
+
+def _in_box(x: NDArray[np.float64], y: NDArray[np.float64], margin: float = 0.0) -> NDArray[np.bool_]:
+    w, s, e, n = CHINA_BBOX
+    return (x > w - margin) & (x < e + margin) & (y > s - margin) & (y < n + margin)
 
 
 def in_china(lon: ArrayLike, lat: ArrayLike) -> NDArray[np.bool_]:
@@ -75,10 +82,7 @@ def in_china(lon: ArrayLike, lat: ArrayLike) -> NDArray[np.bool_]:
     numpy.ndarray of bool
         Broadcast shape of the inputs (0-d for scalars).
     """
-    x = np.asarray(lon, dtype=float)
-    y = np.asarray(lat, dtype=float)
-    w, s, e, n = CHINA_BBOX
-    return (x > w) & (x < e) & (y > s) & (y < n)
+    return _in_box(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
 
 
 def _offset(lon: NDArray[np.float64], lat: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -150,8 +154,12 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike, tol: float = _DEFAULT_TOL,
     Returns
     -------
     (lon, lat)
-        WGS84 degrees, arrays of the broadcast shape. Points outside
-        :data:`CHINA_BBOX` (and NaN) are returned unchanged.
+        WGS84 degrees, arrays of the broadcast shape. Where the solution
+        lies outside :data:`CHINA_BBOX` the input is returned unchanged (GCJ-02
+        is the identity there), as are NaNs. Within about 1 km of the box's
+        edge the forward map is not one-to-one (a shifted point and an
+        unshifted one can coincide); the inverse then prefers the shifted
+        (in-box) solution, so every WGS84 point in the box round-trips.
 
     Raises
     ------
@@ -159,12 +167,12 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike, tol: float = _DEFAULT_TOL,
         If some point has not converged after ``max_iter`` steps.
     """
     gx, gy = _as_float_arrays(lon, lat)
-    # Decide "inside" on the GCJ-02 input: the mask must not flip between steps.
-    inside = in_china(gx, gy)
     wx, wy = gx.copy(), gy.copy()
-    if not inside.any():
+    # Iterate wherever the WGS84 answer may lie in the box (the shift is at most ~0.01 deg).
+    near = _in_box(gx, gy, _EDGE_MARGIN)
+    if not near.any():
         return wx, wy
-    ix, iy = gx[inside], gy[inside]
+    ix, iy = gx[near], gy[near]
     x, y = ix.copy(), iy.copy()
     for _ in range(max_iter):
         dlon, dlat = _offset(x, y)
@@ -176,8 +184,11 @@ def gcj02_to_wgs84(lon: ArrayLike, lat: ArrayLike, tol: float = _DEFAULT_TOL,
         y = y - ey
     else:
         raise ConvergenceError(f"GCJ-02 inverse did not reach {tol} deg in {max_iter} steps")
-    wx[inside] = x
-    wy[inside] = y
+    # Keep the solution only where the forward formula applies to it, so that
+    # wgs84_to_gcj02(gcj02_to_wgs84(g)) == g; elsewhere GCJ-02 is the identity.
+    ok = in_china(x, y)
+    wx[near] = np.where(ok, x, ix)
+    wy[near] = np.where(ok, y, iy)
     return wx, wy
 
 
