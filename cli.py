@@ -189,17 +189,454 @@ def roads(zone: Any, net: Any, fmt: str, output: Path | None, by: str) -> None:
 # ---------------------------------------------------------------- zone commands
 # (zones: see geo.zones)
 
+@cli.group()
+def zone() -> None:
+    """Test zones: list the shipped ones, show one, import an outline (GCJ-02 -> WGS84)."""
+
+
+def _zone_warnings() -> Any:
+    """Record geo.zones' warnings and print each as one ``icv: warning:`` line on stderr."""
+    import contextlib
+    import warnings
+
+    from geo.zones import ZoneWarning
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ZoneWarning)
+            yield
+        for w in caught:
+            if issubclass(w.category, ZoneWarning):
+                click.echo(f"icv: warning: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return ctx()
+
+
+@zone.command("list")
+@output_options
+def zone_list(fmt: str, output: Path | None) -> None:
+    """Shipped zones: name, area (km², equal-area), sub-zones, source."""
+    from geo import zones
+
+    records = []
+    with _zone_warnings():
+        for name in zones.list_zones():
+            z = zones.load_zone(name)
+            records.append({
+                "name": z.name,
+                "area_km2": round(z.area_km2, 3),
+                "subzones": 0 if z.subzones is None else len(z.subzones),
+                "source": z.meta.get("source", {}).get("description", "unknown"),
+            })
+    emit(records, fmt, output, columns=["name", "area_km2", "subzones", "source"],
+         meta={"area": zones.AREA_METHOD}, title="Shipped test zones")
+
+
+@zone.command("show")
+@click.argument("name")
+@output_options
+def zone_show(name: str, fmt: str, output: Path | None) -> None:
+    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones."""
+    from geo import zones
+
+    with _zone_warnings():
+        z = zones.load_zone(name)
+        rep = zones.reported_area(z)
+    area = z.area_km2
+    records: list[dict[str, Any]] = [{
+        "name": z.name, "kind": "zone", "area_km2": round(area, 3),
+        "reported_area_km2": rep.value_km2 if rep else None,
+        "difference_pct": round(100 * (area - rep.value_km2) / rep.value_km2, 2) if rep else None,
+    }]
+    for sub_name, a in zones.subzone_areas_km2(z).items():
+        records.append({"name": sub_name, "kind": "sub-zone", "area_km2": round(float(a), 3)})
+    minx, miny, maxx, maxy = z.geometry.bounds
+    src = z.meta.get("source", {})
+    meta = {
+        "reported area": rep.label() if rep else "none on record for this zone",
+        "source": src.get("description", "unknown") + (f" ({src['file']}, sha256 {src['sha256'][:12]})"
+                                                       if src.get("file") else ""),
+        "licence": z.meta.get("licence", "unknown"),
+        "derivation": z.meta.get("derivation", "not recorded"),
+        "area": zones.AREA_METHOD,
+        "bounds (lon/lat)": f"{minx:.5f}, {miny:.5f}, {maxx:.5f}, {maxy:.5f}",
+    }
+    emit(records, fmt, output, columns=["name", "kind", "area_km2", "reported_area_km2", "difference_pct"],
+         meta=meta, title=f"Zone {z.name}")
+
+
+@zone.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--crs", required=True, metavar="wgs84|gcj02|epsg:N",
+              help="What the file's coordinates are. Amap/Tencent outlines are gcj02 (even when the "
+                   "GeoJSON claims WGS84); they are converted to WGS84.")
+@click.option("--name", default=None, help="Zone name (default: the file's stem).")
+@click.option("--select", multiple=True, metavar="KEY=VALUE",
+              help="Keep the features whose property KEY equals VALUE (repeatable), e.g. adcode=310114.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for NAME.geojson and NAME.json [default: data/zones].")
+@click.option("--source-note", default=None, help="Where the outline comes from (for the sidecar).")
+@click.option("--licence", default=None, help="The outline's licence (for the sidecar).")
+@output_options
+def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...], out_dir: Path | None,
+                source_note: str | None, licence: str | None, fmt: str, output: Path | None) -> None:
+    """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
+
+    \b
+    The shipped zones are made by:
+      icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
+          --select adcode=310114 --name jiading
+      icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
+          --name shanghai_districts
+    """
+    from geo import zones
+
+    with _zone_warnings():
+        path = zones.import_zone(file, crs=crs, name=name, select=list(select) or None, out_dir=out_dir,
+                                 source_description=source_note, licence=licence)
+        z = zones.load_zone(path)
+    emit([{"name": z.name, "features": z.meta.get("features"), "area_km2": round(z.area_km2, 3),
+           "subzones": 0 if z.subzones is None else len(z.subzones), "file": str(path),
+           "sidecar": str(path.with_suffix(".json"))}], fmt, output,
+         meta={"derivation": z.meta.get("derivation", "")}, title=f"Imported zone {z.name}")
+
 
 # ---------------------------------------------------------------- statistics and comparison
 # (stats, compare, report: see geo.stats and geo.reported)
+
+@cli.command("stats")
+@with_network
+@output_options
+@click.option("--by", type=click.Choice(["class", "ref", "subzone"]), default=None,
+              help="Break km down by highway class, by route ref, or per sub-zone of the zone.")
+@click.option("--explain", "explain_figure", metavar="FIGURE", default=None,
+              help="List what is behind one figure, e.g. ref_km:G2, centerline_km, intersections, "
+                   "subzone:NAME/carriageway_km.")
+@click.option("--detail", is_flag=True, help="Also list the per-class and per-ref figures.")
+@click.option("--intersection-tolerance", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              metavar="M", help="Merge junction nodes whose M-metre buffers overlap (as OSMnx).")
+@click.option("--pair-distance", type=click.FloatRange(min=0, min_open=True), default=40.0, show_default=True,
+              metavar="M", help="Maximum distance between the two carriageways of a dual carriageway.")
+def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None, explain_figure: str | None,
+              detail: bool, intersection_tolerance: float, pair_distance: float) -> None:
+    """Road statistics of the zone: carriageway and centerline km, classes, refs, streets, intersections."""
+    from geo import stats as gstats
+
+    params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
+    st = gstats.road_stats(net.roads, zone, params=params, provenance=net.provenance)
+    meta = gstats.stats_meta(st)
+    if explain_figure:
+        fig = st.figure(explain_figure)
+        value = fig.to_record()["value"]
+        emit(gstats.records(gstats.explain(st, explain_figure)), fmt, output, meta=meta,
+             title=f"{explain_figure} = {value} {fig.unit}: {fig.definition}")
+    elif by:
+        emit(gstats.breakdown(st, by), fmt, output, meta=meta, title=f"Road statistics of {st.zone_name} by {by}")
+    else:
+        emit(st.figures(detail=detail), fmt, output, meta=meta, title=f"Road statistics of {st.zone_name}")
+
+
+# ---------------------------------------------------------------- compare
+
+COMPARE_TABLE_COLUMNS = ["figure", "reported", "unit", "as_of", "source", "computed", "definition", "delta",
+                         "delta_pct", "note"]
+
+
+def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """For the text table: definition column as a short label, the full text listed below it."""
+    defs: dict[str, str] = {}
+    out = []
+    for r in rows:
+        d = r.get("definition")
+        if d and ":" in d:
+            label, _, full = d.partition(":")
+            defs[f"definition of {label.strip()}"] = full.strip()
+            r = {**r, "definition": label.strip()}
+        out.append(r)
+    return out, defs
+
+
+def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from geo import fleet
+
+    return fleet.fleet_figures_from_file(path)
+
+
+def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | None, no_network: bool,
+                  **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    from geo import report, stats, zones
+    from geo.errors import CacheError
+
+    zone = zones.load_zone(nkw["zone"])
+    zone_place = zone.meta.get("place") or zone.name
+    place = place or zone_place
+    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest"}
+    fleet = _load_fleet_figures(fleet_summary)
+    if place.casefold() != str(zone_place).casefold():
+        # another place: its reported figures only, nothing computed for it
+        meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
+        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet), meta
+    st = None
+    if not no_network:
+        try:
+            _, net = load_from_options(**nkw)
+        except CacheError as e:
+            if nkw.get("source") != "cache":
+                raise
+            click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
+        else:
+            st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+            meta.update({f"network {k}": v for k, v in net.provenance.to_dict().items()
+                         if k in ("source_kind", "source", "osm_timestamp", "filter", "attribution")})
+    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet)
+    meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
+    return place, rows, meta
+
+
+@cli.command()
+@network_options
+@output_options
+@click.option("--place", default=None, help="Place whose reported figures are compared (default: the zone's).")
+@click.option("--as-of", default=None, help="Latest reported figures at this date (YYYY, YYYY-MM or YYYY-MM-DD).")
+@click.option("--history", is_flag=True, help="Show the time series of the reported figures of the place.")
+@click.option("--figure", "history_figure", default=None, help="With --history: one figure only.")
+@click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Fleet figures (JSON written by `icv fleet mileage`) to set beside the reported ones.")
+@click.option("--no-network", is_flag=True, help="Compare the zone area only; load no road network.")
+def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None, history: bool,
+            history_figure: str | None, fleet_summary: Path | None, no_network: bool, **nkw: Any) -> None:
+    """Set computed figures beside the reported ones (source and date beside each).
+
+    Road figures come from the road network of the zone (default: the cache
+    that `icv pull` wrote; --source FILE for an extract). Fleet figures stay
+    reported-only unless --fleet-summary is given.
+    """
+    from geo import reported
+
+    if history:
+        from geo import zones
+
+        place = place or zones.load_zone(nkw["zone"]).meta.get("place") or "Jiading"
+        recs = reported.history(place, history_figure)
+        rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
+                 "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
+        emit(rows, fmt, output, title=f"Reported figures of {place} over time",
+             meta={"records": len(rows), "source": "data/reported_figures.toml"})
+        return
+    place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, **nkw)
+    defs: dict[str, str] = {}
+    if fmt == "table":
+        rows, defs = _short_definitions(rows)
+    emit(rows, fmt, output, columns=COMPARE_TABLE_COLUMNS, meta={**meta, **defs},
+         title=f"{place}: reported and computed figures")
 
 
 # ---------------------------------------------------------------- maps
 # (map coverage, map mileage: see geo.maps)
 
+@cli.group("map")
+def map_group() -> None:
+    """HTML maps (Leaflet): test-road coverage of the zone, share of the test mileage."""
+
+
+def map_options(default_output: str) -> Callable[[Callable], Callable]:
+    """Basemap, tiles, offline and output options; the basemap is checked before any data loads."""
+    def deco(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def wrapper(**kw: Any) -> Any:
+            from geo import maps
+
+            kw["basemap"] = maps.resolve_basemap(kw["basemap"], tiles_url=kw.pop("tiles"),
+                                                 tianditu_key=kw.pop("tianditu_key"), offline=kw["offline"])
+            kw["output"] = kw["output"] or Path(default_output)
+            return f(**kw)
+
+        opts = [
+            click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                         help=f"HTML file, written atomically with a .provenance.json sidecar [default: {default_output}]."),
+            click.option("--basemap", type=click.Choice(["osm", "amap", "tianditu", "none"]), default="osm",
+                         show_default=True,
+                         help="Tiles under the map. amap tiles are GCJ-02: every overlay is then shifted to GCJ-02."),
+            click.option("--tiles", default=None, metavar="URL",
+                         help="Tile URL template ({z}/{x}/{y}) replacing the basemap's; with --offline it must be local."),
+            click.option("--tianditu-key", envvar="ICV_TIANDITU_KEY", default=None,
+                         help="Your Tianditu key for --basemap tianditu (env ICV_TIANDITU_KEY)."),
+            click.option("--offline", is_flag=True,
+                         help="One self-contained HTML file (Leaflet inlined); no tiles unless --tiles is local."),
+        ]
+        for o in reversed(opts):
+            wrapper = o(wrapper)
+        return wrapper
+    return deco
+
+
+def _read_test_roads(ctx: click.Context, param: click.Parameter, value: Path | None) -> Any:
+    """Read --test-roads while parsing, so a bad file fails before the network loads."""
+    if value is None:
+        return None
+    from geo.testroads import load_test_roads
+
+    return load_test_roads(value)
+
+
+def _wrote_map(path: Path) -> None:
+    click.echo(f"wrote {path} (+ {path.stem}.provenance.json)", err=True)
+
+
+@map_group.command("coverage")
+@map_options("maps/coverage.html")
+@with_network
+@click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=_read_test_roads, metavar="FILE",
+              help="Roads open for testing: CSV of names/refs (name,ref,from,to,note) or GeoJSON lines. "
+                   "Without it every road of the filter counts.")
+@click.option("--buffer-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
+              metavar="M", help="Share of the zone's area within M metres of a test road.")
+@click.option("--cell-size-m", type=click.FloatRange(min=10), default=1000.0, show_default=True, metavar="M",
+              help="Side of the square grid cells (local UTM).")
+def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
+                 offline: bool, output: Path) -> None:
+    """Coverage map: roads by class (test / not test), km per grid cell, share of area near a test road."""
+    from geo import maps
+    from geo.testroads import match_test_roads
+
+    mask, unmatched = None, []
+    if test_set is not None:
+        match = match_test_roads(net.roads, test_set)
+        mask = match.mask
+        unmatched = [e.label for e in match.unmatched]
+        for label in unmatched:
+            click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+    cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name, test_mask=mask, buffer_m=buffer_m,
+                                cell_size_m=cell_size_m)
+    m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
+                          test_mask=mask, test_set_label=test_set.label if test_set is not None else None,
+                          unmatched=unmatched, provenance=net.provenance, basemap=basemap)
+    _wrote_map(maps.save_map(m, output, offline=offline))
+    click.echo(f"{zone.name}: {cov.test_km:.1f} km of test road; {100 * cov.share_within:.1f}% of "
+               f"{cov.zone_area_km2:.1f} km² within {buffer_m:g} m of a test road")
+
+
+@map_group.command("mileage")
+@map_options("maps/mileage_share.html")
+@network_options
+@click.option("--districts", default="shanghai_districts", show_default=True,
+              help="Zone whose sub-zones are the city's districts (shipped name or file).")
+@click.option("--city", default="Shanghai", show_default=True, help="The city's place name in the reported figures.")
+@click.option("--as-of", default=None, help="Use reported figures at or before this date (YYYY, YYYY-MM, YYYY-MM-DD).")
+@click.option("--figures", "figures_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Reported-figures TOML file [default: data/reported_figures.toml].")
+@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fleet km per road piece (CSV/Parquet: piece or osm_way_ids, enterprise, km); "
+                   "loads the network given by the network options.")
+def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
+                basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
+    """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given."""
+    from geo import maps, reported, zones
+
+    dz = zones.load_zone(districts)
+    subs = dz.subzones
+    if subs is None or subs.empty:
+        from geo.errors import ZoneError
+
+        raise ZoneError(f"zone {dz.name!r} has no sub-zones (districts)",
+                        hint="give --districts with one feature per district, e.g. shanghai_districts")
+    figs = reported.load_reported_figures(figures_path) if figures_path else None
+    shares = maps.reported_mileage_shares(subs, city=city, as_of=as_of, figures=figs)
+    prov: dict[str, Any] = {"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence", "derivation")
+                                          if k in dz.meta},
+                            "reported_figures": str(figures_path or reported.DEFAULT_PATH)}
+    fleet = roads = zone_geom = None
+    if fleet_path is not None:
+        table = maps.read_fleet_km(fleet_path)
+        zone, net = load_from_options(**_pop_network_kw(kw))
+        roads, zone_geom = net.roads, zone.geometry
+        fleet = maps.fleet_km_by_piece(table, roads, source=str(fleet_path))
+        prov["network"] = net.provenance.to_dict()
+        prov["fleet"] = str(fleet_path)
+    m = maps.mileage_map(shares, subs, city=shares.city, fleet=fleet, roads=roads, zone_geom=zone_geom,
+                         provenance=prov, basemap=basemap)
+    _wrote_map(maps.save_map(m, output, offline=offline))
+    for d in shares.districts:
+        if d.share is not None:
+            click.echo(f"{d.name_en}: {d.figure.value / 1e6:.2f} M km = {100 * d.share:.1f}% of {shares.city}'s "
+                       f"{shares.city_total.value / 1e6:.2f} M km")
+    click.echo(f"not attributed to a district: {shares.unattributed_km / 1e6:.2f} M km "
+               f"({100 * shares.unattributed_share:.1f}%)")
+
 
 # ---------------------------------------------------------------- fleet
 # (fleet simulate, fleet mileage: see geo.fleet)
+
+@cli.group()
+def fleet() -> None:
+    """Fleet logs: simulated test fleets and test mileage per road piece."""
+
+
+@fleet.command("simulate")
+@with_network
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
+@click.option("--vehicles", type=click.IntRange(min=1), default=10, show_default=True, help="Vehicles.")
+@click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
+@click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same log).")
+@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="GPS noise, horizontal RMS metres.")
+@click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
+              help="Coordinates of the written log.")
+def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
+                   noise_m: float, crs: str) -> None:
+    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer."""
+    from geo import simulate
+
+    params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,
+                                noise_m=noise_m, crs=crs)
+    sim = simulate.simulate_fleet(net.roads, params, network_provenance=net.provenance)
+    files = simulate.write_simulation(sim, output)
+    click.echo(f"simulated {len(sim.log):,} fixes of {vehicles} vehicles ({enterprises} enterprises), "
+               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), coordinates {crs}; SYNTHETIC")
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
+@fleet.command("mileage")
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@with_network
+@output_options
+@click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
+              help="Coordinates of the log (GCJ-02 is what Amap-based loggers write).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=500_000, show_default=True,
+              help="Rows read and matched at a time (bounds memory).")
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+              help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
+def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None, crs: str, chunk_rows: int,
+                  scheduler: str | None, out_dir: Path | None) -> None:
+    """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage."""
+    import warnings
+
+    from geo import fleet as fleet_mod
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", fleet_mod.FleetLogWarning)
+        res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
+                                        scheduler=scheduler, provenance=net.provenance)
+    for w in caught:
+        click.echo(f"icv: warning: {w.message}", err=True)
+    bad = res.bad_rows()
+    if bad:
+        counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
+        click.echo(f"icv: {sum(r['rows'] for r in bad)} bad rows not used ({counts})", err=True)
+    if out_dir is not None:
+        for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt):
+            click.echo(f"wrote {f}", err=True)
+    emit_text(fleet_mod.render_tables(res, fmt), output)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -699,7 +699,8 @@ def _row(r: ReportedFigure, cv: ComputedValue | None) -> dict[str, Any]:
     }
 
 
-def compare(reported: Sequence[ReportedFigure], computed: Mapping[str, ComputedValue]) -> list[dict[str, Any]]:
+def compare(reported: Sequence[ReportedFigure],
+            computed: Mapping[str, ComputedValue | Sequence[ComputedValue]]) -> list[dict[str, Any]]:
     """Set reported figures against computed values, one row per reported figure.
 
     Parameters
@@ -708,7 +709,8 @@ def compare(reported: Sequence[ReportedFigure], computed: Mapping[str, ComputedV
         Records to compare, e.g. ``figures_for("Jiading", as_of="2024-03-01")``.
     computed
         Computed values by figure name (vocabulary names); lengths and areas are
-        converted to the reported unit (m -> km, m2 -> km2).
+        converted to the reported unit (m -> km, m2 -> km2). A list gives one
+        row per definition (centerline and carriageway km of one figure).
 
     Returns
     -------
@@ -726,12 +728,17 @@ def compare(reported: Sequence[ReportedFigure], computed: Mapping[str, ComputedV
     InputError
         If a key of ``computed`` is not a figure name.
     """
-    for name in computed:
+    many: dict[str, list[ComputedValue]] = {}
+    for name, cvs in computed.items():
         _check_figure(name)
-    rows = [_row(r, computed.get(r.figure)) for r in reported]
+        many[name] = [cvs] if isinstance(cvs, ComputedValue) else list(cvs)
+    rows: list[dict[str, Any]] = []
+    for r in reported:
+        # one row per computed definition (e.g. centerline and carriageway km)
+        rows.extend(_row(r, cv) for cv in many.get(r.figure) or [None])
     seen = {r.figure for r in reported}
     places_ = list(dict.fromkeys(r.place for r in reported))
-    for name, cv in computed.items():
+    for name, cv in ((n, cv) for n, cvs in many.items() for cv in cvs):
         if name in seen:
             continue
         rows.append({
@@ -742,7 +749,7 @@ def compare(reported: Sequence[ReportedFigure], computed: Mapping[str, ComputedV
     return rows
 
 
-def compare_place(place: str, computed: Mapping[str, ComputedValue], as_of: str | date | None = None, *,
+def compare_place(place: str, computed: Mapping[str, ComputedValue | Sequence[ComputedValue]], as_of: str | date | None = None, *,
                   figures: Iterable[ReportedFigure] | None = None,
                   include_targets: bool = False) -> list[dict[str, Any]]:
     """:func:`compare` against the latest figures of ``place`` at ``as_of`` (see :func:`figures_for`)."""

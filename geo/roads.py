@@ -233,7 +233,11 @@ def _chains(ways: Iterable[RawWay], road_filter: RoadFilter | None) -> list[_Cha
         if not isinstance(hw, str) or len(w.node_ids) < 2:
             continue
         d = _direction(w.tags)
-        nodes, coords = list(w.node_ids), list(w.coords)
+        # a node repeated back to back (a mapping error) would make a zero-length piece
+        keep = [i for i in range(len(w.node_ids)) if i == 0 or w.node_ids[i] != w.node_ids[i - 1]]
+        if len(keep) < 2:
+            continue
+        nodes, coords = [w.node_ids[i] for i in keep], [w.coords[i] for i in keep]
         if d == -1:
             nodes.reverse()
             coords.reverse()
@@ -364,7 +368,22 @@ def build_roads_table(ways: Iterable[RawWay], road_filter: RoadFilter | None = N
     pieces = _merge_chains(chains) if merge else chains
     if merge:
         _orient_oneway(pieces, chains)
+        _orient_twoway(pieces)
     return _table(pieces)
+
+
+def _orient_twoway(chains: list[_Chain]) -> None:
+    """Give two-way pieces of several ways one direction whatever the order ways came in.
+
+    A merged piece's direction follows where the merge walk started, which
+    depends on the order of the input; start it at the lexicographically
+    smaller end coordinate (source-independent, unlike node ids).
+    """
+    for c in chains:
+        if not c.oneway and len(c.way_ids) > 1 and c.coords[-1] < c.coords[0]:
+            c.nodes.reverse()
+            c.coords.reverse()
+            c.way_ids.reverse()
 
 
 def _table(pieces: list[_Chain]) -> gpd.GeoDataFrame:

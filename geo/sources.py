@@ -40,6 +40,8 @@ from .zones import Zone
 
 XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
+#: Overpass pulls a polygon this much wider than the zone (metres), see load_network.
+OVERPASS_MARGIN_M = 2000.0
 
 
 @dataclass
@@ -116,8 +118,11 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
             raise InputError("an Overpass pull needs a zone polygon", hint="give --zone")
         from . import _overpass
 
+        # OSMnx cuts each way at its first node outside the polygon; a margin keeps
+        # whole pieces at the zone edge, as the file sources give them
         ways, info = _overpass.fetch_ways(zone.geometry, road_filter, url=overpass_url, timeout=timeout or 180,
-                                          memory=memory, cache_dir=cache_dir, progress=progress)
+                                          memory=memory, cache_dir=cache_dir, progress=progress,
+                                          margin_m=OVERPASS_MARGIN_M)
         prov = Provenance("overpass", info.url, osm_timestamp=info.osm_base, filter=road_filter.label,
                           zone=zone_name)
         roads = build_roads_table(ways, road_filter)

@@ -326,3 +326,20 @@ def test_shapefile_reads_as_the_same_network(shared_data: Path, tmp_path: Path) 
     b = sources.load_network(tmp_path / "ways.shp").roads
     assert len(a) == len(b) > 1000
     assert_same_table(a, b, node_ids=False)
+
+
+def test_xml_geojson_and_overpass_give_the_same_table(shared_data: Path, tmp_path: Path) -> None:
+    """The shared subset as OSM XML, as GeoJSON, and pulled through the stand-in Overpass server."""
+    from overpass_standin import OverpassStandIn
+
+    from geo.zones import load_zone
+
+    zone = load_zone("jiading")
+    xml = sources.load_network(shared_data / "jiading_osm_signalized.osm", zone=zone).roads
+    layer = sources.load_network(shared_data / "jiading_osm_signalized_ways.geojson", zone=zone).roads
+    with OverpassStandIn(shared_data / "jiading_osm_signalized.osm") as server:
+        net = sources.load_network("overpass", zone=zone, overpass_url=server.url, cache_dir=tmp_path)
+    assert net.provenance.source_kind == "overpass" and net.provenance.osm_timestamp == "2024-02-29T23:59:59Z"
+    assert len(xml) > 700
+    assert_same_table(xml, net.roads)
+    assert_same_table(xml, layer, node_ids=False)

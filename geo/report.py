@@ -1,0 +1,143 @@
+"""The comparison of computed and reported figures, and the written report.
+
+:func:`computed_figures` maps road statistics onto the reported-figure
+vocabulary (:mod:`geo.reported`): each reported figure gets every computed value
+that can stand beside it, each with its definition, so that a reader sees at
+once whether "1,117 km" is matched by centerline or by carriageway km.
+:func:`report_markdown` renders the whole report (``maps/report.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from . import reported as rep
+from .provenance import OSM_ATTRIBUTION, Provenance
+from .reported import ComputedValue
+from .stats import RoadStats
+
+#: Figures compared for a zone: reported figure -> stats figures that stand beside it.
+STAT_FIGURES: dict[str, tuple[str, ...]] = {
+    "area_km2": ("zone_area_km2",),
+    "test_road_km": ("centerline_km", "carriageway_km"),
+    "streets": ("named_streets",),
+    "expressway_km": ("expressway_km", "class_km:motorway"),
+    "intersections": ("intersections",),
+}
+#: Route refs always compared (Jiading's two expressway sections).
+DEFAULT_REFS = ("G2", "G1503")
+
+
+def _cv(stats: RoadStats, name: str, label: str | None = None) -> ComputedValue | None:
+    if name not in stats.figures_by_name:
+        return None
+    f = stats.figures_by_name[name]
+    if f.value is None:
+        return None
+    unit = {"km²": "km2", "names": "count", "junctions": "count"}.get(f.unit, f.unit)
+    return ComputedValue(float(f.value), unit, f"{label or name}: {f.definition}")
+
+
+def computed_figures(stats: RoadStats | None, *, area_km2: float | None = None,
+                     refs: Sequence[str] = DEFAULT_REFS,
+                     fleet: Mapping[str, ComputedValue] | None = None) -> dict[str, list[ComputedValue]]:
+    """Computed values in the reported-figure vocabulary.
+
+    Parameters
+    ----------
+    stats
+        Road statistics of the zone, or ``None`` when no network was loaded
+        (then only the area, and fleet figures if given).
+    area_km2
+        The zone's equal-area area, used when ``stats`` is ``None``.
+    refs
+        Route refs to compare as ``ref_km:REF`` (centerline and carriageway km);
+        every ref with a reported figure is added by :func:`compare_zone`.
+    fleet
+        Fleet figures (``vehicles``, ``enterprises``, ``test_mileage_km``...).
+
+    Returns
+    -------
+    dict
+        Figure name -> computed values (centerline first where both exist).
+    """
+    out: dict[str, list[ComputedValue]] = {}
+    if stats is not None:
+        for fig, names in STAT_FIGURES.items():
+            vals = [cv for n in names if (cv := _cv(stats, n, n.replace("class_km:motorway",
+                                                                          "carriageway km of motorway")))]
+            if vals:
+                out[fig] = vals
+        for ref in refs:
+            vals = [cv for n in (f"ref_centerline_km:{ref}", f"ref_km:{ref}") if (cv := _cv(stats, n))]
+            out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km", f"no piece with ref {ref} in the zone")]
+    elif area_km2 is not None:
+        out["area_km2"] = [ComputedValue(area_km2, "km2", "zone area in an Albers equal-area projection")]
+    for name, cv in (fleet or {}).items():
+        out.setdefault(name, []).append(cv)
+    return out
+
+
+def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None = None,
+                 as_of: str | date | None = None, fleet: Mapping[str, ComputedValue] | None = None,
+                 figures: Sequence[rep.ReportedFigure] | None = None) -> list[dict[str, Any]]:
+    """Rows of figure | reported (value, source, date) | computed (value, definition) | delta | note."""
+    reported = rep.figures_for(place, as_of, figures=figures)
+    refs = sorted({*DEFAULT_REFS, *(r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:"))})
+    computed = computed_figures(stats, area_km2=area_km2, refs=refs, fleet=fleet)
+    return rep.compare(reported, computed)
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _md_escape(s: Any) -> str:
+    """Markdown table cell: names from OSM are data, not markup."""
+    text = "" if s is None else str(s)
+    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]"):
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
+
+
+def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
+                    provenance: Provenance | None, maps: Mapping[str, str] | None = None,
+                    by_class: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """The report as Markdown: comparison, statistics, definitions, maps, provenance."""
+    lines = [f"# ICV test roads of {place}: computed from OpenStreetMap and compared with reported figures", ""]
+    if provenance is not None:
+        lines += [f"- data source: {provenance.source_kind} `{provenance.source}`"
+                  + (f" (sha256 {provenance.source_sha256[:16]})" if provenance.source_sha256 else ""),
+                  f"- OSM data timestamp: {provenance.osm_timestamp or 'unknown'}",
+                  f"- road filter: {provenance.filter}", f"- zone: {zone_name}",
+                  f"- made by icv {provenance.tool_version} at {provenance.created}",
+                  f"- {OSM_ATTRIBUTION}", ""]
+    lines += ["## Reported and computed", "",
+              "| figure | reported | as of | source | computed | definition | delta | delta % | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in comparison:
+        lines.append("| " + " | ".join([
+            _md_escape(r.get("figure")), _fmt(r.get("reported")) + (f" {r.get('unit')}" if r.get("reported") is not None else ""),
+            _md_escape(r.get("as_of") or "—"), _md_escape(r.get("source") or "—"), _fmt(r.get("computed")),
+            _md_escape(r.get("definition") or "—"), _fmt(r.get("delta")),
+            _fmt(r.get("delta_pct"), 1), _md_escape(r.get("note") or "")]) + " |")
+    if stats is not None:
+        lines += ["", "## Road statistics of the zone", "", "| figure | value | unit | definition |", "|---|---|---|---|"]
+        for f in stats.figures(detail=False):
+            lines.append(f"| {_md_escape(f['figure'])} | {_fmt(f['value'])} | {f['unit']} | {_md_escape(f['definition'])} |")
+    if by_class:
+        lines += ["", "## Km by class", "", "| class | carriageway km | centerline km |", "|---|---|---|"]
+        for r in by_class:
+            lines.append(f"| {_md_escape(r.get('highway'))} | {_fmt(r.get('carriageway_km'))} | {_fmt(r.get('centerline_km'))} |")
+    if maps:
+        lines += ["", "## Maps", ""]
+        lines += [f"- {_md_escape(k)}: [{v}]({v})" for k, v in maps.items()]
+    lines += ["", "---", f"Road data {OSM_ATTRIBUTION}. Reported figures: see the source column; "
+              "`icv compare --history` lists every reported figure over time.", ""]
+    return "\n".join(lines)
