@@ -457,12 +457,14 @@ def map_options(default_output: str) -> Callable[[Callable], Callable]:
 
         opts = [
             click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                         help=f"HTML file, written atomically with a .provenance.json sidecar [default: {default_output}]."),
+                         help="HTML file, written atomically with a .provenance.json sidecar "
+                              f"[default: {default_output}]."),
             click.option("--basemap", type=click.Choice(["osm", "amap", "tianditu", "none"]), default="osm",
                          show_default=True,
                          help="Tiles under the map. amap tiles are GCJ-02: every overlay is then shifted to GCJ-02."),
             click.option("--tiles", default=None, metavar="URL",
-                         help="Tile URL template ({z}/{x}/{y}) replacing the basemap's; with --offline it must be local."),
+                         help="Tile URL template ({z}/{x}/{y}) replacing the basemap's; "
+                              "with --offline it must be local."),
             click.option("--tianditu-key", envvar="ICV_TIANDITU_KEY", default=None,
                          help="Your Tianditu key for --basemap tianditu (env ICV_TIANDITU_KEY)."),
             click.option("--offline", is_flag=True,
