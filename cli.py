@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -344,6 +343,11 @@ COMPARE_TABLE_COLUMNS = ["figure", "reported", "unit", "as_of", "source", "compu
                          "delta_pct", "note"]
 
 
+def _compare_columns(fmt: str) -> list[str]:
+    """The text table leaves the place out (it is in the title); data formats keep it."""
+    return COMPARE_TABLE_COLUMNS if fmt == "table" else ["place", *COMPARE_TABLE_COLUMNS]
+
+
 def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """For the text table: definition column as a short label, the full text listed below it."""
     defs: dict[str, str] = {}
@@ -390,6 +394,7 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
         else:
             st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+            meta["network reach"] = report.network_reach(net.roads, zone.geometry)
             meta.update({f"network {k}": v for k, v in net.provenance.to_dict().items()
                          if k in ("source_kind", "source", "osm_timestamp", "filter", "attribution")})
     rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet)
@@ -431,7 +436,7 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     defs: dict[str, str] = {}
     if fmt == "table":
         rows, defs = _short_definitions(rows)
-    emit(rows, fmt, output, columns=COMPARE_TABLE_COLUMNS, meta={**meta, **defs},
+    emit(rows, fmt, output, columns=_compare_columns(fmt), meta={**meta, **defs},
          title=f"{place}: reported and computed figures")
 
 
@@ -569,6 +574,68 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
                        f"{shares.city_total.value / 1e6:.2f} M km")
     click.echo(f"not attributed to a district: {shares.unattributed_km / 1e6:.2f} M km "
                f"({100 * shares.unattributed_share:.1f}%)")
+
+
+# ---------------------------------------------------------------- report (the main job)
+
+def _step(i: int, n: int, text: str) -> None:
+    click.echo(f"[{i}/{n}] {text}", err=True)
+
+
+@cli.command()
+@network_options
+@output_options
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("maps"),
+              show_default=True, help="Folder for report.md and the maps.")
+@click.option("--as-of", default=None, help="Compare with the latest reported figures at this date.")
+@click.option("--basemap", type=click.Choice(["osm", "amap", "none"]), default="osm", show_default=True,
+              help="Tiles under the maps (amap shifts overlays to GCJ-02).")
+@click.option("--offline", is_flag=True, help="Self-contained HTML maps without tiles.")
+@click.option("--no-maps", is_flag=True, help="Write report.md only.")
+@click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
+def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
+           no_maps: bool, fleet_summary: Path | None, **nkw: Any) -> None:
+    """The main job: load the network, compute statistics, compare, write maps/report.md and the maps."""
+    from geo import maps, report as rep, stats, zones
+    from geo._atomic import write_text as _write
+
+    n = 3 if no_maps else 5
+    _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
+    zone, net = load_from_options(**nkw)
+    _step(2, n, f"road statistics of {len(net.roads):,} pieces")
+    st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+    place = zone.meta.get("place") or zone.name
+    fleet = _load_fleet_figures(fleet_summary)
+    rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet)
+    written: dict[str, str] = {}
+    if not no_maps:
+        _step(3, n, "coverage map")
+        bm = maps.resolve_basemap(basemap, offline=offline)
+        cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name)
+        m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
+                              provenance=net.provenance, basemap=bm)
+        written["coverage map"] = maps.save_map(m, out_dir / "coverage.html", offline=offline).name
+        _step(4, n, "test-mileage share map")
+        dz = zones.load_zone("shanghai_districts")
+        shares = maps.reported_mileage_shares(dz.subzones, city="Shanghai", as_of=as_of)
+        m = maps.mileage_map(shares, dz.subzones, city=shares.city, basemap=bm,
+                             provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")}})
+        written["test-mileage share map"] = maps.save_map(m, out_dir / "mileage_share.html", offline=offline).name
+    _step(n, n, f"writing {out_dir / 'report.md'}")
+    by_class = [{"highway": k.split(":", 1)[1], "carriageway_km": f["value"],
+                 "centerline_km": st.value(f"class_centerline_km:{k.split(':', 1)[1]}")}
+                for f in st.figures() if (k := f["figure"]).startswith("class_km:")]
+    reach = rep.network_reach(net.roads, zone.geometry)
+    md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
+                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach)
+    _write(out_dir / "report.md", md)
+    click.echo(f"wrote {out_dir / 'report.md'}", err=True)
+    summary = [r for r in rows if r.get("computed") is not None or r["figure"] in
+               ("vehicles", "enterprises", "test_mileage_km", "share_of_city_mileage")]
+    summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
+    emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{place}: reported and computed figures",
+         meta={"network": net.provenance.summary(), "network reach": reach, **defs})
 
 
 # ---------------------------------------------------------------- fleet

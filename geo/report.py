@@ -90,9 +90,27 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
     return rep.compare(reported, computed)
 
 
+def network_reach(roads: Any, zone_geom: Any, buffer_m: float = 500.0) -> str:
+    """How much of the zone the loaded network reaches: a completeness check.
+
+    The share of the zone's area within ``buffer_m`` of a loaded road. A whole
+    district's drive network reaches nearly all of it; a low share means the
+    extract covers part of the zone, and every road figure is a lower bound.
+    """
+    from .maps import compute_coverage
+
+    share = compute_coverage(roads, zone_geom, buffer_m=buffer_m).share_within
+    text = f"{100 * share:.1f}% of the zone lies within {buffer_m:g} m of a loaded road"
+    if share < 0.8:
+        text += " (the network covers part of the zone only: road figures are lower bounds)"
+    return text
+
+
 def _fmt(v: Any, nd: int = 2) -> str:
     if v is None:
         return "—"
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1:
+        return f"{v:,.0f}"
     if isinstance(v, float):
         return f"{v:,.{nd}f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
@@ -108,7 +126,7 @@ def _md_escape(s: Any) -> str:
 
 def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
                     provenance: Provenance | None, maps: Mapping[str, str] | None = None,
-                    by_class: Sequence[Mapping[str, Any]] | None = None) -> str:
+                    by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None) -> str:
     """The report as Markdown: comparison, statistics, definitions, maps, provenance."""
     lines = [f"# ICV test roads of {place}: computed from OpenStreetMap and compared with reported figures", ""]
     if provenance is not None:
@@ -117,7 +135,10 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
                   f"- OSM data timestamp: {provenance.osm_timestamp or 'unknown'}",
                   f"- road filter: {provenance.filter}", f"- zone: {zone_name}",
                   f"- made by icv {provenance.tool_version} at {provenance.created}",
-                  f"- {OSM_ATTRIBUTION}", ""]
+                  f"- {OSM_ATTRIBUTION}"]
+        if reach:
+            lines.append(f"- network reach: {reach}")
+        lines.append("")
     lines += ["## Reported and computed", "",
               "| figure | reported | as of | source | computed | definition | delta | delta % | note |",
               "|---|---|---|---|---|---|---|---|---|"]

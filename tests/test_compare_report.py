@@ -1,0 +1,118 @@
+"""`icv compare` and `icv report` (the main job) with click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+from geo import reported, sources, stats, zones
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def jiading_stats(shared_data: Path):
+    zone = zones.load_zone("jiading")
+    net = sources.load_network(shared_data / "jiading_osm_signalized.osm", zone=zone)
+    return zone, stats.road_stats(net.roads, zone)
+
+
+def rows_by(doc: dict, figure: str) -> list[dict]:
+    return [r for r in doc["rows"] if r["figure"] == figure]
+
+
+def test_compare_sets_computed_beside_reported(runner: CliRunner, shared_data: Path, jiading_stats) -> None:
+    zone, st = jiading_stats
+    r = runner.invoke(cli, ["compare", "--source", str(shared_data / "jiading_osm_signalized.osm"),
+                            "--as-of", "2024-03-01", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    [area] = rows_by(doc, "area_km2")
+    assert area["reported"] == 463 and area["as_of"] == "2024-02"
+    assert area["computed"] == pytest.approx(zone.area_km2)
+    assert area["delta"] == pytest.approx(zone.area_km2 - 463)
+    assert area["delta_pct"] == pytest.approx(100 * (zone.area_km2 - 463) / 463)
+    assert "shine.cn" in area["source"]
+    km = rows_by(doc, "test_road_km")
+    assert [row["definition"].split(":")[0] for row in km] == ["centerline_km", "carriageway_km"]
+    assert km[1]["computed"] == pytest.approx(st.value("carriageway_km"))
+    assert km[0]["computed"] == pytest.approx(st.value("centerline_km"))
+    assert km[0]["computed"] < km[1]["computed"]
+    assert km[1]["delta"] == pytest.approx(st.value("carriageway_km") - 1117)
+    [streets] = rows_by(doc, "streets")
+    assert streets["reported"] == 636 and streets["computed"] == st.value("named_streets")
+    for fig in ("vehicles", "enterprises", "test_mileage_km", "share_of_city_mileage"):
+        [row] = rows_by(doc, fig)
+        assert row["computed"] is None and "needs fleet data" in row["note"]
+    assert {r["figure"] for r in doc["rows"]} >= {"ref_km:G2", "ref_km:G1503", "expressway_km"}
+    # the partial subset reaches a small part of the zone: the output says so
+    assert "lower bounds" in doc["meta"]["network reach"]
+
+
+def test_compare_as_of_picks_earlier_figures(runner: CliRunner) -> None:
+    r = runner.invoke(cli, ["compare", "--no-network", "--as-of", "2021-01-01", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    [km] = rows_by(json.loads(r.stdout), "test_road_km")
+    expected = reported.latest_figure("Jiading", "test_road_km", "2021-01-01")
+    assert km["reported"] == expected.value == 315
+    assert km["computed"] is None
+
+
+def test_compare_other_place_is_reported_only(runner: CliRunner) -> None:
+    r = runner.invoke(cli, ["compare", "--place", "Wuhan", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["rows"] and all(row["computed"] is None for row in doc["rows"])
+    assert all(row["place"] == "Wuhan" for row in doc["rows"])
+
+
+def test_compare_history_is_a_sorted_time_series(runner: CliRunner) -> None:
+    r = runner.invoke(cli, ["compare", "--history", "--figure", "test_road_km", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    lines = [ln.split(",") for ln in r.stdout.splitlines()[1:] if ln and not ln.startswith("#")]
+    dates = [ln[2] for ln in lines]
+    assert dates == sorted(dates) and len(dates) >= 5
+    assert {ln[1] for ln in lines} == {"test_road_km"}
+
+
+def test_compare_unknown_place(runner: CliRunner) -> None:
+    r = runner.invoke(cli, ["compare", "--place", "Atlantis", "--no-network"])
+    assert r.exit_code == 2 and r.stderr.startswith("icv: error:") and r.stderr.count("\n") == 1
+
+
+def test_compare_without_cache_warns_and_keeps_area(runner: CliRunner, tmp_path: Path) -> None:
+    r = runner.invoke(cli, ["compare", "--cache-dir", str(tmp_path), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert "icv pull" in r.stderr
+    doc = json.loads(r.stdout)
+    assert rows_by(doc, "area_km2")[0]["computed"] is not None
+    assert rows_by(doc, "test_road_km")[0]["computed"] is None
+
+
+def test_report_writes_report_and_maps(runner: CliRunner, shared_data: Path, tmp_path: Path, jiading_stats) -> None:
+    _, st = jiading_stats
+    out = tmp_path / "maps"
+    r = runner.invoke(cli, ["report", "--source", str(shared_data / "jiading_osm_signalized.osm"),
+                            "--out-dir", str(out), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert {p.name for p in out.iterdir()} >= {"report.md", "coverage.html", "mileage_share.html"}
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "© OpenStreetMap contributors (ODbL)" in md
+    assert f"{st.value('carriageway_km'):,.2f}" in md
+    assert "sha256 " in md and "road filter: drive" in md
+    doc = json.loads(r.stdout)
+    assert rows_by(doc, "test_road_km")[1]["computed"] == pytest.approx(st.value("carriageway_km"))
+    assert "[1/5]" in r.stderr and "[5/5]" in r.stderr  # progress on stderr, data on stdout
+
+
+def test_report_escapes_names_in_markdown(fixtures_dir: Path, tmp_path: Path) -> None:
+    from geo.report import _md_escape
+
+    assert _md_escape("a|b <img src=x onerror=alert(1)>") == "a\\|b \\<img src=x onerror=alert(1)\\>"
