@@ -7,13 +7,40 @@ the target's name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from .errors import OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(target: Path, suffix: str | None) -> Path:
+    """Create an empty hidden temporary file beside ``target``: ``.STEM.PID.RANDOM.tmpSUFFIX``."""
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {parent}: {e.strerror}", hint="choose another output path") from e
+    sfx = suffix if suffix is not None else "".join(target.suffixes)
+    remove_stale_temps(parent, target.stem)
+    # the writer's pid in the name lets a later run tell a killed run's leftover from a live write
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{sfx}", dir=parent)
+    try:  # mkstemp makes 0600; the output gets the mode a plain open() would give it
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
+    return Path(tmp_name)
 
 
 @contextlib.contextmanager
@@ -23,23 +50,83 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     The temporary name keeps the target's suffix (some writers pick the format
     from it) and starts with ``.`` so that half-written files are hidden.
     """
-    target = Path(target)
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create folder {parent}: {e.strerror}", hint="choose another output path") from e
-    sfx = suffix if suffix is not None else "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{sfx}", dir=parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_paths(target, suffixes=[suffix]) as (tmp,):
         yield tmp
-        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_paths(*targets: str | os.PathLike[str],
+                 suffixes: list[str | None] | None = None) -> Iterator[list[Path]]:
+    """Temporary paths for several files that change together (data + sidecar).
+
+    On success they are renamed onto their targets in the order given, with
+    SIGINT/SIGTERM held back until every rename is done, so Ctrl-C never
+    leaves a new sidecar beside old data. (SIGKILL cannot be held back; a
+    sidecar's checksum then shows that the pair does not match.) On any
+    error or interrupt the temporary files are removed.
+    """
+    paths = [Path(t) for t in targets]
+    sfx = suffixes or [None] * len(paths)
+    tmps: list[Path] = []
+    try:
+        for t, x in zip(paths, sfx):
+            tmps.append(_temp_beside(t, x))
+        yield tmps
+        with _signals_held():
+            for tmp, t in zip(tmps, paths):
+                os.replace(tmp, t)
     except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back (they are delivered when the block ends)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], stem: str | None = None) -> list[Path]:
+    """Remove temporary files that killed runs left in ``folder``; returns what was removed.
+
+    Only files named ``.STEM.PID.RANDOM.tmp*`` (as :func:`atomic_path` makes
+    them) whose writer process ``PID`` no longer exists are removed, so a write
+    in progress in another process is never disturbed. ``stem`` limits the
+    sweep to one target. Temporary files are never read as data.
+    """
+    folder = Path(folder)
+    pattern = f".{glob.escape(stem)}.*.tmp*" if stem is not None else ".*.tmp*"
+    removed: list[Path] = []
+    for p in folder.glob(pattern):
+        m = _TEMP_NAME.match(p.name)
+        if m is None or (stem is not None and m["stem"] != stem) or _pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager

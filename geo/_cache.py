@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import geopandas as gpd
 
-from ._atomic import atomic_path, write_text
+from ._atomic import atomic_paths, remove_stale_temps
 from .errors import CacheError
 from .provenance import Provenance, sha256_file
 
@@ -27,7 +28,10 @@ SCHEMA = 1
 def cache_key(zone: str, filter_label: str) -> str:
     """File stem of a cached network: safe characters only (no path escapes)."""
     raw = f"roads-{zone}-{filter_label}"
-    return re.sub(r"[^A-Za-z0-9_.+=,-]", "_", raw).replace("..", "_")
+    key = re.sub(r"[^A-Za-z0-9_.+=,-]", "_", raw).replace("..", "_")
+    if len(key) > 160:  # file names stop at 255 bytes: shorten, and keep distinct names distinct
+        key = key[:140] + "-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+    return key
 
 
 def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -49,13 +53,17 @@ def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path
     """Write the roads table and its sidecar atomically; returns the Parquet path."""
     data, side = cache_paths(cache_dir, key)
     with _lock(cache_dir, key):
-        with atomic_path(data) as tmp:
-            roads.to_parquet(tmp, index=False)
-            digest = sha256_file(tmp)
+        # the sidecar is renamed first: a data file never stands without a sidecar; both renames
+        # happen with Ctrl-C held back, and a SIGKILL between them leaves a checksum mismatch
+        with atomic_paths(side, data) as (tmp_side, tmp_data):
+            roads.to_parquet(tmp_data, index=False)
+            digest = sha256_file(tmp_data)
             sidecar = {"schema": SCHEMA, "sha256": digest, "rows": int(len(roads)),
                        "provenance": provenance.to_dict()}
-            # the sidecar goes first: a data file never stands without a matching sidecar
-            write_text(side, json.dumps(sidecar, ensure_ascii=False, indent=2))
+            with open(tmp_side, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(sidecar, ensure_ascii=False, indent=2))
+                fh.flush()
+                os.fsync(fh.fileno())
     return data
 
 
@@ -97,7 +105,10 @@ def cache_exists(cache_dir: Path, key: str) -> bool:
 
 
 def remove_stale_temp(cache_dir: Path) -> None:
-    """Remove temporary files a killed run left behind (they are never read)."""
-    for p in cache_dir.glob(".*.tmp*"):
-        with contextlib.suppress(OSError):
-            os.unlink(p)
+    """Remove temporary files killed runs left behind (they are never read).
+
+    Only files of writers that no longer run are removed (see
+    :func:`geo._atomic.remove_stale_temps`), so a concurrent pull is safe.
+    """
+    if cache_dir.is_dir():
+        remove_stale_temps(cache_dir)

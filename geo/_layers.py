@@ -8,10 +8,12 @@ Overpass/QGIS exports, or Geofabrik's shapefile schema (``fclass``, ``osm_id``,
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 
 from .errors import InputError
 from .roads import RawWay, ways_from_lines
@@ -28,10 +30,12 @@ def read_layer(path: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     if os.path.getsize(path) == 0:
         raise InputError("the file is empty (0 bytes)", where=str(path), hint=_HINT)
     try:
-        if path.suffix.lower() in {".parquet", ".geoparquet"}:
-            gdf = gpd.read_parquet(path)
-        else:
-            gdf = gpd.read_file(path)
+        with warnings.catch_warnings():  # NaN coordinates warn here; they are reported below as one line
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if path.suffix.lower() in {".parquet", ".geoparquet"}:
+                gdf = gpd.read_parquet(path)
+            else:
+                gdf = gpd.read_file(path)
     except Exception as e:  # pyogrio/pyarrow raise many types for broken files
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"cannot read the layer ({msg})", where=str(path),
@@ -61,6 +65,7 @@ def ways_from_layer(gdf: gpd.GeoDataFrame, where: str = "layer") -> list[RawWay]
     if kinds - {"LineString", "MultiLineString"}:
         gdf = gdf[gdf.geometry.geom_type.isin(["LineString", "MultiLineString"])]
     gdf = gdf.copy()
+    _check_lonlat(gdf, where)
     if "highway" not in gdf.columns:
         if "fclass" not in gdf.columns:
             raise InputError("the layer has neither a `highway` nor an `fclass` column", where=where, hint=_HINT)
@@ -73,3 +78,16 @@ def ways_from_layer(gdf: gpd.GeoDataFrame, where: str = "layer") -> list[RawWay]
     if id_col is not None and gdf[id_col].dtype == object:
         gdf[id_col] = gdf[id_col].astype(str).str.replace(r"^(way/|w)", "", regex=True)
     return ways_from_lines(gdf, way_id_col=id_col, tag_cols=tag_cols)
+
+
+def _check_lonlat(gdf: gpd.GeoDataFrame, where: str) -> None:
+    """Reject NaN or out-of-range lon/lat: they would give silently wrong lengths."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        xy, idx = shapely.get_coordinates(gdf.geometry.values, return_index=True)
+    ok = np.isfinite(xy).all(axis=1) & (np.abs(xy[:, 0]) <= 180) & (np.abs(xy[:, 1]) <= 90)
+    if not ok.all():
+        k = int(np.flatnonzero(~ok)[0])
+        x, y = xy[k]
+        raise InputError(f"feature #{gdf.index[idx[k]]} has coordinates out of range (lon={x}, lat={y})",
+                         where=where, hint="fix or remove the feature; coordinates must be lon/lat degrees")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -46,6 +47,21 @@ def _sniff(path: Path) -> None:
         raise InputError("the file is not XML", where=str(path), hint=_HINT)
 
 
+def _line_is_utf8(path: Path, line: int) -> bool:
+    """Whether line ``line`` (1-based) of the decompressed file decodes as UTF-8."""
+    try:
+        with _open(path) as fh:
+            for i, raw in enumerate(fh, start=1):
+                if i == line:
+                    raw.decode("utf-8")
+                    return True
+    except UnicodeDecodeError:
+        return False
+    except (OSError, EOFError):
+        pass
+    return True
+
+
 def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
     """Road ways of an OSM XML file and its data timestamp.
 
@@ -60,6 +76,7 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
     path = Path(path)
     _sniff(path)
     locations: dict[int, tuple[float, float]] = {}
+    bad_nodes: dict[int, tuple[str | None, str | None]] = {}
     pending: list[tuple[int, dict[str, str], list[int], str | None]] = []
     osm_base: str | None = None
     newest: str | None = None
@@ -78,9 +95,15 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
                 tag = el.tag
                 if tag == "node":
                     try:
-                        locations[int(el.get("id"))] = (float(el.get("lon")), float(el.get("lat")))
+                        nid = int(el.get("id"))
+                        lon, lat = float(el.get("lon")), float(el.get("lat"))
                     except (TypeError, ValueError):
                         pass  # a node without coordinates (e.g. deleted): ways treat it as missing
+                    else:
+                        if math.isfinite(lon) and math.isfinite(lat) and abs(lon) <= 180 and abs(lat) <= 90:
+                            locations[nid] = (lon, lat)
+                        else:  # an error only if a road uses it (below)
+                            bad_nodes[nid] = (el.get("lon"), el.get("lat"))
                     ts = el.get("timestamp")
                     if ts and (newest is None or ts > newest):
                         newest = ts
@@ -91,8 +114,13 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
                     if ts and (newest is None or ts > newest):
                         newest = ts
                     if "highway" in tags:
-                        refs = [int(nd.get("ref")) for nd in el.iter("nd")]
-                        pending.append((int(el.get("id")), tags, refs, ts))
+                        try:
+                            wid = int(el.get("id"))
+                            refs = [int(nd.get("ref")) for nd in el.iter("nd")]
+                        except (TypeError, ValueError):
+                            raise InputError(f"way {el.get('id') or '(without id)'} has a missing or non-numeric id or node ref",
+                                             where=str(path), hint=_HINT) from None
+                        pending.append((wid, tags, refs, ts))
                     el.clear()
                 elif tag == "meta" and el.get("osm_base"):
                     osm_base = el.get("osm_base")
@@ -100,6 +128,9 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
                     el.clear()
     except ET.ParseError as e:
         line = e.position[0] if getattr(e, "position", None) else "?"
+        if isinstance(line, int) and not _line_is_utf8(path, line):
+            raise InputError(f"line {line} is not UTF-8 text (GBK or another legacy encoding?)", where=str(path),
+                             hint="convert the file to UTF-8, e.g. `iconv -f GBK -t UTF-8`") from e
         raise InputError(f"broken OSM XML at line {line} ({e.msg if hasattr(e, 'msg') else e})",
                          where=str(path), hint="the file may be truncated: download or export it again") from e
     except (EOFError, OSError) as e:
@@ -107,5 +138,10 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
                          hint="the file may be truncated: download it again") from e
     ways: list[RawWay] = []
     for wid, tags, refs, ts in pending:
+        for ref in refs:
+            if ref in bad_nodes:
+                lon_s, lat_s = bad_nodes[ref]
+                raise InputError(f"node {ref} of way {wid} has coordinates out of range (lon={lon_s}, lat={lat_s})",
+                                 where=str(path), hint="fix or remove the node; coordinates must be WGS84 degrees")
         ways.extend(split_runs(wid, tags, refs, locations, ts))
     return ways, osm_base or newest
