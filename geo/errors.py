@@ -27,7 +27,8 @@ class IcvError(Exception):
             parts[0] = f"{self.where}: {parts[0]}"
         line = parts[0] + "."
         if self.hint:
-            line += " " + self.hint.rstrip(".") + "."
+            hint = self.hint.rstrip(".")
+            line += " " + hint[:1].upper() + hint[1:] + "."
         return " ".join(line.split())
 
 

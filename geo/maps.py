@@ -69,7 +69,7 @@ from jinja2 import Template
 from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 
-from ._atomic import write_text
+from ._atomic import atomic_paths, write_text
 from .errors import InputError, OutputError
 from .provenance import OSM_ATTRIBUTION, Provenance, utc_now
 
@@ -1362,12 +1362,16 @@ def save_map(m: folium.Map, path: str | os.PathLike[str], *, offline: bool = Fal
         The HTML file.
     """
     page = map_html(m, offline=offline, asset_root=asset_root)
-    out = write_text(path, page)
-    if sidecar:
-        prov = dict(getattr(m, "icv_provenance", {}) or {})
-        prov.update(html=out.name, offline=offline, html_bytes=len(page.encode("utf-8")))
-        write_text(out.with_name(out.stem + ".provenance.json"),
-                   json.dumps(prov, ensure_ascii=False, indent=2, default=str) + "\n")
+    out = Path(path)
+    if not sidecar:
+        return write_text(out, page)
+    prov = dict(getattr(m, "icv_provenance", {}) or {})
+    prov.update(html=out.name, offline=offline, html_bytes=len(page.encode("utf-8")))
+    side = out.with_name(out.stem + ".provenance.json")
+    # the page and its sidecar change together: an interrupt never pairs a new page with an old sidecar
+    with atomic_paths(out, side) as (tmp_html, tmp_side):
+        tmp_html.write_text(page, encoding="utf-8")
+        tmp_side.write_text(json.dumps(prov, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
     return out
 
 
