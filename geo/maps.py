@@ -264,9 +264,13 @@ def length_per_cell(lines: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def _lines_in_zone_utm(roads: gpd.GeoDataFrame, zone_utm: BaseGeometry, crs: CRS) -> np.ndarray:
-    g = roads.geometry.to_crs(crs).values
+    g = np.asarray(roads.geometry.to_crs(crs).values, dtype=object)
     shapely.prepare(zone_utm)
-    return shapely.intersection(g, zone_utm)
+    # only pieces that cross the edge need the (costly) intersection
+    inside = shapely.contains_properly(zone_utm, g)
+    out = g.copy()
+    out[~inside] = shapely.intersection(g[~inside], zone_utm)
+    return out
 
 
 # ---------------------------------------------------------------- coverage numbers
@@ -359,7 +363,9 @@ def compute_coverage(roads: gpd.GeoDataFrame, zone_geom: BaseGeometry, *, zone_n
     lengths = shapely.length(clipped) if len(clipped) else np.array([])
     test_lines = clipped[mask] if len(clipped) else clipped
     # share of the area near a test road: whole pieces (also their parts just outside the zone)
-    test_full = roads.geometry.to_crs(crs).values[mask] if len(roads) else np.array([], dtype=object)
+    # a plain object array: shapely on a GeometryArray goes through a slow pandas ufunc path
+    test_full = (np.asarray(roads.geometry.to_crs(crs).values, dtype=object)[mask] if len(roads)
+                 else np.array([], dtype=object))
     if len(test_full):
         # buffer each piece, then union: 30x faster than buffering the union of the lines, same area
         near = shapely.intersection(shapely.union_all(shapely.buffer(test_full, buffer_m, quad_segs=8)), zone_utm)
