@@ -39,7 +39,9 @@ Figures
         centerline = carriageway - 1/2 * paired length (clipped at the zone)
 
     Unnamed one-way pieces without a ref are never paired: nothing says they
-    belong to one road.
+    belong to one road. Known limit: the roads table keeps no ``junction`` tag,
+    so a *named* one-way roundabout less than ``pair_distance_m`` across would
+    pair its opposite sides.
 ``dual_carriageway_km``
     The paired length itself (both sides).
 ``class_km:CLASS`` / ``class_centerline_km:CLASS``
@@ -355,9 +357,10 @@ class Pairing:
         d = self.end - self.start
         return np.hypot(d[:, 0], d[:, 1])
 
-    def segments(self, which: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """The stretches as LineStrings."""
-        return shapely.linestrings(np.stack([self.start[which], self.end[which]], axis=1))
+    def segments(self, which: np.ndarray | None = None) -> np.ndarray:
+        """The stretches (all, or those ``which`` selects) as LineStrings."""
+        start, end = (self.start, self.end) if which is None else (self.start[which], self.end[which])
+        return shapely.linestrings(np.stack([start, end], axis=1))
 
     def paired_length(self, n: int) -> np.ndarray:
         """Paired length (m) of each of ``n`` lines."""
@@ -783,18 +786,19 @@ def _figures(pieces: pd.DataFrame, junctions: pd.DataFrame, junction_nodes: pd.D
     if area:
         add("carriageway_density", carriageway / area, "carriageway km per km² of zone area (equal-area)")
         add("intersection_density", len(junctions) / area, "intersections per km² of zone area (equal-area)")
-    for c, k, ck in _sums_by(hw, km, ckm):
+    by_class = _sums_by(hw, km, ckm)
+    for c, k, _ in by_class:
         add(f"class_km:{c}", k, f"carriageway km of highway={c} ({clip})")
-    for c, k, ck in _sums_by(hw, km, ckm):
+    for c, _, ck in by_class:
         add(f"class_centerline_km:{c}", ck, f"centerline km of highway={c}")
     refs = pieces["refs"].to_numpy(dtype=object)
     n_refs = np.fromiter((len(r) for r in refs), dtype=np.int64, count=len(refs))
     flat = np.array([r for rs in refs for r in rs], dtype=object)
     by_ref = _sums_by(flat, np.repeat(km, n_refs), np.repeat(ckm, n_refs))
-    for ref, k, ck in by_ref:
+    for ref, k, _ in by_ref:
         add(f"ref_km:{ref}", k,
             f"carriageway km of pieces with ref {ref} (a piece with several refs counts under each; {clip})")
-    for ref, k, ck in by_ref:
+    for ref, _, ck in by_ref:
         add(f"ref_centerline_km:{ref}", ck, f"centerline km of pieces with ref {ref}")
     return f
 
@@ -969,7 +973,8 @@ def explain(stats: RoadStats, figure: str) -> pd.DataFrame:
     if kind == "junction_nodes":
         return s.junction_nodes.copy()
     if kind == "zone_area_km2":
-        return pd.DataFrame([{"zone": s.zone_name, "area_km2": s.area_km2, "projection": "Albers equal-area centred on the zone"}])
+        return pd.DataFrame([{"zone": s.zone_name, "area_km2": s.area_km2,
+                              "projection": "Albers equal-area centred on the zone"}])
     if kind == "carriageway_density":
         return pd.DataFrame([{"carriageway_km": s.value("carriageway_km"), "area_km2": s.area_km2,
                               "value": fig.value}])
