@@ -1,0 +1,644 @@
+"""The streaming mileage engine: chunks of a fleet log in, additive totals out.
+
+The engine keeps, per vehicle, the last few *kept* points (position, time,
+heading, matched piece) and prepends them as context to the vehicle's rows in
+the next chunk. Every quantity of a row depends only on earlier rows of the
+same vehicle, so the totals do not depend on where chunks (or Dask partitions)
+are cut. Lengths are added as integer micrometres, so the totals are exactly
+the same whatever the order of addition.
+
+Per row
+-------
+1. Stateless checks, in this order: missing vehicle id, missing coordinates,
+   coordinates out of range (``|lon| > 180``, ``|lat| > 90`` or exactly
+   ``(0, 0)``), unparsable timestamp.
+2. Sequential checks against the vehicle's last kept point: backwards
+   timestamp (earlier), repeated timestamp (equal), jump (implied speed over
+   ``max_speed_mps``, 60 m/s). A rejected row is never a reference for the
+   next one.
+3. Heading: the GPS ``heading`` column where present (and ``speed`` is at least
+   ``min_gps_heading_speed`` or absent); otherwise the bearing across the
+   shortest window of kept points that spans at least ``min_heading_move_m``
+   (20 m, well above GPS noise): centred on the point (±1, ±2), else looking
+   back 3, 6 or 10 points, else (a track's start) ahead 2 or 1 points; unless
+   the GPS speed says the vehicle stands; otherwise the last known heading.
+4. Standing still (GPS speed under ``still_speed_mps``; without a speed
+   column, the mean position of the 2 next points less than ``still_move_m``
+   from that of the 2 previous ones): the vehicle keeps the piece it had when
+   it last moved, if that piece is within the radius.
+5. Matching (:mod:`geo._fleet_match`): first pass by distance and heading,
+   second pass adds the continuity bonus for the previous point's first-pass
+   piece.
+
+Per pair of consecutive kept points of a vehicle
+------------------------------------------------
+- More than ``max_gap_s`` apart in time: a *gap*, no distance attributed.
+- Both on the same piece: the signed distance along the piece in the direction
+  of travel (one-way: the piece's direction; two-way: from the heading). Signed
+  sums telescope, so GPS jitter while standing still adds nothing.
+- On two pieces that share an end node: each gets the distance along it from
+  the point to that node (the shorter way when they share both ends), provided
+  that way is plausible: at most ``sqrt(2)`` times the straight distance plus
+  ``detour_slack_m`` (a right-angle turn is ``sqrt(2)`` at worst).
+- Otherwise (pieces that do not touch, or a hop between two pieces forking at
+  a shallow angle): the straight GPS distance, half to each.
+- One point or both off the network (nothing within the radius): the straight
+  GPS distance counts as *off-network* km of the vehicle, on no piece.
+
+All distances along pieces are projected metres scaled by the piece's
+geodesic/projected length ratio, so a piece driven end to end counts exactly
+its ``length_m``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._fleet_io import NAT, RawChunk
+from ._fleet_match import PieceMatcher
+
+#: Bad-row reasons, in the order they are checked.
+REASONS = (
+    "malformed line",
+    "missing vehicle id",
+    "missing coordinates",
+    "coordinates out of range",
+    "unparsable timestamp",
+    "backwards timestamp",
+    "repeated timestamp",
+    "jump over max speed",
+)
+_R = {r: i + 1 for i, r in enumerate(REASONS)}
+UM = 1_000_000  # micrometres per metre
+_VEH_FIELDS = ("rows", "bad_rows", "points", "matched_points", "matched_um", "offnet_um", "gps_um",
+               "gap_pairs", "driving_ns")
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Rules of the engine (see the module docstring)."""
+
+    max_speed_mps: float = 60.0
+    max_gap_s: float = 60.0
+    heading_lookback: tuple[int, ...] = (3, 6, 10)
+    min_heading_move_m: float = 20.0
+    min_gps_heading_speed: float = 1.5
+    still_speed_mps: float = 1.0
+    still_move_m: float = 6.0
+    detour_slack_m: float = 15.0
+    lookahead: int = 2
+    examples_per_reason: int = 5
+
+
+@dataclass
+class Totals:
+    """Additive results of the engine; :meth:`merge` adds another one."""
+
+    n_pieces: int
+    n_subzones: int
+    rows: int = 0
+    piece_um: np.ndarray = field(default=None)  # type: ignore[assignment]
+    piece_points: np.ndarray = field(default=None)  # type: ignore[assignment]
+    subzone_um: np.ndarray = field(default=None)  # type: ignore[assignment]
+    zone_um: int = 0
+    enterprise_piece_um: dict[str, np.ndarray] = field(default_factory=dict)
+    vehicles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bad: Counter = field(default_factory=Counter)
+    bad_examples: dict[str, list[int]] = field(default_factory=dict)
+    unconnected_pairs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.piece_um is None:
+            self.piece_um = np.zeros(self.n_pieces, dtype=np.int64)
+        if self.piece_points is None:
+            self.piece_points = np.zeros(self.n_pieces, dtype=np.int64)
+        if self.subzone_um is None:
+            self.subzone_um = np.zeros(self.n_subzones + 1, dtype=np.int64)
+
+    def merge(self, other: Totals) -> Totals:
+        """Add ``other`` into this (in place) and return self."""
+        self.rows += other.rows
+        self.piece_um += other.piece_um
+        self.piece_points += other.piece_points
+        self.subzone_um += other.subzone_um
+        self.zone_um += other.zone_um
+        self.unconnected_pairs += other.unconnected_pairs
+        for e, arr in other.enterprise_piece_um.items():
+            if e in self.enterprise_piece_um:
+                self.enterprise_piece_um[e] = self.enterprise_piece_um[e] + arr
+            else:
+                self.enterprise_piece_um[e] = arr.copy()
+        for v, st in other.vehicles.items():
+            mine = self.vehicles.get(v)
+            if mine is None:
+                self.vehicles[v] = dict(st)
+                continue
+            for k in _VEH_FIELDS:
+                mine[k] += st[k]
+            for k, fn in (("first_ns", min), ("last_ns", max)):
+                vals = [x for x in (mine[k], st[k]) if x is not None]
+                mine[k] = fn(vals) if vals else None
+            if mine["enterprise"] is None:
+                mine["enterprise"] = st["enterprise"]
+        self.bad.update(other.bad)
+        for r, ex in other.bad_examples.items():
+            self.bad_examples[r] = sorted(set(self.bad_examples.get(r, [])) | set(ex))[:5]
+        return self
+
+
+def _group_starts(veh: np.ndarray) -> np.ndarray:
+    """For each element of a grouped array, the index where its group starts."""
+    n = len(veh)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.r_[True, veh[1:] != veh[:-1]]
+    return np.maximum.accumulate(np.where(new, np.arange(n), 0))
+
+
+class MileageEngine:
+    """Feed :class:`~geo._fleet_io.RawChunk` blocks, call :meth:`finish`, read :attr:`totals`.
+
+    Parameters
+    ----------
+    matcher
+        The piece index of the network.
+    crs
+        ``wgs84`` or ``gcj02``: the coordinate system of the log.
+    params
+        Engine rules.
+    """
+
+    def __init__(self, matcher: PieceMatcher, crs: str = "wgs84", params: EngineParams | None = None) -> None:
+        self.m = matcher
+        self.crs = crs
+        self.p = params or EngineParams()
+        self.totals = Totals(matcher.n_pieces, matcher.n_subzones)
+        self.vehicle_names: list[str] = []
+        self._vcode: dict[str, int] = {}
+        self.enterprise_names: list[str] = []
+        self._ecode: dict[str, int] = {}
+        # per vehicle code: the last finalized rows (context) and the kept row awaiting its successor
+        self.ctx: dict[int, dict[str, np.ndarray]] = {}
+        self.pending: dict[int, dict[str, np.ndarray]] = {}
+        #: When a list, (row numbers, matched piece) of finalized rows are appended (tests, diagnostics).
+        self.point_log: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _global_codes(self, local: np.ndarray, names: list[str], table: list[str],
+                      index: dict[str, int]) -> np.ndarray:
+        lut = np.empty(len(names) + 1, dtype=np.int64)
+        for i, nm in enumerate(names):
+            code = index.get(nm)
+            if code is None:
+                code = index[nm] = len(table)
+                table.append(nm)
+            lut[i] = code
+        lut[-1] = -1
+        return lut[np.where(local >= 0, local, len(names))]
+
+    def _count_bad(self, reason_code: np.ndarray, rows: np.ndarray) -> None:
+        codes, counts = np.unique(reason_code[reason_code > 0], return_counts=True)
+        for c, k in zip(codes, counts):
+            name = REASONS[int(c) - 1]
+            self.totals.bad[name] += int(k)
+            ex = self.totals.bad_examples.setdefault(name, [])
+            if len(ex) < self.p.examples_per_reason:
+                sel = rows[reason_code == c][: self.p.examples_per_reason - len(ex)]
+                ex.extend(int(r) + 1 for r in sel)  # 1-based data-row numbers
+
+    def add_malformed(self, n: int) -> None:
+        """Count lines the reader skipped as malformed."""
+        if n:
+            self.totals.bad["malformed line"] += int(n)
+
+    def _vehicle(self, code: int) -> dict[str, Any]:
+        name = self.vehicle_names[code]
+        st = self.totals.vehicles.get(name)
+        if st is None:
+            st = {k: 0 for k in _VEH_FIELDS}
+            st.update(enterprise=None, first_ns=None, last_ns=None)
+            self.totals.vehicles[name] = st
+        return st
+
+    # ------------------------------------------------------------------ input
+    def feed(self, ch: RawChunk) -> None:
+        """Process one chunk of rows (in file order)."""
+        n = len(ch)
+        self.totals.rows += n
+        if n == 0:
+            return
+        veh = self._global_codes(ch.vehicle, ch.vehicle_names, self.vehicle_names, self._vcode)
+        ent = self._global_codes(ch.enterprise, ch.enterprise_names, self.enterprise_names, self._ecode)
+        lon, lat, t = ch.lon, ch.lat, ch.t_ns
+        rows = ch.first_row + np.arange(n, dtype=np.int64)
+        reason = np.zeros(n, dtype=np.int8)
+        nan_xy = ~(np.isfinite(lon) & np.isfinite(lat))
+        out = ~nan_xy & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ((lon == 0) & (lat == 0)))
+        for mask, r in ((veh < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
+                        (out, "coordinates out of range"), (t == NAT, "unparsable timestamp")):
+            reason[(reason == 0) & mask] = _R[r]
+        has_v = veh >= 0
+        for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
+            self._vehicle(int(code))["rows"] += int(k)
+        ok = np.flatnonzero(reason == 0)
+        x = np.full(n, np.nan)
+        y = np.full(n, np.nan)
+        if len(ok):
+            lo, la = lon[ok], lat[ok]
+            if self.crs == "gcj02":
+                from .gcj02 import gcj02_to_wgs84
+
+                lo, la = gcj02_to_wgs84(lo, la)
+            x[ok], y[ok] = self.m.project(lo, la)
+        new = {
+            "veh": veh[ok], "ent": ent[ok], "row": rows[ok], "t": t[ok], "x": x[ok], "y": y[ok],
+            "speed": ch.speed[ok] if ch.speed is not None else np.full(len(ok), np.nan),
+            "gh": ch.heading[ok] if ch.heading is not None else np.full(len(ok), np.nan),
+        }
+        keep, why = self._process(new, final=False)
+        reason[ok[~keep]] = why[~keep]
+        self._count_bad(reason, rows)
+        bad_v = veh[(reason > 0) & has_v]
+        for code, k in zip(*np.unique(bad_v, return_counts=True)):
+            self._vehicle(int(code))["bad_rows"] += int(k)
+
+    def finish(self) -> Totals:
+        """Finalize the rows still waiting for a successor; return the totals."""
+        if self.pending:
+            empty = {k: np.zeros(0, dtype=np.int64 if k in ("veh", "ent", "row", "t") else np.float64)
+                     for k in ("veh", "ent", "row", "t", "x", "y", "speed", "gh")}
+            self._process(empty, final=True)
+        return self.totals
+
+    # ------------------------------------------------------------------ the sequence
+    _RAW = ("veh", "ent", "row", "t", "x", "y", "speed", "gh")
+    _DONE = ("hx", "hy", "fp", "piece", "sub", "pos", "hold", "sx", "sy")
+
+    def _process(self, new: dict[str, np.ndarray], final: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Run context + pending + new rows; returns the keep mask and reasons of the new rows."""
+        p, m = self.p, self.m
+        vehicles = np.unique(new["veh"]) if len(new["veh"]) else np.zeros(0, dtype=np.int64)
+        if final:
+            vehicles = np.array(sorted(self.pending), dtype=np.int64)
+        parts: list[dict[str, np.ndarray]] = []
+        for code in vehicles.tolist():
+            for kind, store in ((0, self.ctx), (1, self.pending)):
+                blk = store.get(code)
+                if blk is not None:
+                    parts.append({**blk, "kind": np.full(len(blk["t"]), kind, dtype=np.int8)})
+        nnew = len(new["t"])
+        parts.append({**new, "kind": np.full(nnew, 2, dtype=np.int8)})
+        cols = {}
+        for k in (*self._RAW, *self._DONE, "kind"):
+            arrs = []
+            for part in parts:
+                if k in part:
+                    arrs.append(part[k])
+                else:
+                    ln = len(part["t"])
+                    if k in ("fp", "piece", "sub", "hold"):
+                        arrs.append(np.full(ln, -1, dtype=np.int64))
+                    else:
+                        arrs.append(np.full(ln, np.nan))
+            cols[k] = np.concatenate(arrs) if arrs else np.zeros(0)
+        kind = cols["kind"]
+        # order: by vehicle; context, pending, then new rows in file order
+        ordkey = np.where(kind == 2, cols["row"], np.iinfo(np.int64).min + np.arange(len(kind)))
+        order = np.lexsort((ordkey, cols["veh"]))
+        S = {k: v[order] for k, v in cols.items()}
+        is_new = S["kind"] == 2
+        keep_all, why_all = self._sequential_filter(S["veh"], S["t"], S["x"], S["y"], ~is_new)
+        # keep/why for the new rows, in the order they were given
+        inv = np.empty(len(order), dtype=np.int64)
+        inv[order] = np.arange(len(order))
+        new_pos = inv[len(kind) - nnew:]
+        keep_new, why_new = keep_all[new_pos], why_all[new_pos]
+
+        K = {k: v[keep_all] for k, v in S.items()}
+        nK = len(K["t"])
+        if nK == 0:
+            return keep_new, why_new
+        veh = K["veh"]
+        gs = _group_starts(veh)
+        idx = np.arange(nK)
+        ge = np.r_[np.flatnonzero(veh[1:] != veh[:-1]), nK - 1]
+        ctx = K["kind"] == 0
+        # finalize every non-context row that has its look-ahead successors (all of them at the end)
+        gend = np.repeat(ge, np.diff(np.r_[-1, ge]))
+        F = ~ctx & ((gend - idx >= p.lookahead) | final)
+        fw = np.flatnonzero(F)
+        self._finalize(K, fw, gs, idx, gend)
+        self._pairs_and_totals(K, fw, gs, idx)
+        # ---- new context and pending rows per vehicle
+        lb = max(p.heading_lookback)
+        done = ~F & ~ctx  # rows waiting for successors (at most ``lookahead`` per vehicle)
+        for s, e in zip(gs[ge], ge):
+            code = int(veh[e])
+            fin = np.flatnonzero((ctx | F)[s:e + 1]) + s
+            if len(fin):
+                sl = fin[-lb:]
+                self.ctx[code] = {k: K[k][sl].copy() for k in (*self._RAW, *self._DONE)}
+            wait = np.flatnonzero(done[s:e + 1]) + s
+            if len(wait):
+                self.pending[code] = {k: K[k][wait].copy() for k in self._RAW}
+            else:
+                self.pending.pop(code, None)
+        return keep_new, why_new
+
+    def _smoothed(self, K: dict[str, np.ndarray], gs: np.ndarray, gend: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions averaged with their neighbours (up to 2 each side, at most 2 s apart).
+
+        With GPS speed and heading, each neighbour is moved by dead reckoning
+        (the mean of the two velocities times the time step) onto the row's own
+        time, so the average has no lag or corner cutting. Without them, only
+        the direct neighbours are used, weighted (1, 2, 1)/4.
+        """
+        X, Y, T = K["x"], K["y"], K["t"]
+        n = len(X)
+        idx = np.arange(n)
+        spd, gh = K["speed"], K["gh"]
+        rad = np.radians(np.nan_to_num(gh))
+        standing = np.isfinite(spd) & (spd < 0.5)
+        dr = np.isfinite(spd) & (np.isfinite(gh) | standing)
+        vx = np.where(standing, 0.0, np.nan_to_num(spd) * np.sin(rad))
+        vy = np.where(standing, 0.0, np.nan_to_num(spd) * np.cos(rad))
+        nx_ = np.minimum(idx + 1, n - 1)
+        dt = (T[nx_] - T) / 1e9
+        step_ok = (idx < gend) & (dt > 0) & (dt <= 2.0)
+        # step[j]: displacement from row j to row j+1 by dead reckoning
+        sxs = (vx + vx[nx_]) / 2 * dt
+        sys_ = (vy + vy[nx_]) / 2 * dt
+        dr_step = step_ok & dr & dr[nx_]
+        acc_x, acc_y, cnt = X.copy(), Y.copy(), np.ones(n)
+
+        def at(k: np.ndarray) -> np.ndarray:
+            return np.clip(k, 0, n - 1)
+
+        # forward neighbours i+1, i+2 and backward i-1, i-2
+        okf1 = dr_step
+        ex, ey = X[at(idx + 1)] - sxs, Y[at(idx + 1)] - sys_
+        acc_x += np.where(okf1, ex, 0)
+        acc_y += np.where(okf1, ey, 0)
+        cnt += okf1
+        okf2 = okf1 & dr_step[at(idx + 1)] & (idx + 1 < gend)
+        ex2, ey2 = X[at(idx + 2)] - sxs - sxs[at(idx + 1)], Y[at(idx + 2)] - sys_ - sys_[at(idx + 1)]
+        acc_x += np.where(okf2, ex2, 0)
+        acc_y += np.where(okf2, ey2, 0)
+        cnt += okf2
+        okb1 = (idx > gs) & dr_step[at(idx - 1)]
+        bx, by = X[at(idx - 1)] + sxs[at(idx - 1)], Y[at(idx - 1)] + sys_[at(idx - 1)]
+        acc_x += np.where(okb1, bx, 0)
+        acc_y += np.where(okb1, by, 0)
+        cnt += okb1
+        okb2 = okb1 & (idx - 1 > gs) & dr_step[at(idx - 2)]
+        bx2 = X[at(idx - 2)] + sxs[at(idx - 2)] + sxs[at(idx - 1)]
+        by2 = Y[at(idx - 2)] + sys_[at(idx - 2)] + sys_[at(idx - 1)]
+        acc_x += np.where(okb2, bx2, 0)
+        acc_y += np.where(okb2, by2, 0)
+        cnt += okb2
+        sx, sy = acc_x / cnt, acc_y / cnt
+        # no dead reckoning: the direct neighbours within 2 s, weighted (1, 2, 1)/4
+        plain = (cnt == 1) & (idx > gs) & step_ok & step_ok[at(idx - 1)]
+        sx = np.where(plain, (X[at(idx - 1)] + 2 * X + X[at(idx + 1)]) / 4, sx)
+        sy = np.where(plain, (Y[at(idx - 1)] + 2 * Y + Y[at(idx + 1)]) / 4, sy)
+        return sx, sy
+
+    def _finalize(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray,
+                  gend: np.ndarray) -> None:
+        """Heading, smoothing and matching of the rows ``fw`` of the kept sequence ``K`` (in place)."""
+        p, m = self.p, self.m
+        nK = len(idx)
+        X, Y = K["x"], K["y"]
+        fin = np.zeros(nK, dtype=bool)
+        fin[fw] = True
+        # heading: GPS heading when moving; else the shortest window around the point that moved
+        # far enough (centred on it, then looking back, then ahead at the start of a track)
+        hx = np.full(nK, np.nan)
+        hy = np.full(nK, np.nan)
+        spd, gh = K["speed"], K["gh"]
+        slow = np.isfinite(spd) & (spd < p.min_gps_heading_speed)
+        use = np.isfinite(gh) & ~slow
+        rad = np.radians(gh[use])
+        hx[use], hy[use] = np.sin(rad), np.cos(rad)
+        need = np.flatnonzero(fin & ~use & ~slow)  # only these look at their neighbours
+        windows = [(-k, k) for k in range(1, p.lookahead + 1)]
+        windows += [(-lb, 0) for lb in p.heading_lookback]
+        windows += [(0, k) for k in range(p.lookahead, 0, -1)]
+        for b, f in windows:
+            if len(need) == 0:
+                break
+            i0 = np.maximum(need + b, gs[need])
+            i1 = np.minimum(need + f, gend[need])
+            ddx, ddy = X[i1] - X[i0], Y[i1] - Y[i0]
+            dd = np.hypot(ddx, ddy)
+            take = (i0 == need + b) & (i1 == need + f) & (dd >= p.min_heading_move_m)
+            hx[need[take]] = ddx[take] / dd[take]
+            hy[need[take]] = ddy[take] / dd[take]
+            need = need[~take]
+        hx = np.where(fin, hx, K["hx"])
+        hy = np.where(fin, hy, K["hy"])
+        known = np.isfinite(hx)
+        last = np.maximum.accumulate(np.where(known, idx, -1))
+        okh = last >= gs
+        lastc = np.maximum(last, 0)
+        K["hx"] = np.where(okh, hx[lastc], np.nan)
+        K["hy"] = np.where(okh, hy[lastc], np.nan)
+        sx, sy = self._smoothed(K, gs, gend)
+        K["sx"] = np.where(fin, sx, K["sx"])
+        K["sy"] = np.where(fin, sy, K["sy"])
+        if len(fw) == 0:
+            return
+        c = m.candidates(K["sx"][fw], K["sy"][fw])
+        score1 = m.heading_score(c, K["hx"][fw], K["hy"][fw])
+        b1 = m.best(c, score1)
+        cpiece = m.sub_piece[c.sub]
+        K["fp"][fw] = np.where(b1 >= 0, cpiece[np.maximum(b1, 0)] if len(cpiece) else -1, -1)
+        prv = np.maximum(idx - 1, 0)
+        prev_fp = np.where(idx > gs, K["fp"][prv], -1)
+        score2 = score1 - m.params.continuity_bonus * ((cpiece == prev_fp[fw][c.point]) & ~m.beyond_end(c))
+        mt = m.resolve(c, m.best(c, score2))
+        # a standing vehicle keeps the piece it had when it last moved (GPS jitter
+        # around a junction must not hop between pieces)
+        # without GPS speed: the mean of the 2 points after minus the mean of the 2 before
+        # (noise ~2/3 of one fix's; a vehicle at v m/s moves it by about 2v metres)
+        i_2, i_1 = np.maximum(idx - 2, 0), np.maximum(idx - 1, 0)
+        j_1, j_2 = np.minimum(idx + 1, nK - 1), np.minimum(idx + 2, nK - 1)
+        full = (idx - 2 >= gs) & (idx + 2 <= gend)
+        mdx = (X[j_1] + X[j_2] - X[i_1] - X[i_2]) / 3
+        mdy = (Y[j_1] + Y[j_2] - Y[i_1] - Y[i_2]) / 3
+        still = np.where(np.isfinite(spd), spd < p.still_speed_mps, full & (np.hypot(mdx, mdy) < p.still_move_m))
+        still &= fin
+        hold = K["hold"]
+        hold[fw] = np.where(still[fw], -1, mt.piece)
+        last_src = np.maximum.accumulate(np.where(~still, idx, -1))
+        held = np.where(last_src >= gs, hold[np.maximum(last_src, 0)], -1)
+        sw = still[fw] & (held[fw] >= 0)
+        if sw.any():
+            stay = (held[fw][c.point] == cpiece) & sw[c.point]
+            mt = m.resolve(c, m.best(c, score2 - 1.0e4 * stay))
+            hold[fw[sw]] = held[fw[sw]]
+        K["piece"][fw], K["sub"][fw], K["pos"][fw] = mt.piece, mt.sub, mt.pos_m
+        if self.point_log is not None:
+            self.point_log.append((K["row"][fw].copy(), mt.piece.copy()))
+
+    def _pairs_and_totals(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray) -> None:
+        """Attribute the pairs that end at the finalized rows ``fw``; add to the totals."""
+        p, m, tot = self.p, self.m, self.totals
+        piece, pos, sub = K["piece"], K["pos"], K["sub"]
+        pi = fw[idx[fw] > gs[fw]]
+        a = pi - 1
+        dt_ns = K["t"][pi] - K["t"][a]
+        gap = dt_ns > int(p.max_gap_s * 1e9)
+        d_straight = np.hypot(K["x"][pi] - K["x"][a], K["y"][pi] - K["y"][a])
+        pa_, pb_ = piece[a], piece[pi]
+        both = (pa_ >= 0) & (pb_ >= 0) & ~gap
+        # same piece: signed distance along it in the direction of travel
+        si = np.flatnonzero(both & (pa_ == pb_))
+        piece_s = pb_[si]
+        delta = (pos[pi[si]] - pos[a[si]]) * m.piece_scale[piece_s]
+        sub_b = sub[pi[si]]
+        cosv = K["hx"][pi[si]] * m.ux[sub_b] + K["hy"][pi[si]] * m.uy[sub_b]
+        dirn = np.where(m.piece_oneway[piece_s], 1.0,
+                        np.where(np.isfinite(cosv) & (cosv != 0), np.sign(np.nan_to_num(cosv)), np.sign(delta)))
+        contrib_same = dirn * delta
+        # two pieces: through their shared node when plausible, else the straight distance halved
+        di = np.flatnonzero(both & (pa_ != pb_))
+        A, B = pa_[di], pb_[di]
+        posA, posB = pos[a[di]], pos[pi[di]]
+        lenA, lenB = m.piece_proj_len[A], m.piece_proj_len[B]
+        best_cost = np.full(len(di), np.inf)
+        cA = np.zeros(len(di))
+        cB = np.zeros(len(di))
+        for nodeA, endA in ((m.piece_u[A], 0.0), (m.piece_v[A], 1.0)):
+            for nodeB, endB in ((m.piece_u[B], 0.0), (m.piece_v[B], 1.0)):
+                da = np.abs(endA * lenA - posA)
+                db = np.abs(posB - endB * lenB)
+                better = (nodeA == nodeB) & (da + db < best_cost)
+                best_cost = np.where(better, da + db, best_cost)
+                cA = np.where(better, da, cA)
+                cB = np.where(better, db, cB)
+        # a hop between two pieces that fork at a shallow angle is not a drive back to the fork
+        connected = np.isfinite(best_cost) & (
+            best_cost * np.minimum(m.piece_scale[A], m.piece_scale[B])
+            <= np.sqrt(2.0) * d_straight[di] + p.detour_slack_m)
+        half = d_straight[di] / 2.0
+        mA = np.where(connected, cA * m.piece_scale[A], half)
+        mB = np.where(connected, cB * m.piece_scale[B], half)
+        tot.unconnected_pairs += int((~connected).sum())
+
+        c_piece = np.concatenate([piece_s, A, B])
+        c_sub = np.concatenate([sub_b, sub[a[di]], sub[pi[di]]])
+        c_um = np.rint(np.concatenate([contrib_same, mA, mB]) * UM).astype(np.int64)
+        c_at = np.concatenate([pi[si], pi[di], pi[di]])  # the pair's end row
+        if len(c_piece):
+            tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
+            zi = m.sub_zone_index[c_sub]
+            tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
+                                          minlength=m.n_subzones + 1).astype(np.int64)
+            tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
+            ent = K["ent"][c_at]
+            key = ent * m.n_pieces + c_piece
+            ukey, inv = np.unique(key, return_inverse=True)
+            sums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
+            ue = ukey // m.n_pieces
+            for e in np.unique(ue).tolist():
+                name = self.enterprise_names[e] if e >= 0 else "(unknown)"
+                arr = tot.enterprise_piece_um.get(name)
+                if arr is None:
+                    arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
+                sel = ue == e
+                arr[ukey[sel] - e * m.n_pieces] += sums[sel]
+        matched = fw[piece[fw] >= 0]
+        tot.piece_points += np.bincount(piece[matched], minlength=m.n_pieces)
+        # per vehicle
+        veh = K["veh"]
+        nv = len(self.vehicle_names)
+        off = ~gap & ~both
+        per = {
+            "matched_um": np.bincount(veh[c_at], weights=c_um, minlength=nv),
+            "offnet_um": np.bincount(veh[pi[off]], weights=np.rint(d_straight[off] * UM), minlength=nv),
+            "gps_um": np.bincount(veh[pi[~gap]], weights=np.rint(d_straight[~gap] * UM), minlength=nv),
+            "gap_pairs": np.bincount(veh[pi[gap]], minlength=nv),
+            "driving_ns": np.bincount(veh[pi[~gap]], weights=dt_ns[~gap].astype(np.float64), minlength=nv),
+            "points": np.bincount(veh[fw], minlength=nv),
+            "matched_points": np.bincount(veh[matched], minlength=nv),
+        }
+        vf = veh[fw]
+        if len(vf) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, vf[1:] != vf[:-1]])
+        ends = np.r_[starts[1:], len(vf)] - 1
+        tf = K["t"][fw]
+        ef = K["ent"][fw]
+        for s_, e_ in zip(starts, ends):
+            code = int(vf[s_])
+            st = self._vehicle(code)
+            for k_, arr in per.items():
+                st[k_] += int(arr[code])
+            t0, t1 = int(tf[s_]), int(tf[e_])
+            st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
+            st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
+            if st["enterprise"] is None:
+                st["enterprise"] = self.enterprise_names[ef[s_]] if ef[s_] >= 0 else "(unknown)"
+
+    # ------------------------------------------------------------------ sequential filter
+    def _sequential_filter(self, veh: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
+                           ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact "compare with the last kept point" filter, vectorized except near rejections.
+
+        A first pass compares every row with the row before it; only where that
+        flags something are rows walked one by one (a rejected row must not be
+        the reference of the next).
+        """
+        n = len(t)
+        keep = np.ones(n, dtype=bool)
+        why = np.zeros(n, dtype=np.int8)
+        if n < 2:
+            return keep, why
+        vmax = self.p.max_speed_mps
+        same = np.r_[False, veh[1:] == veh[:-1]]
+
+        def verdict(i: int, j: int) -> int:
+            dt = int(t[i]) - int(t[j])
+            if dt < 0:
+                return _R["backwards timestamp"]
+            if dt == 0:
+                return _R["repeated timestamp"]
+            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9:
+                return _R["jump over max speed"]
+            return 0
+
+        dt = np.r_[0, np.diff(t)].astype(np.float64)
+        d = np.r_[0.0, np.hypot(np.diff(x), np.diff(y))]
+        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9))
+        fl = np.flatnonzero(flag)
+        if len(fl) == 0:
+            return keep, why
+        # walk from each flagged row until the rows agree with the first pass again
+        i = int(fl[0])
+        nxt = 0
+        lk = i - 1  # last kept row before i (same vehicle: the previous row, kept)
+        while i < n:
+            if not same[i]:
+                lk = -1
+            r = 0 if lk < 0 or veh[lk] != veh[i] or ctx[i] else verdict(i, lk)
+            if r:
+                keep[i] = False
+                why[i] = r
+                i += 1
+                continue
+            lk = i
+            # row i is kept; if the next row is unflagged and compares with i, the first pass holds
+            if i + 1 < n and not flag[i + 1]:
+                nxt = int(np.searchsorted(fl, i + 1))
+                if nxt >= len(fl):
+                    break
+                i = int(fl[nxt])
+                lk = i - 1
+            else:
+                i += 1
+        return keep, why

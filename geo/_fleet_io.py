@@ -1,0 +1,507 @@
+"""Reading fleet logs: CSV, Parquet and GPX, in chunks, into plain arrays.
+
+Columns
+-------
+Required: ``vehicle_id``, ``enterprise``, ``timestamp``, ``lon``, ``lat``;
+optional: ``speed`` (m/s) and ``heading`` (degrees clockwise from north). Names
+match case-insensitively, and a few common aliases are accepted
+(:data:`ALIASES`: ``lng``/``longitude``, ``latitude``, ``time``, ``vehicle``...).
+Any other column is ignored. A file lacking a required column raises
+:class:`~geo.errors.FleetLogError` naming the columns and the file.
+
+Values
+------
+- Timestamps: ISO 8601 strings (with ``Z`` or an offset; *naive times are taken
+  as China Standard Time, UTC+8*), Unix epoch numbers (seconds; milliseconds
+  when above 1e11), or Parquet timestamp columns (naive ones again as UTC+8).
+  Anything else is "unparsable" and counted, never fatal.
+- Coordinates and speeds that are not numbers become NaN and are counted.
+
+Formats
+-------
+CSV
+    Read in blocks by pyarrow. The encoding is found first by decoding the
+    whole file as UTF-8 (a BOM is allowed) and, if that fails, as GB18030 (a
+    superset of GBK, as Chinese enterprise names are often written) with a
+    warning; a file that is neither raises FleetLogError. Lines with the wrong
+    number of fields are counted as ``malformed line`` and skipped.
+Parquet
+    Read row group by row group (``pyarrow.parquet.ParquetFile.iter_batches``),
+    so memory stays bounded by the chunk size.
+GPX
+    Streamed with ``xml.etree.ElementTree.iterparse``. Each ``<trk>`` is a
+    vehicle: ``vehicle_id`` is its ``<name>``; ``enterprise`` is an
+    ``<extensions>`` child named ``enterprise`` (any namespace) or else the
+    track's ``<type>``. ``<speed>``/``<course>`` children of a point's
+    extensions become speed and heading.
+
+Synthetic marker
+----------------
+``icv fleet simulate`` marks its logs: Parquet schema metadata key ``icv``
+(JSON with ``"synthetic": true``), and for CSV and GPX a sidecar
+``LOG.meta.json``. :attr:`LogInfo.synthetic` reports it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import FleetLogError
+
+REQUIRED = ("vehicle_id", "enterprise", "timestamp", "lon", "lat")
+OPTIONAL = ("speed", "heading")
+#: Accepted alternative column names (lower case).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "vehicle_id": ("vehicle_id", "vehicle", "vehicleid", "vin", "car_id"),
+    "enterprise": ("enterprise", "company", "operator"),
+    "timestamp": ("timestamp", "time", "datetime", "gps_time"),
+    "lon": ("lon", "lng", "longitude"),
+    "lat": ("lat", "latitude"),
+    "speed": ("speed", "speed_mps"),
+    "heading": ("heading", "course", "bearing"),
+}
+LOG_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".gpx")
+#: Naive timestamps are China Standard Time.
+NAIVE_UTC_OFFSET_NS = 8 * 3600 * 10**9
+NAT = np.iinfo(np.int64).min
+META_KEY = b"icv"
+
+
+class FleetLogWarning(UserWarning):
+    """A fleet log was read with a caveat (e.g. decoded as GB18030)."""
+
+
+@dataclass
+class RawChunk:
+    """A block of log rows as arrays.
+
+    ``vehicle``/``enterprise`` are codes into the chunk's own ``*_names``
+    lists (``-1`` = missing); ``t_ns`` is UTC nanoseconds (:data:`NAT` =
+    missing or unparsable); coordinates are as written in the file.
+    """
+
+    vehicle: np.ndarray
+    vehicle_names: list[str]
+    enterprise: np.ndarray
+    enterprise_names: list[str]
+    t_ns: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    speed: np.ndarray | None
+    heading: np.ndarray | None
+    first_row: int
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+@dataclass
+class LogInfo:
+    """What is known about a fleet log before and while reading it."""
+
+    path: str
+    format: str
+    columns: dict[str, str]
+    encoding: str | None = None
+    n_rows: int | None = None
+    row_groups: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    malformed_lines: int = 0
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.metadata.get("synthetic"))
+
+
+def log_format(path: str | os.PathLike[str]) -> str:
+    """``csv``, ``parquet`` or ``gpx`` from the file name."""
+    low = str(path).lower()
+    if low.endswith((".csv", ".csv.gz", ".txt")):
+        return "csv"
+    if low.endswith((".parquet", ".pq", ".geoparquet")):
+        return "parquet"
+    if low.endswith(".gpx"):
+        return "gpx"
+    raise FleetLogError(f"unknown kind of fleet log {Path(path).name!r}", where=str(path),
+                        hint="give a .csv, .parquet or .gpx file")
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """``LOG.meta.json`` beside a CSV or GPX log."""
+    return Path(str(path) + ".meta.json")
+
+
+def resolve_columns(names: list[str], where: str) -> dict[str, str]:
+    """Map standard column names to the file's names.
+
+    Raises
+    ------
+    FleetLogError
+        Naming every missing required column and the file.
+    """
+    lower = {n.strip().lower(): n for n in names}
+    found: dict[str, str] = {}
+    for std, alts in ALIASES.items():
+        for a in alts:
+            if a in lower:
+                found[std] = lower[a]
+                break
+    missing = [c for c in REQUIRED if c not in found]
+    if missing:
+        have = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+        raise FleetLogError(f"missing column(s) {', '.join(missing)} (found: {have or 'none'})", where=where,
+                            hint="a fleet log needs vehicle_id, enterprise, timestamp, lon, lat "
+                                 "(optional speed, heading)")
+    return found
+
+
+def detect_encoding(path: Path, block: int = 1 << 20) -> tuple[str, str | None]:
+    """The text encoding of a CSV: ``utf-8`` (BOM allowed) or ``gb18030``, with a warning for the latter.
+
+    The whole file is decoded incrementally, so a bad byte late in the file is found too.
+    """
+    opener = _open_binary(path)
+    for enc in ("utf-8-sig", "gb18030"):
+        dec = codecs.getincrementaldecoder(enc)()
+        try:
+            with opener() as fh:
+                while chunk := fh.read(block):
+                    dec.decode(chunk)
+                dec.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        if enc == "gb18030":
+            return enc, "not valid UTF-8; decoded as GB18030 (GBK)"
+        return "utf-8", None
+    raise FleetLogError("cannot decode the file as UTF-8 or GB18030", where=str(path),
+                        hint="save the log as UTF-8 CSV")
+
+
+def _open_binary(path: Path):  # noqa: ANN202 - a factory of binary file objects
+    if str(path).lower().endswith(".gz"):
+        import gzip
+
+        return lambda: gzip.open(path, "rb")
+    return lambda: open(path, "rb")
+
+
+# ---------------------------------------------------------------- value conversion
+
+def _codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Dictionary codes (-1 for null or empty) and the distinct strings."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        arr = pc.utf8_trim_whitespace(arr)
+        arr = pc.dictionary_encode(arr)
+    idx = arr.indices.to_numpy(zero_copy_only=False)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    names = [str(s).strip() if s is not None else "" for s in arr.dictionary.to_pylist()]
+    idx = np.where(valid, np.nan_to_num(idx, nan=-1), -1).astype(np.int64)
+    empty = np.array([n == "" for n in names] + [True], dtype=bool)
+    idx = np.where(empty[idx], -1, idx)
+    return idx, names
+
+
+def _floats(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_decimal(arr.type):
+        return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    s = pd.Series(arr.to_pandas()).astype(object)
+    return pd.to_numeric(s.where(s.notna(), None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _timestamps(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """UTC nanoseconds; :data:`NAT` where missing or unparsable."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_timestamp(t):
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        res = pc.cast(arr, pa.timestamp("ns", tz=t.tz)).cast(pa.int64()).fill_null(NAT).to_numpy()
+        if t.tz is None:
+            res = np.where(valid, res - NAIVE_UTC_OFFSET_NS, NAT)
+        return res.astype(np.int64)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return _epoch_ns(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64))
+    s = pd.Series(pc.cast(arr, pa.string()).to_pylist(), dtype=object)
+    return parse_time_strings(s)
+
+
+def _epoch_ns(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(v) & (np.abs(v) < 1e14)
+    sec = np.where(np.abs(v) > 1e11, v / 1000.0, v)  # milliseconds
+    return np.where(ok, np.round(np.where(ok, sec, 0.0) * 1e9), NAT).astype(np.int64)
+
+
+def parse_time_strings(s: pd.Series) -> np.ndarray:
+    """ISO 8601 or epoch strings to UTC nanoseconds (naive = UTC+8); :data:`NAT` where unparsable."""
+    s = s.astype(object).where(s.notna(), None)
+    text = s.map(lambda x: x.strip() if isinstance(x, str) else x)
+    out = np.full(len(s), NAT, dtype=np.int64)
+    num = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    isnum = np.isfinite(num)
+    out[isnum] = _epoch_ns(num[isnum])
+    rest = ~isnum & text.notna().to_numpy()
+    if rest.any():
+        sub = text[rest].astype(str)
+        aware = sub.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+        dt = pd.to_datetime(sub, format="ISO8601", errors="coerce", utc=True)
+        ns = dt.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        bad = dt.isna().to_numpy()
+        ns = np.where(aware, ns, ns - NAIVE_UTC_OFFSET_NS)
+        out[rest] = np.where(bad, NAT, ns)
+    return out
+
+
+def chunk_from_table(tab: pa.Table | pa.RecordBatch, cols: dict[str, str], first_row: int) -> RawChunk:
+    """A :class:`RawChunk` from an Arrow table with the file's column names."""
+    veh, vnames = _codes(tab.column(cols["vehicle_id"]))
+    ent, enames = _codes(tab.column(cols["enterprise"]))
+    return RawChunk(
+        vehicle=veh, vehicle_names=vnames, enterprise=ent, enterprise_names=enames,
+        t_ns=_timestamps(tab.column(cols["timestamp"])),
+        lon=_floats(tab.column(cols["lon"])), lat=_floats(tab.column(cols["lat"])),
+        speed=_floats(tab.column(cols["speed"])) if "speed" in cols else None,
+        heading=_floats(tab.column(cols["heading"])) if "heading" in cols else None,
+        first_row=first_row,
+    )
+
+
+# ---------------------------------------------------------------- the log
+
+class FleetLog:
+    """A fleet log file opened for chunked reading.
+
+    Parameters
+    ----------
+    path
+        ``.csv`` (or ``.csv.gz``), ``.parquet`` or ``.gpx``.
+    chunk_rows
+        Rows per chunk (Parquet reads whole row groups in batches of this size).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], chunk_rows: int = 500_000) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FleetLogError("file not found", where=str(self.path), hint="check the path")
+        if self.path.is_dir():
+            raise FleetLogError("is a folder, not a fleet log", where=str(self.path), hint="give a log file")
+        self.chunk_rows = max(1, int(chunk_rows))
+        fmt = log_format(self.path)
+        if fmt == "parquet":
+            self.info = self._open_parquet()
+        elif fmt == "csv":
+            self.info = self._open_csv()
+        else:
+            self.info = self._open_gpx()
+        side = sidecar_path(self.path)
+        if fmt != "parquet" and side.exists():
+            try:
+                self.info.metadata = json.loads(side.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                self.info.warnings.append(f"unreadable sidecar {side.name}: {e}")
+
+    # -- parquet
+    def _open_parquet(self) -> LogInfo:
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(self.path)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise FleetLogError(f"not a readable Parquet file ({e})", where=str(self.path),
+                                hint="check the file, or give a CSV or GPX log") from e
+        cols = resolve_columns(pf.schema_arrow.names, str(self.path))
+        meta: dict[str, Any] = {}
+        raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
+        if raw:
+            try:
+                meta = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                meta = {}
+        self._pf = pf
+        return LogInfo(str(self.path), "parquet", cols, n_rows=pf.metadata.num_rows,
+                       row_groups=pf.metadata.num_row_groups, metadata=meta)
+
+    def row_group_rows(self) -> list[int]:
+        """Rows of each Parquet row group."""
+        md = self._pf.metadata
+        return [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+
+    def column_value(self, row_group: int, column: str, which: int) -> Any:
+        """One value of one column of a row group (``which`` = 0 first, -1 last)."""
+        col = self._pf.read_row_group(row_group, columns=[self.info.columns[column]]).column(0)
+        return col[which].as_py() if len(col) else None
+
+    def iter_row_groups(self, start: int, stop: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Batches of row groups ``start..stop-1`` with their first row numbers."""
+        rows = self.row_group_rows()
+        first = int(sum(rows[:start]))
+        cols = list(self.info.columns.values())
+        for rg in range(start, stop):
+            for batch in self._pf.iter_batches(batch_size=self.chunk_rows, row_groups=[rg], columns=cols):
+                yield first, batch
+                first += batch.num_rows
+
+    # -- csv
+    def _open_csv(self) -> LogInfo:
+        enc, warn = detect_encoding(self.path)
+        opener = _open_binary(self.path)
+        with opener() as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig" if enc == "utf-8" else enc, newline="")
+            try:
+                header = next(csv.reader(text))
+            except StopIteration:
+                raise FleetLogError("the file is empty", where=str(self.path),
+                                    hint="a fleet log needs a header line and rows") from None
+        cols = resolve_columns(header, str(self.path))
+        info = LogInfo(str(self.path), "csv", cols, encoding=enc)
+        if warn:
+            info.warnings.append(warn)
+            warnings.warn(f"{self.path}: {warn}", FleetLogWarning, stacklevel=3)
+        self._csv_header = header
+        return info
+
+    def _csv_batches(self) -> Iterator[pa.RecordBatch]:
+        import pyarrow.csv as pacsv
+
+        wanted = list(dict.fromkeys(self.info.columns.values()))
+        info = self.info
+
+        def invalid(row: Any) -> str:
+            info.malformed_lines += 1
+            return "skip"
+
+        read = pacsv.ReadOptions(encoding="utf8" if self.info.encoding == "utf-8" else "gb18030",
+                                 block_size=1 << 22)
+        parse = pacsv.ParseOptions(invalid_row_handler=invalid, newlines_in_values=False)
+        conv = pacsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
+                                    strings_can_be_null=True, quoted_strings_can_be_null=True)
+        try:
+            reader = pacsv.open_csv(self.path, read_options=read, parse_options=parse, convert_options=conv)
+            yield from reader
+        except pa.ArrowInvalid as e:
+            raise FleetLogError(f"cannot parse the CSV ({e})", where=str(self.path),
+                                hint="check the delimiter (comma) and quoting") from e
+
+    # -- gpx
+    def _open_gpx(self) -> LogInfo:
+        cols = {c: c for c in (*REQUIRED, *OPTIONAL)}
+        return LogInfo(str(self.path), "gpx", cols, encoding="xml")
+
+    def _gpx_batches(self) -> Iterator[pa.RecordBatch]:
+        buf: dict[str, list[Any]] = {c: [] for c in (*REQUIRED, *OPTIONAL)}
+        vehicle: str | None = None
+        enterprise: str | None = None
+        track = 0
+        stack: list[str] = []
+
+        def flush() -> pa.RecordBatch:
+            b = pa.RecordBatch.from_pydict({k: pa.array(v, type=pa.string()) for k, v in buf.items()})
+            for v in buf.values():
+                v.clear()
+            return b
+
+        try:
+            for ev, el in ET.iterparse(self.path, events=("start", "end")):
+                tag = el.tag.rsplit("}", 1)[-1]
+                if ev == "start":
+                    stack.append(tag)
+                    if tag == "trk":
+                        track += 1
+                        vehicle = enterprise = None
+                    continue
+                stack.pop()
+                in_trk_head = "trk" in stack and "trkseg" not in stack
+                if tag == "name" and stack and stack[-1] == "trk":
+                    vehicle = (el.text or "").strip() or None
+                elif tag == "type" and stack and stack[-1] == "trk" and enterprise is None:
+                    enterprise = (el.text or "").strip() or None
+                elif tag == "enterprise" and in_trk_head:
+                    enterprise = (el.text or "").strip() or enterprise
+                elif tag == "trkpt":
+                    if vehicle is None or enterprise is None:
+                        missing = [n for n, v in (("vehicle_id", vehicle), ("enterprise", enterprise)) if v is None]
+                        raise FleetLogError(
+                            f"missing column(s) {', '.join(missing)} in GPX track {track}",
+                            where=str(self.path),
+                            hint="give each <trk> a <name> (the vehicle) and a <type> or "
+                                 "<extensions><enterprise> (the enterprise) before its points")
+                    t = speed = course = None
+                    for ch in el.iter():
+                        ctag = ch.tag.rsplit("}", 1)[-1]
+                        if ctag == "time":
+                            t = ch.text
+                        elif ctag == "speed":
+                            speed = ch.text
+                        elif ctag == "course":
+                            course = ch.text
+                    buf["vehicle_id"].append(vehicle)
+                    buf["enterprise"].append(enterprise)
+                    buf["lon"].append(el.get("lon"))
+                    buf["lat"].append(el.get("lat"))
+                    buf["timestamp"].append(t)
+                    buf["speed"].append(speed)
+                    buf["heading"].append(course)
+                    el.clear()
+                    if len(buf["lon"]) >= self.chunk_rows:
+                        yield flush()
+                elif tag in ("trkseg", "trk"):
+                    el.clear()
+        except ET.ParseError as e:
+            raise FleetLogError(f"not a readable GPX file ({e})", where=str(self.path),
+                                hint="check that it is GPX 1.1 XML") from e
+        if buf["lon"]:
+            yield flush()
+
+    # -- all formats
+    def chunks(self) -> Iterator[RawChunk]:
+        """The whole log as :class:`RawChunk` blocks of about ``chunk_rows`` rows."""
+        if self.info.format == "parquet":
+            yield from self.chunks_of_row_groups(0, self.info.row_groups or 0)
+        elif self.info.format == "csv":
+            yield from self._rechunk(self._csv_batches())
+        else:
+            yield from self._rechunk(self._gpx_batches())
+
+    def chunks_of_row_groups(self, start: int, stop: int) -> Iterator[RawChunk]:
+        """:class:`RawChunk` blocks of Parquet row groups ``start..stop-1`` (row numbers global)."""
+        rows = self.row_group_rows()
+        yield from self._rechunk((b for _, b in self.iter_row_groups(start, stop)), int(sum(rows[:start])))
+
+    def _rechunk(self, batches: Iterator[pa.RecordBatch], first: int = 0) -> Iterator[RawChunk]:
+        pending: list[pa.RecordBatch] = []
+        n = 0
+        for b in batches:
+            pending.append(b)
+            n += b.num_rows
+            while n >= self.chunk_rows:
+                tab = pa.Table.from_batches(pending)
+                head, tail = tab.slice(0, self.chunk_rows), tab.slice(self.chunk_rows)
+                yield chunk_from_table(head, self.info.columns, first)
+                first += head.num_rows
+                pending = tail.to_batches() if tail.num_rows else []
+                n = tail.num_rows
+        if n:
+            yield chunk_from_table(pa.Table.from_batches(pending), self.info.columns, first)
+

@@ -1,0 +1,576 @@
+"""Fleet test mileage: where the test vehicles drove, in km per road piece.
+
+:func:`compute_mileage` reads a fleet log (CSV, Parquet or GPX; see
+:mod:`geo._fleet_io` for columns, encodings and the synthetic marker), snaps
+every valid point to a road piece (:mod:`geo._fleet_match`: a grid index in
+EPSG:32651, heading- and continuity-aware, dual carriageways by direction) and
+attributes each pair of consecutive points of a vehicle to pieces
+(:mod:`geo._fleet_engine`). It returns a :class:`MileageResult` with km per
+road piece, per named road, per class, per sub-zone, per enterprise and per
+vehicle, the network coverage, and every bad row counted by reason.
+
+Definitions
+-----------
+km on a piece
+    Distance along the matched piece between consecutive points of a vehicle
+    (signed in the direction of travel, so standing-still jitter cancels),
+    through the shared junction when consecutive points lie on adjacent
+    pieces; the straight GPS distance, half to each piece, when they lie on
+    pieces that do not touch. Scaled so that a piece driven end to end counts
+    its geodesic ``length_m``. Pairs more than ``max_gap_s`` (60 s) apart are
+    gaps and count nowhere.
+off-network km
+    Straight GPS distance of pairs with a point farther than ``radius_m`` (35
+    m) from every piece.
+test mileage
+    On-network km plus off-network km of all vehicles (gaps excluded).
+driven piece
+    A piece whose km is at least ``driven_share`` (half) of its length.
+coverage
+    Centerline km (:mod:`geo.stats`: each dual carriageway counted once) of the
+    driven pieces inside the zone over the centerline km of the whole network
+    inside the zone. A one-way carriageway counts as driven when it or its
+    paired opposite carriageway was driven ("driven at least once", either
+    direction). The carriageway-km share is reported beside it.
+
+Scale
+-----
+The log is streamed in chunks of ``chunk_rows`` rows (Parquet row group by
+row group), so memory is bounded by the chunk size, the network index and one
+small state per vehicle. *Logs must be sorted by vehicle, then time*: a row
+earlier than its vehicle's previous row is counted as a ``backwards
+timestamp``. (Interleaved vehicles are handled in the single-process path, but
+the Dask path needs each vehicle's rows contiguous.) With ``scheduler`` the
+row groups of a Parquet log are processed on a Dask cluster
+(:mod:`geo._fleet_dask`) with results identical to the single-process path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_path, write_text
+from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
+from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
+from ._fleet_match import MatchParams, PieceMatcher
+from ._format import render
+from .errors import InputError
+from .provenance import Provenance, sha256_file
+from .zones import Zone
+
+__all__ = [
+    "MileageParams", "MileageResult", "compute_mileage", "build_matcher", "fleet_figures",
+    "write_outputs", "render_tables", "fleet_figures_from_file", "REASONS", "FleetLogWarning",
+]
+
+CRS_CHOICES = ("wgs84", "gcj02")
+TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows")
+
+
+@dataclass(frozen=True)
+class MileageParams:
+    """Parameters of a mileage run (matching, engine rules, coverage)."""
+
+    match: MatchParams = field(default_factory=MatchParams)
+    engine: EngineParams = field(default_factory=EngineParams)
+    driven_share: float = 0.5
+
+
+def build_matcher(roads: gpd.GeoDataFrame, zone: Zone | None = None,
+                  params: MatchParams | None = None) -> PieceMatcher:
+    """The piece index of a roads table, with the zone and its sub-zones for attribution."""
+    subzones = None
+    if zone is not None and zone.subzones is not None and len(zone.subzones):
+        subzones = list(zone.subzones.geometry.values)
+    return PieceMatcher(roads.reset_index(drop=True), params, zone_geometry=zone.geometry if zone else None,
+                        subzones=subzones)
+
+
+@dataclass
+class MileageResult:
+    """Mileage of a fleet log on a road network (see the module docstring).
+
+    Attributes
+    ----------
+    roads
+        The roads table the log was matched to (row = piece id).
+    totals
+        The engine's additive totals (integer micrometres).
+    zone
+        The test zone, if any.
+    log
+        What was read: path, format, encoding, synthetic marker, warnings.
+    params
+        The parameters used.
+    provenance
+        The network's provenance with notes on the log and the method.
+    scheduler
+        ``None`` (single process) or the Dask scheduler used.
+    """
+
+    roads: gpd.GeoDataFrame
+    totals: Totals
+    zone: Zone | None
+    log: LogInfo
+    params: MileageParams
+    provenance: Provenance
+    scheduler: str | None = None
+    _stats: Any = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- per piece
+    @property
+    def piece_km(self) -> np.ndarray:
+        """km per piece (row of :attr:`roads`), never negative."""
+        return np.maximum(self.totals.piece_um, 0) / 1e9
+
+    def driven(self, piece_km: np.ndarray | None = None) -> np.ndarray:
+        """Which pieces count as driven (km at least ``driven_share`` of the length)."""
+        km = self.piece_km if piece_km is None else piece_km
+        return km * 1000.0 >= self.params.driven_share * self.roads["length_m"].to_numpy()
+
+    def pieces(self) -> gpd.GeoDataFrame:
+        """km per road piece, with the piece's attributes and geometry (EPSG:4326).
+
+        Columns: ``piece``, ``u``, ``v``, ``osm_way_ids``, ``highway``, ``name``,
+        ``ref``, ``oneway``, ``length_m``, ``km``, ``passes`` (km / length),
+        ``points`` (matched points), ``driven``, ``geometry``. This is the table
+        ``icv map mileage`` draws.
+        """
+        r = self.roads
+        km = self.piece_km
+        length_km = r["length_m"].to_numpy() / 1000.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            passes = np.where(length_km > 0, km / length_km, 0.0)
+        df = pd.DataFrame({
+            "piece": np.arange(len(r)), "u": r["u"].to_numpy(), "v": r["v"].to_numpy(),
+            "osm_way_ids": list(r["osm_way_ids"]), "highway": r["highway"].to_numpy(dtype=object),
+            "name": r["name"].to_numpy(dtype=object), "ref": r["ref"].to_numpy(dtype=object),
+            "oneway": r["oneway"].to_numpy(dtype=bool), "length_m": r["length_m"].to_numpy(),
+            "km": km, "passes": passes, "points": self.totals.piece_points, "driven": self.driven(km),
+        })
+        gdf = gpd.GeoDataFrame(df, geometry=r.geometry.values, crs="EPSG:4326")
+        gdf.attrs["provenance"] = self.provenance.to_dict()
+        return gdf
+
+    def pieces_by_enterprise(self) -> pd.DataFrame:
+        """Long table of km per (piece, enterprise) with km > 0: ``piece``, ``u``, ``v``,
+        ``osm_way_ids`` (``;``-joined), ``name``, ``highway``, ``enterprise``, ``km``."""
+        r = self.roads
+        frames = []
+        for e in sorted(self.totals.enterprise_piece_um):
+            km = np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9
+            sel = np.flatnonzero(km > 0)
+            frames.append(pd.DataFrame({
+                "piece": sel, "u": r["u"].to_numpy()[sel], "v": r["v"].to_numpy()[sel],
+                "osm_way_ids": [";".join(str(x) for x in r["osm_way_ids"].iloc[i]) for i in sel],
+                "name": r["name"].to_numpy(dtype=object)[sel], "highway": r["highway"].to_numpy(dtype=object)[sel],
+                "enterprise": e, "km": km[sel]}))
+        cols = ["piece", "u", "v", "osm_way_ids", "name", "highway", "enterprise", "km"]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+    # ---------------------------------------------------------------- summaries
+    @property
+    def on_network_km(self) -> float:
+        return float(self.piece_km.sum())
+
+    @property
+    def off_network_km(self) -> float:
+        return sum(v["offnet_um"] for v in self.totals.vehicles.values()) / 1e9
+
+    @property
+    def test_mileage_km(self) -> float:
+        """On-network plus off-network km (gaps excluded)."""
+        return self.on_network_km + self.off_network_km
+
+    def active_vehicles(self) -> dict[str, dict[str, Any]]:
+        """Vehicles with at least one valid point."""
+        return {k: v for k, v in self.totals.vehicles.items() if v["points"] > 0}
+
+    def enterprises(self) -> list[str]:
+        """Enterprises of the active vehicles."""
+        return sorted({v["enterprise"] or "(unknown)" for v in self.active_vehicles().values()})
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Headline figures: rows, bad rows, vehicles, enterprises, km."""
+        t = self.totals
+        bad = sum(t.bad.values())
+        pts = sum(v["points"] for v in t.vehicles.values())
+        matched = sum(v["matched_points"] for v in t.vehicles.values())
+        cov = self.coverage()[0] if len(self.roads) else {}
+        rows = [
+            ("rows read", t.rows, "rows", "data rows of the log (plus malformed lines)"),
+            ("bad rows", bad, "rows", "rows not used, by reason in the bad-rows table"),
+            ("valid points", pts, "points", "rows used"),
+            ("matched points", matched, "points", f"valid points within {self.params.match.radius_m:g} m of a piece"),
+            ("vehicles", len(self.active_vehicles()), "count", "distinct vehicle_id with a valid point"),
+            ("enterprises", len(self.enterprises()), "count", "distinct enterprise of those vehicles"),
+            ("on-network km", self.on_network_km, "km", "distance along matched pieces"),
+            ("in-zone km", t.zone_um / 1e9, "km", "on-network km on pieces' parts inside the zone"),
+            ("off-network km", self.off_network_km, "km", "straight GPS distance where a point is off the network"),
+            ("test mileage km", self.test_mileage_km, "km", "on-network + off-network km, gaps excluded"),
+            ("driving hours", sum(v["driving_ns"] for v in t.vehicles.values()) / 3.6e12, "h",
+             "time between consecutive valid points, gaps excluded"),
+            ("centerline coverage %", cov.get("centerline_coverage_pct"), "%",
+             "centerline km of driven pieces / centerline km of the network in the zone"),
+        ]
+        return [{"figure": f, "value": round(v, 3) if isinstance(v, float) else v, "unit": u, "definition": d}
+                for f, v, u, d in rows]
+
+    def _group(self, key: np.ndarray, name: str) -> list[dict[str, Any]]:
+        km = self.piece_km
+        length = self.roads["length_m"].to_numpy() / 1000.0
+        drv = self.driven(km)
+        df = pd.DataFrame({name: key, "km": km, "network_km": length, "driven_km": np.where(drv, length, 0.0),
+                           "pieces": 1})
+        g = df.groupby(name, sort=False, dropna=False).sum(numeric_only=True).sort_values("km", ascending=False)
+        out = []
+        for k, r in g.iterrows():
+            out.append({name: k, "pieces": int(r["pieces"]), "network_km": round(float(r["network_km"]), 3),
+                        "km": round(float(r["km"]), 3), "driven_network_km": round(float(r["driven_km"]), 3)})
+        return out
+
+    def by_class(self) -> list[dict[str, Any]]:
+        """km per highway class."""
+        return self._group(self.roads["highway"].to_numpy(dtype=object), "highway")
+
+    def by_road(self) -> list[dict[str, Any]]:
+        """km per named road (normalized street name, else ref, else ``(unnamed)``)."""
+        try:
+            from .names import street_names
+        except ImportError:  # pragma: no cover - the names module ships with icv
+            street_names = None
+        keys = []
+        for nm, zh, ref in zip(self.roads["name"], self.roads["name_zh"], self.roads["ref"]):
+            names = street_names(nm, zh) if street_names else ((nm,) if nm else ())
+            if names:
+                keys.append(";".join(names))
+            elif isinstance(ref, str) and ref.strip():
+                keys.append(ref.strip())
+            else:
+                keys.append("(unnamed)")
+        return self._group(np.array(keys, dtype=object), "road")
+
+    def by_subzone(self) -> list[dict[str, Any]]:
+        """km per sub-zone of the zone (by where each stretch lies), and outside them."""
+        t = self.totals
+        names = []
+        if self.zone is not None and self.zone.subzones is not None:
+            names = [str(n) for n in self.zone.subzones["name"]]
+        out = [{"subzone": n, "km": round(int(t.subzone_um[i]) / 1e9, 3)} for i, n in enumerate(names)]
+        out.append({"subzone": "(no sub-zone)" if names else "(all)", "km": round(int(t.subzone_um[-1]) / 1e9, 3)})
+        return out
+
+    def by_enterprise(self) -> list[dict[str, Any]]:
+        """Vehicles, km and coverage per enterprise."""
+        vehicles = self.active_vehicles()
+        cov = {c["scope"]: c for c in self.coverage()}
+        out = []
+        for e in self.enterprises():
+            vs = [v for v in vehicles.values() if (v["enterprise"] or "(unknown)") == e]
+            on = self.totals.enterprise_piece_um.get(e)
+            on_km = float(np.maximum(on, 0).sum()) / 1e9 if on is not None else 0.0
+            off_km = sum(v["offnet_um"] for v in vs) / 1e9
+            c = cov.get(f"enterprise:{e}", {})
+            out.append({"enterprise": e, "vehicles": len(vs), "points": sum(v["points"] for v in vs),
+                        "on_network_km": round(on_km, 3), "off_network_km": round(off_km, 3),
+                        "test_mileage_km": round(on_km + off_km, 3),
+                        "centerline_coverage_pct": c.get("centerline_coverage_pct")})
+        return sorted(out, key=lambda r: -r["test_mileage_km"])
+
+    def by_vehicle(self) -> list[dict[str, Any]]:
+        """Rows, points and km per vehicle."""
+        out = []
+        for name, v in self.totals.vehicles.items():
+            out.append({
+                "vehicle_id": name, "enterprise": v["enterprise"], "rows": v["rows"], "bad_rows": v["bad_rows"],
+                "points": v["points"], "matched_points": v["matched_points"],
+                "on_network_km": round(v["matched_um"] / 1e9, 3), "off_network_km": round(v["offnet_um"] / 1e9, 3),
+                "gps_km": round(v["gps_um"] / 1e9, 3), "gaps": v["gap_pairs"],
+                "first": _iso(v["first_ns"]), "last": _iso(v["last_ns"]),
+            })
+        return sorted(out, key=lambda r: (-r["on_network_km"], r["vehicle_id"]))
+
+    def bad_rows(self) -> list[dict[str, Any]]:
+        """Bad rows by reason, with the first row numbers (1-based data rows)."""
+        t = self.totals
+        return [{"reason": r, "rows": int(t.bad.get(r, 0)),
+                 "examples": ",".join(str(x) for x in t.bad_examples.get(r, []))}
+                for r in REASONS if t.bad.get(r, 0)]
+
+    # ---------------------------------------------------------------- coverage
+    def _centerline(self) -> pd.DataFrame:
+        """Per piece: in-zone carriageway m, centerline m and paired partners (geo.stats)."""
+        if self._stats is None:
+            from .stats import road_stats
+
+            st = road_stats(self.roads, self.zone.geometry if self.zone is not None else None,
+                            subzones={}, zone_name=self.zone.name if self.zone is not None else None)
+            p = pd.DataFrame({"piece": st.pieces["piece"].to_numpy(), "clipped_m": st.pieces["clipped_m"].to_numpy(),
+                              "centerline_m": st.pieces["centerline_m"].to_numpy(),
+                              "partners": list(st.pieces["partners"])})
+            self._stats = p
+        return self._stats
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Share of the network driven at least once: overall and per enterprise.
+
+        Rows: ``scope`` (``all`` or ``enterprise:NAME``), ``network_centerline_km``,
+        ``driven_centerline_km``, ``centerline_coverage_pct``, and the same on
+        carriageway km.
+        """
+        if len(self.roads) == 0:
+            return []
+        cl = self._centerline()
+        scopes = [("all", self.piece_km)]
+        for e in sorted(self.totals.enterprise_piece_um):
+            scopes.append((f"enterprise:{e}", np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9))
+        piece = cl["piece"].to_numpy()
+        partners = list(cl["partners"])
+        cl_m = cl["centerline_m"].to_numpy()
+        cw_m = cl["clipped_m"].to_numpy()
+        out = []
+        for scope, km in scopes:
+            drv = self.driven(km)
+            d = drv[piece]
+            # a carriageway counts for the centerline when it or its opposite partner was driven
+            d_cl = d | np.array([any(drv[q] for q in ps) if ps is not None and len(ps) else False
+                                 for ps in partners], dtype=bool) if len(piece) else d
+            tot_cl, tot_cw = cl_m.sum() / 1000, cw_m.sum() / 1000
+            got_cl, got_cw = cl_m[d_cl].sum() / 1000, cw_m[d].sum() / 1000
+            out.append({"scope": scope, "network_centerline_km": round(float(tot_cl), 3),
+                        "driven_centerline_km": round(float(got_cl), 3),
+                        "centerline_coverage_pct": round(100 * got_cl / tot_cl, 2) if tot_cl else None,
+                        "network_carriageway_km": round(float(tot_cw), 3),
+                        "driven_carriageway_km": round(float(got_cw), 3),
+                        "carriageway_coverage_pct": round(100 * got_cw / tot_cw, 2) if tot_cw else None})
+        return out
+
+    # ---------------------------------------------------------------- all tables
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Every summary table by name (:data:`TABLES`)."""
+        return {name: getattr(self, name)() for name in TABLES}
+
+    def meta(self) -> dict[str, Any]:
+        """Provenance and definitions for output envelopes."""
+        return {
+            "log": self.log.path, "log_format": self.log.format, "log_encoding": self.log.encoding,
+            "synthetic_log": self.log.synthetic, "scheduler": self.scheduler or "single process",
+            "provenance": self.provenance.summary(),
+            "definitions": "km along matched pieces (see geo.fleet); test mileage = on- + off-network km; "
+                           f"driven = km >= {self.params.driven_share:g} x length; coverage on centerline km",
+        }
+
+
+def _iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    return pd.Timestamp(ns, unit="ns", tz="UTC").tz_convert("Asia/Shanghai").isoformat()
+
+
+def fleet_figures(result: MileageResult) -> dict[str, Any]:
+    """Computed fleet figures for ``icv compare``: vehicles, enterprises, test mileage (and hours).
+
+    Returns
+    -------
+    dict
+        Figure name -> :class:`geo.reported.ComputedValue` (value, unit, definition).
+    """
+    from .reported import ComputedValue
+
+    t = result.totals
+    syn = " (SYNTHETIC log)" if result.log.synthetic else ""
+    return {
+        "vehicles": ComputedValue(float(len(result.active_vehicles())), "count",
+                                  f"distinct vehicle_id with at least one valid point in the fleet log{syn}"),
+        "enterprises": ComputedValue(float(len(result.enterprises())), "count",
+                                     f"distinct enterprise of those vehicles{syn}"),
+        "test_mileage_km": ComputedValue(result.test_mileage_km, "km",
+                                         "km driven in the fleet log: along matched road pieces plus straight "
+                                         f"GPS distance off the network, gaps over {result.params.engine.max_gap_s:g} s "
+                                         f"excluded{syn}"),
+        "test_hours": ComputedValue(sum(v["driving_ns"] for v in t.vehicles.values()) / 3.6e12, "h",
+                                    f"time between consecutive valid points, gaps excluded{syn}"),
+    }
+
+
+def fleet_figures_from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the fleet figures that :func:`write_outputs` wrote (``mileage_figures.json``),
+    or the JSON that ``icv fleet mileage --format json`` printed.
+
+    Raises
+    ------
+    InputError
+        Unreadable file or no figures in it.
+    """
+    from .reported import ComputedValue
+
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        figs = doc["figures"]
+        return {k: ComputedValue(float(v["value"]), str(v["unit"]), str(v.get("definition", "")))
+                for k, v in figs.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"not a fleet figures file ({type(e).__name__}: {e})", where=str(p),
+                         hint="give the mileage_figures.json that `icv fleet mileage --out-dir` wrote") from None
+
+
+def compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, *, zone: Zone | None = None,
+                    crs: str = "wgs84", chunk_rows: int = 500_000, scheduler: Any = None,
+                    params: MileageParams | None = None, provenance: Provenance | None = None,
+                    matcher: PieceMatcher | None = None) -> MileageResult:
+    """Mileage of a fleet log on a road network.
+
+    Parameters
+    ----------
+    log_path
+        ``.csv``, ``.parquet`` or ``.gpx`` fleet log.
+    roads
+        The roads table (e.g. ``load_network(...).roads``).
+    zone
+        The test zone (for in-zone km, sub-zones and coverage).
+    crs
+        ``wgs84`` or ``gcj02``: the coordinates of the log.
+    chunk_rows
+        Rows per chunk (memory bound).
+    scheduler
+        ``None`` for one process; a Dask scheduler address, ``"local"`` (a
+        LocalCluster) or a ``distributed.Client``. Parquet logs only.
+    params
+        Matching and engine parameters.
+    provenance
+        The network's provenance (default: ``roads.attrs["provenance"]``).
+    matcher
+        A prebuilt index of ``roads`` (reused across runs).
+
+    Raises
+    ------
+    FleetLogError
+        Unreadable log, missing columns.
+    InputError
+        Unknown ``crs``, Dask on a non-Parquet log.
+    """
+    if crs not in CRS_CHOICES:
+        raise InputError(f"unknown coordinate system {crs!r} for the fleet log", hint="use --crs wgs84 or gcj02")
+    if chunk_rows < 1:
+        raise InputError("--chunk-rows must be at least 1", hint="e.g. --chunk-rows 500000")
+    params = params or MileageParams()
+    roads = roads.reset_index(drop=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FleetLogWarning)
+        log = FleetLog(log_path, chunk_rows=chunk_rows)
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    m = matcher or build_matcher(roads, zone, params.match)
+    sched_label = None
+    if scheduler is not None:
+        from ._fleet_dask import mileage_on_dask
+
+        if log.info.format != "parquet":
+            raise InputError("the Dask path reads Parquet row groups", where=str(log_path),
+                             hint="convert the log to Parquet, or drop --scheduler")
+        totals, sched_label = mileage_on_dask(log, m, crs, params.engine, scheduler)
+    else:
+        eng = MileageEngine(m, crs, params.engine)
+        for ch in log.chunks():
+            eng.feed(ch)
+        eng.add_malformed(log.info.malformed_lines)
+        totals = eng.finish()
+    if provenance is None and roads.attrs.get("provenance"):
+        provenance = Provenance.from_dict(roads.attrs["provenance"])
+    base = provenance or Provenance("unknown", "roads table")
+    notes = [*base.notes,
+             f"fleet log {log.info.path} ({log.info.format}, sha256 {sha256_file(log.info.path)[:12]}, "
+             f"coordinates {crs})" + ("; SYNTHETIC log (icv fleet simulate)" if log.info.synthetic else ""),
+             f"matched in {m.crs.to_string()}: radius {params.match.radius_m:g} m, heading and continuity checked"]
+    notes.extend(log.info.warnings)
+    prov = base.with_(notes=notes)
+    return MileageResult(roads, totals, zone, log.info, params, prov, sched_label)
+
+
+# ---------------------------------------------------------------- outputs
+
+_EXT = {"table": "txt", "json": "json", "csv": "csv", "markdown": "md"}
+
+
+def render_tables(result: MileageResult, fmt: str, names: tuple[str, ...] = TABLES) -> str:
+    """The summary tables in one document of format ``fmt``."""
+    tables = result.tables()
+    if fmt == "json":
+        figs = {k: {"value": v.value, "unit": v.unit, "definition": v.definition}
+                for k, v in fleet_figures(result).items()}
+        doc = {"tables": {n: tables[n] for n in names}, "figures": figs, "meta": result.meta()}
+        return json.dumps(doc, ensure_ascii=False, indent=2, default=_json_default, allow_nan=False) + "\n"
+    parts = []
+    for n in names:
+        title = n.replace("_", " ")
+        if fmt == "csv":
+            parts.append(f"# {title}\n" + render(tables[n], "csv"))
+        else:
+            parts.append(render(tables[n], fmt, title=title) if tables[n] else f"{title}: none\n")
+    meta = result.meta()
+    if fmt == "markdown":
+        parts.append("\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n")
+    elif fmt == "csv":
+        parts.append("".join(f"# {k}: {v}\n" for k, v in meta.items()))
+    else:
+        parts.append("\n".join(f"{k}: {v}" for k, v in meta.items()) + "\n")
+    return "\n".join(parts)
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
+
+
+def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: str = "csv") -> list[Path]:
+    """Write km per piece (GeoParquet and CSV), every summary table and the provenance.
+
+    Files: ``mileage_pieces.parquet`` (GeoParquet, EPSG:4326), ``mileage_pieces.csv``
+    (no geometry), ``mileage_pieces_by_enterprise.csv`` (``piece``, ``osm_way_ids``,
+    ``enterprise``, ``km``: what ``icv map mileage --fleet`` reads),
+    ``mileage_<table>.<ext>`` for each of :data:`TABLES` in ``fmt``,
+    ``mileage_figures.json`` (what ``icv compare --fleet-summary`` reads) and
+    ``mileage_provenance.json``. Each is written atomically.
+    """
+    out = Path(out_dir)
+    gdf = result.pieces()
+    written = []
+    p = out / "mileage_pieces.parquet"
+    with atomic_path(p) as tmp:
+        gdf.to_parquet(tmp, index=False)
+    written.append(p)
+    p = out / "mileage_pieces.csv"
+    flat = pd.DataFrame(gdf.drop(columns="geometry"))
+    flat["osm_way_ids"] = [";".join(str(x) for x in ids) for ids in flat["osm_way_ids"]]
+    with atomic_path(p) as tmp:
+        flat.to_csv(tmp, index=False, encoding="utf-8")
+    written.append(p)
+    tables = result.tables()
+    for name in TABLES:
+        p = out / f"mileage_{name}.{_EXT[fmt]}"
+        written.append(write_text(p, render(tables[name], fmt, meta=result.meta(), title=name.replace("_", " "))))
+    p = out / "mileage_pieces_by_enterprise.csv"
+    by_ent = result.pieces_by_enterprise()
+    with atomic_path(p) as tmp:
+        by_ent.to_csv(tmp, index=False, encoding="utf-8")
+    written.append(p)
+    p = out / "mileage_figures.json"
+    figs = {k: {"value": v.value, "unit": v.unit, "definition": v.definition}
+            for k, v in fleet_figures(result).items()}
+    written.append(write_text(p, json.dumps({"figures": figs, "meta": result.meta()}, ensure_ascii=False,
+                                            indent=2) + "\n"))
+    p = out / "mileage_provenance.json"
+    written.append(write_text(p, json.dumps({"provenance": result.provenance.to_dict(), **result.meta()},
+                                            ensure_ascii=False, indent=2) + "\n"))
+    return written

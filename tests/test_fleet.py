@@ -1,0 +1,446 @@
+"""Fleet mileage: known answers on hand-built networks, bad rows, encodings, formats, CLI.
+
+The hand-built networks are drawn in local metres (UTM 51N, near Jiading) and
+written as a GeoJSON road layer with OSM tag columns, so they go through the same
+loading as any source. Known answers are computed here by hand (lengths with
+pyproj.Geod), never copied from the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from pyproj import Geod, Transformer
+from shapely.geometry import LineString, box
+
+from cli import cli
+from geo import fleet, sources
+from geo._fleet_io import FleetLog, detect_encoding
+from geo.errors import FleetLogError, InputError
+from geo.gcj02 import wgs84_to_gcj02
+from geo.simulate import SimParams, simulate_fleet, write_simulation
+from geo.zones import Zone
+
+GEOD = Geod(ellps="WGS84")
+UTM = "EPSG:32651"
+X0, Y0 = 330_000.0, 3_469_000.0  # a point in Jiading, UTM 51N
+TO_LL = Transformer.from_crs(UTM, "EPSG:4326", always_xy=True)
+
+
+def ll(x: float, y: float) -> tuple[float, float]:
+    lon, lat = TO_LL.transform(X0 + x, Y0 + y)
+    return float(lon), float(lat)
+
+
+def write_layer(path: Path, ways: list[dict]) -> Path:
+    """A GeoJSON road layer from ways ``{"xy": [(x, y), ...], "highway", "oneway", "name"}`` in local metres."""
+    rows = [{"highway": w.get("highway", "primary"), "oneway": w.get("oneway", "no"), "name": w.get("name"),
+             "osm_way_id": i + 1} for i, w in enumerate(ways)]
+    geoms = [LineString([ll(x, y) for x, y in w["xy"]]) for w in ways]
+    gpd.GeoDataFrame(rows, geometry=geoms, crs=4326).to_file(path, driver="GeoJSON")
+    return path
+
+
+def zone_of(x0: float, y0: float, x1: float, y1: float, name: str = "testzone") -> Zone:
+    (a, b), (c, d) = ll(x0, y0), ll(x1, y1)
+    return Zone(name, box(a, b, c, d))
+
+
+def geod_len(xy: list[tuple[float, float]]) -> float:
+    pts = [ll(x, y) for x, y in xy]
+    return float(GEOD.line_length([p[0] for p in pts], [p[1] for p in pts]))
+
+
+def track(xy: np.ndarray, vehicle: str = "V1", enterprise: str = "E1", t0: int = 1_700_000_000,
+          heading: np.ndarray | None = None, speed: np.ndarray | None = None) -> pd.DataFrame:
+    """Log rows (1 Hz) for local-metre positions."""
+    lon, lat = TO_LL.transform(X0 + xy[:, 0], Y0 + xy[:, 1])
+    df = pd.DataFrame({"vehicle_id": vehicle, "enterprise": enterprise, "timestamp": t0 + np.arange(len(xy)),
+                       "lon": np.round(lon, 8), "lat": np.round(lat, 8)})
+    if heading is not None:
+        df["heading"] = heading
+    if speed is not None:
+        df["speed"] = speed
+    return df
+
+
+def line_points(a: tuple[float, float], b: tuple[float, float], step: float) -> np.ndarray:
+    n = int(round(math.dist(a, b) / step))
+    f = np.linspace(0.0, 1.0, n + 1)
+    return np.column_stack([a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])])
+
+
+# ---------------------------------------------------------------- networks
+
+@pytest.fixture()
+def tee(tmp_path: Path):
+    """A 1 km east-west two-way road A-C-B with a 300 m side road C-D to the north at C (x = 400)."""
+    ways = [{"xy": [(0, 0), (400, 0), (1000, 0)], "name": "东西路"},
+            {"xy": [(400, 0), (400, 300)], "name": "南北路", "highway": "secondary"}]
+    net = sources.load_network(write_layer(tmp_path / "tee.geojson", ways), zone=zone_of(-100, -100, 1100, 400))
+    return net
+
+
+@pytest.fixture()
+def dual(tmp_path: Path):
+    """A dual carriageway: eastbound y = 0 and westbound y = 20, one-way, 1 km, joined at both ends."""
+    ways = [{"xy": [(0, 0), (1000, 0)], "oneway": "yes", "name": "双向路"},
+            {"xy": [(1000, 20), (0, 20)], "oneway": "yes", "name": "双向路"},
+            {"xy": [(1000, 0), (1000, 20)], "highway": "tertiary"},
+            {"xy": [(0, 20), (0, 0)], "highway": "tertiary"}]
+    return sources.load_network(write_layer(tmp_path / "dual.geojson", ways), zone=zone_of(-100, -100, 1100, 120))
+
+
+def piece_of(roads: gpd.GeoDataFrame, xy_a: tuple[float, float], xy_b: tuple[float, float]) -> int:
+    """Row of the piece whose ends are these local points (in that order for one-way pieces)."""
+    a, b = ll(*xy_a), ll(*xy_b)
+    for i, g in enumerate(roads.geometry.values):
+        s, e = g.coords[0], g.coords[-1]
+        if (math.dist(s, a) < 1e-6 and math.dist(e, b) < 1e-6) or (math.dist(s, b) < 1e-6 and math.dist(e, a) < 1e-6):
+            return i
+    raise AssertionError("no such piece")
+
+
+# ---------------------------------------------------------------- known answers
+
+def test_straight_drive_counts_each_piece_length(tee, tmp_path: Path) -> None:
+    log = tmp_path / "drive.csv"
+    track(line_points((0, 0), (1000, 0), 10.0)).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, tee.roads)
+    ac, cb, cd = (piece_of(tee.roads, (0, 0), (400, 0)), piece_of(tee.roads, (400, 0), (1000, 0)),
+                  piece_of(tee.roads, (400, 0), (400, 300)))
+    km = res.piece_km
+    assert km[ac] * 1000 == pytest.approx(geod_len([(0, 0), (400, 0)]), abs=0.01)
+    assert km[cb] * 1000 == pytest.approx(geod_len([(400, 0), (1000, 0)]), abs=0.01)
+    assert km[cd] == 0
+    v = res.totals.vehicles["V1"]
+    assert v["matched_um"] / 1e6 == pytest.approx(geod_len([(0, 0), (1000, 0)]), abs=0.01)
+    assert v["points"] == 101 and v["matched_points"] == 101
+
+
+def test_turn_goes_through_the_junction(tee, tmp_path: Path) -> None:
+    # A -> C, turn north, C -> D; a fix lands every 7 m, none exactly on C
+    xy = np.vstack([line_points((0, 0), (400, 0), 8.0)[:-1] + [3.5, 0], line_points((400, 0), (400, 300), 8.0)[1:]])
+    log = tmp_path / "turn.csv"
+    track(xy).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, tee.roads)
+    ac, cd = piece_of(tee.roads, (0, 0), (400, 0)), piece_of(tee.roads, (400, 0), (400, 300))
+    # from the first fix (x = 3.5) to C, then C to D
+    assert res.piece_km[ac] * 1000 == pytest.approx(geod_len([(3.5, 0), (400, 0)]), abs=0.05)
+    assert res.piece_km[cd] * 1000 == pytest.approx(geod_len([(400, 0), (400, 300)]), abs=0.05)
+
+
+def test_dual_carriageway_goes_by_direction(dual, tmp_path: Path) -> None:
+    # both vehicles drive exactly midway (10 m from each carriageway): only the heading can decide
+    east = line_points((50, 10), (950, 10), 12.0)
+    west = east[::-1]
+    df = pd.concat([track(east, "EAST", "E1"), track(west, "WEST", "E2")])
+    log = tmp_path / "dual.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, dual.roads)
+    eb, wb = piece_of(dual.roads, (0, 0), (1000, 0)), piece_of(dual.roads, (1000, 20), (0, 20))
+    ent = {e: np.maximum(a, 0) / 1e9 for e, a in res.totals.enterprise_piece_um.items()}
+    assert ent["E1"][eb] * 1000 == pytest.approx(900, rel=1e-3) and ent["E1"][wb] == 0
+    assert ent["E2"][wb] * 1000 == pytest.approx(900, rel=1e-3) and ent["E2"][eb] == 0
+
+
+def test_gps_heading_column_decides_midway_points(dual, tmp_path: Path) -> None:
+    # standing points midway, with a GPS heading of 270 (west) and moving speed: the westbound carriageway
+    xy = np.column_stack([np.linspace(500, 488, 5), np.full(5, 10.0)])
+    df = track(xy, heading=np.full(5, 270.0), speed=np.full(5, 3.0))
+    log = tmp_path / "h.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, dual.roads)
+    wb = piece_of(dual.roads, (1000, 20), (0, 20))
+    assert res.totals.piece_points[wb] == 5
+
+
+def test_standing_jitter_adds_almost_nothing(tee, tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    # 10 m/s to x = 395 (5 m before the junction), 120 s standing with 5 m RMS noise, then on
+    drive = line_points((0, 0), (395, 0), 10.0)
+    stand = np.array([[395.0, 0.0]] * 120) + rng.normal(0, 5 / math.sqrt(2), (120, 2))
+    on = line_points((395, 0), (1000, 0), 10.0)[1:]
+    xy = np.vstack([drive, stand, on])
+    speed = np.r_[np.full(len(drive), 10.0), np.zeros(len(stand)), np.full(len(on), 10.0)]
+    log = tmp_path / "stand.csv"
+    track(xy, speed=speed).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, tee.roads)
+    # the straight distances between fixes add ~ 120 x 7 m of jitter; the mileage must not
+    jitter_m = float(np.hypot(*np.diff(stand, axis=0).T).sum())
+    assert jitter_m > 500
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (1000, 0)]), abs=10.0)
+
+
+# ---------------------------------------------------------------- bad rows, columns, encodings
+
+BAD_CSV = """vehicle_id,enterprise,timestamp,lon,lat
+V1,E1,2024-03-01T08:00:00+08:00,{a}
+V1,E1,2024-03-01T08:00:01+08:00,{b}
+V1,E1,2024-03-01T08:00:02+08:00,,
+V1,E1,2024-03-01T08:00:03+08:00,121.3,95.0
+V1,E1,not a time,{c}
+V1,E1,2024-03-01T08:00:04+08:00,{far}
+V1,E1,2024-03-01T08:00:05+08:00,{c}
+V1,E1,2024-03-01T08:00:04+08:00,{c}
+V1,E1,2024-03-01T08:00:05+08:00,{c}
+,E1,2024-03-01T08:00:06+08:00,{d}
+V1,E1,2024-03-01T08:00:06+08:00,{d},extra,fields
+V1,E1,2024-03-01T08:00:07+08:00,{e}
+V1,E1,2024-03-01T08:00:08+08:00,0,0
+"""
+
+
+def bad_csv(path: Path) -> Path:
+    fmt = lambda x: "{:.8f},{:.8f}".format(*ll(x, 0))  # noqa: E731
+    path.write_text(BAD_CSV.format(a=fmt(100), b=fmt(110), c=fmt(130), far=fmt(5100), d=fmt(140), e=fmt(150)),
+                    encoding="utf-8")
+    return path
+
+
+def test_bad_rows_are_counted_by_reason(tee, tmp_path: Path) -> None:
+    res = fleet.compute_mileage(bad_csv(tmp_path / "bad.csv"), tee.roads)
+    got = {r["reason"]: r["rows"] for r in res.bad_rows()}
+    assert got == {"malformed line": 1, "missing vehicle id": 1, "missing coordinates": 1,
+                   "coordinates out of range": 2, "unparsable timestamp": 1, "backwards timestamp": 1,
+                   "repeated timestamp": 1, "jump over max speed": 1}
+    # rows kept: 100, 110, 130 (t=5), 150 (t=7): the jump to x=5100 is not the reference of the next row
+    v = res.totals.vehicles["V1"]
+    assert v["points"] == 4 and v["rows"] == 11  # the malformed line is not read as a row
+    assert v["matched_um"] / 1e6 == pytest.approx(geod_len([(100, 0), (150, 0)]), abs=0.01)
+    examples = {r["reason"]: r["examples"] for r in res.bad_rows()}
+    # data rows as read (the malformed line 11 is skipped, so the last line is row 12)
+    assert examples["jump over max speed"] == "6" and examples["coordinates out of range"] == "4,12"
+
+
+def test_missing_columns_name_the_columns_and_file(tmp_path: Path) -> None:
+    p = tmp_path / "nocols.csv"
+    p.write_text("vehicle,time,x,y\nV1,2024-03-01T08:00:00Z,121.3,31.3\n", encoding="utf-8")
+    with pytest.raises(FleetLogError) as e:
+        FleetLog(p)
+    msg = e.value.message
+    assert "enterprise" in msg and "lon" in msg and "lat" in msg and str(p) in msg
+    assert "vehicle_id" not in msg.split("(found")[0]  # 'vehicle' is an accepted alias
+
+
+def test_gbk_csv_is_decoded_with_a_warning(tee, tmp_path: Path) -> None:
+    p = tmp_path / "gbk.csv"
+    df = track(line_points((0, 0), (300, 0), 10.0), enterprise="上海智能网联测试企业")
+    p.write_bytes(df.to_csv(index=False).encode("gbk"))
+    assert detect_encoding(p)[0] == "gb18030"
+    with pytest.warns(fleet.FleetLogWarning, match="GB18030"):
+        res = fleet.compute_mileage(p, tee.roads)
+    assert [r["enterprise"] for r in res.by_enterprise()] == ["上海智能网联测试企业"]
+    assert res.log.encoding == "gb18030"
+
+
+def test_utf8_bom_and_aliases(tee, tmp_path: Path) -> None:
+    p = tmp_path / "bom.csv"
+    df = track(line_points((0, 0), (300, 0), 10.0)).rename(columns={"lon": "Longitude", "lat": "LAT"})
+    p.write_bytes(df.to_csv(index=False).encode("utf-8-sig"))
+    res = fleet.compute_mileage(p, tee.roads)
+    assert res.log.encoding == "utf-8" and res.totals.bad == {}
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (300, 0)]), abs=0.01)
+
+
+def test_undecodable_file_is_a_fleet_log_error(tmp_path: Path) -> None:
+    p = tmp_path / "bin.csv"
+    p.write_bytes(b"vehicle_id,enterprise,timestamp,lon,lat\n\xff\xfe\x80\x81\xff\n")
+    with pytest.raises(FleetLogError, match="UTF-8 or GB18030"):
+        FleetLog(p)
+
+
+# ---------------------------------------------------------------- streaming, formats, crs
+
+def test_results_do_not_depend_on_chunks_or_interleaving(tmp_path: Path, shared_data: Path) -> None:
+    net = sources.load_network(shared_data / "jiading_osm_signalized.osm")
+    sim = simulate_fleet(net.roads, SimParams(vehicles=6, enterprises=2, trips=2, seed=11))
+    log = tmp_path / "s.parquet"
+    write_simulation(sim, log, row_group_rows=333)
+    m = fleet.build_matcher(net.roads)
+    big = fleet.compute_mileage(log, net.roads, chunk_rows=10**6, matcher=m)
+    small = fleet.compute_mileage(log, net.roads, chunk_rows=97, matcher=m)
+    assert np.array_equal(big.totals.piece_um, small.totals.piece_um)
+    assert big.by_vehicle() == small.by_vehicle()
+    # the same rows sorted by time only (vehicles interleaved)
+    inter = sim.log.sort_values(["timestamp", "vehicle_id"], kind="stable")
+    p2 = tmp_path / "inter.csv"
+    inter.assign(timestamp=inter["timestamp"].map(lambda t: t.isoformat())).to_csv(p2, index=False)
+    mixed = fleet.compute_mileage(p2, net.roads, chunk_rows=50, matcher=m)
+    assert np.array_equal(big.totals.piece_um, mixed.totals.piece_um)
+
+
+def test_parquet_csv_gpx_and_gcj02_agree(tee, tmp_path: Path) -> None:
+    sim = simulate_fleet(tee.roads, SimParams(vehicles=3, enterprises=1, trips=2, seed=5, min_trip_m=100))
+    m = fleet.build_matcher(tee.roads)
+    out = {}
+    for sfx in ("parquet", "csv", "gpx"):
+        p = tmp_path / f"s.{sfx}"
+        write_simulation(sim, p)
+        out[sfx] = fleet.compute_mileage(p, tee.roads, matcher=m)
+        assert out[sfx].log.synthetic
+    assert np.array_equal(out["parquet"].totals.piece_um, out["csv"].totals.piece_um)
+    assert np.array_equal(out["parquet"].totals.piece_um, out["gpx"].totals.piece_um)
+    g = sim.log.copy()
+    g["lon"], g["lat"] = wgs84_to_gcj02(g["lon"].to_numpy(), g["lat"].to_numpy())
+    pg = tmp_path / "g.parquet"
+    g.to_parquet(pg)
+    right = fleet.compute_mileage(pg, tee.roads, crs="gcj02", matcher=m)
+    wrong = fleet.compute_mileage(pg, tee.roads, crs="wgs84", matcher=m)
+    assert right.on_network_km == pytest.approx(out["parquet"].on_network_km, abs=0.002)
+    # read as WGS84 the points lie ~500 m off: nothing matches
+    assert wrong.on_network_km == 0 and wrong.off_network_km > 0
+
+
+def test_unknown_crs_and_bad_chunk_rows(tee, tmp_path: Path) -> None:
+    log = tmp_path / "d.csv"
+    track(line_points((0, 0), (100, 0), 10.0)).to_csv(log, index=False)
+    with pytest.raises(InputError, match="coordinate system"):
+        fleet.compute_mileage(log, tee.roads, crs="bd09")
+    with pytest.raises(InputError, match="chunk"):
+        fleet.compute_mileage(log, tee.roads, chunk_rows=0)
+
+
+# ---------------------------------------------------------------- tables, coverage, outputs
+
+def test_tables_coverage_and_figures(tee, tmp_path: Path) -> None:
+    zone = zone_of(-100, -100, 1100, 400)
+    log = tmp_path / "drive.csv"
+    df = pd.concat([track(line_points((0, 0), (1000, 0), 10.0), "V1", "企业甲"),
+                    track(line_points((0, 0), (400, 0), 10.0), "V2", "企业乙", t0=1_700_100_000)])
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, tee.roads, zone=zone)
+    ab, side = geod_len([(0, 0), (1000, 0)]), geod_len([(400, 0), (400, 300)])
+    ac = geod_len([(0, 0), (400, 0)])
+    cov = {c["scope"]: c for c in res.coverage()}
+    assert cov["all"]["centerline_coverage_pct"] == pytest.approx(100 * ab / (ab + side), abs=0.05)
+    assert cov["enterprise:企业乙"]["centerline_coverage_pct"] == pytest.approx(100 * ac / (ab + side), abs=0.05)
+    ent = {r["enterprise"]: r for r in res.by_enterprise()}
+    assert ent["企业甲"]["on_network_km"] * 1000 == pytest.approx(ab, abs=0.5)
+    assert ent["企业乙"]["vehicles"] == 1
+    cls = {r["highway"]: r["km"] for r in res.by_class()}
+    assert cls["primary"] * 1000 == pytest.approx(ab + ac, abs=0.5) and cls["secondary"] == 0
+    road = {r["road"]: r["km"] for r in res.by_road()}
+    assert road["东西路"] == pytest.approx(cls["primary"])
+    figs = fleet.fleet_figures(res)
+    assert figs["vehicles"].value == 2 and figs["enterprises"].value == 2
+    assert figs["test_mileage_km"].value * 1000 == pytest.approx(ab + ac, abs=0.02)
+    assert "matched road pieces" in figs["test_mileage_km"].definition
+    assert res.by_subzone() == [{"subzone": "(all)", "km": round((ab + ac) / 1000, 3)}]
+
+
+def test_write_outputs(tee, tmp_path: Path) -> None:
+    log = tmp_path / "drive.csv"
+    track(line_points((0, 0), (1000, 0), 10.0), enterprise="E<1>").to_csv(log, index=False)
+    res = fleet.compute_mileage(log, tee.roads)
+    files = fleet.write_outputs(res, tmp_path / "out", fmt="json")
+    names = {f.name for f in files}
+    assert {"mileage_pieces.parquet", "mileage_pieces.csv", "mileage_by_vehicle.json", "mileage_figures.json",
+            "mileage_pieces_by_enterprise.csv", "mileage_provenance.json"} <= names
+    gdf = gpd.read_parquet(tmp_path / "out" / "mileage_pieces.parquet")
+    assert gdf.crs.to_epsg() == 4326 and gdf["km"].sum() == pytest.approx(res.on_network_km)
+    csv_ = pd.read_csv(tmp_path / "out" / "mileage_pieces.csv")
+    assert csv_["km"].sum() == pytest.approx(res.on_network_km)
+    by_ent = pd.read_csv(tmp_path / "out" / "mileage_pieces_by_enterprise.csv")
+    assert set(by_ent["enterprise"]) == {"E<1>"} and by_ent["km"].sum() == pytest.approx(res.on_network_km)
+    figs = fleet.fleet_figures_from_file(tmp_path / "out" / "mileage_figures.json")
+    assert figs["test_mileage_km"].value == pytest.approx(res.test_mileage_km)
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+
+
+# ---------------------------------------------------------------- known answer on real OSM data
+
+@pytest.mark.shared
+@pytest.mark.parametrize("crs,columns", [("wgs84", "all"), ("gcj02", "all"), ("wgs84", "no speed/heading")])
+def test_simulated_fleet_on_jiading_osm(tmp_path: Path, shared_data: Path, crs: str, columns: str) -> None:
+    from geo.zones import load_zone
+
+    zone = load_zone("jiading")
+    net = sources.load_network(shared_data / "jiading_osm_signalized.osm", zone=zone)
+    sim = simulate_fleet(net.roads, SimParams(vehicles=15, enterprises=3, trips=3, seed=21, crs=crs))
+    log = tmp_path / "sim.parquet"
+    write_simulation(sim, log)
+    if columns != "all":
+        pd.read_parquet(log).drop(columns=["speed", "heading"]).to_parquet(log)
+    m = fleet.build_matcher(net.roads, zone)
+    from geo._fleet_engine import MileageEngine
+
+    eng = MileageEngine(m, crs)
+    eng.point_log = []
+    for ch in FleetLog(log).chunks():
+        eng.feed(ch)
+    eng.finish()
+    rows = np.concatenate([r for r, _ in eng.point_log])
+    got = np.concatenate([p for _, p in eng.point_log])
+    right = float(np.mean(got == sim.true_piece[rows]))
+    res = fleet.compute_mileage(log, net.roads, zone=zone, crs=crs, matcher=m)
+    truth = np.zeros(len(net.roads))
+    truth[sim.truth["piece"].to_numpy()] = sim.truth["km"].to_numpy()
+    km = res.piece_km
+    total_err = abs(km.sum() - truth.sum()) / truth.sum()
+    piece_err = np.abs(km - truth).sum() / truth.sum()
+    assert len(rows) == len(sim.log)
+    assert total_err < 0.02
+    assert piece_err < 0.03
+    # without GPS speed and heading, turns and stops are harder to place (measured ~95%)
+    assert right >= (0.98 if columns == "all" else 0.94)
+
+
+# ---------------------------------------------------------------- CLI
+
+@pytest.fixture()
+def tee_files(tmp_path: Path) -> tuple[Path, Path]:
+    ways = [{"xy": [(0, 0), (400, 0), (1000, 0)], "name": "东西路"},
+            {"xy": [(400, 0), (400, 300)], "name": "南北路", "highway": "secondary"}]
+    src = write_layer(tmp_path / "tee.geojson", ways)
+    zf = tmp_path / "tz.geojson"
+    gpd.GeoDataFrame({"name": ["tz"]}, geometry=[zone_of(-100, -100, 1100, 400).geometry], crs=4326).to_file(zf)
+    return src, zf
+
+
+def test_cli_mileage_reports_bad_rows(tee_files: tuple[Path, Path], tmp_path: Path) -> None:
+    src, zf = tee_files
+    log = bad_csv(tmp_path / "bad.csv")
+    r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zf),
+                                 "--format", "json", "--out-dir", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "9 bad rows not used" in r.stderr and "jump over max speed: 1" in r.stderr
+    doc = json.loads(r.stdout)
+    assert {b["reason"]: b["rows"] for b in doc["tables"]["bad_rows"]}["coordinates out of range"] == 2
+    assert doc["figures"]["vehicles"]["value"] == 1
+    assert (tmp_path / "o" / "mileage_pieces.parquet").exists()
+
+
+def test_cli_mileage_missing_columns_one_line(tee_files: tuple[Path, Path], tmp_path: Path) -> None:
+    src, zf = tee_files
+    log = tmp_path / "cols.csv"
+    log.write_text("vehicle_id,timestamp,lon\nV1,2024-03-01T08:00:00Z,121.3\n", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zf)])
+    assert r.exit_code == FleetLogError.exit_code != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "missing column(s) enterprise, lat" in lines[0] and str(log) in lines[0]
+    assert "Traceback" not in r.output
+
+
+def test_cli_simulate_then_mileage(tee_files: tuple[Path, Path], tmp_path: Path) -> None:
+    src, zf = tee_files
+    log = tmp_path / "fleet.csv"
+    r = CliRunner().invoke(cli, ["fleet", "simulate", "--source", str(src), "--zone", str(zf), "-o", str(log),
+                                 "--vehicles", "4", "--enterprises", "2", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert "SYNTHETIC" in r.stdout and (tmp_path / "fleet.truth.csv").exists()
+    truth = pd.read_csv(tmp_path / "fleet.truth.csv")
+    r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zf),
+                                 "--format", "csv", "-o", str(tmp_path / "summary.csv"), "--chunk-rows", "50"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "summary.csv").read_text(encoding="utf-8")
+    assert "# by enterprise" in text and "synthetic_log: True" in text
+    km = float(next(ln for ln in text.splitlines() if ln.startswith("on-network km")).split(",")[1])
+    assert km == pytest.approx(truth["km"].sum(), rel=0.02)
