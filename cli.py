@@ -397,7 +397,8 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
             meta["network reach"] = report.network_reach(net.roads, zone.geometry)
             meta.update({f"network {k}": v for k, v in net.provenance.to_dict().items()
                          if k in ("source_kind", "source", "osm_timestamp", "filter", "attribution")})
-    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet)
+    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
+                               allow_unknown_place=True)
     meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
     return place, rows, meta
 
@@ -607,7 +608,7 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     st = stats.road_stats(net.roads, zone, provenance=net.provenance)
     place = zone.meta.get("place") or zone.name
     fleet = _load_fleet_figures(fleet_summary)
-    rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet)
+    rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True)
     written: dict[str, str] = {}
     if not no_maps:
         _step(3, n, "coverage map")

@@ -82,15 +82,20 @@ def computed_figures(stats: RoadStats | None, *, area_km2: float | None = None,
 
 def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None = None,
                  as_of: str | date | None = None, fleet: Mapping[str, ComputedValue] | None = None,
-                 figures: Sequence[rep.ReportedFigure] | None = None) -> list[dict[str, Any]]:
-    """Rows of figure | reported (value, source, date) | computed (value, definition) | delta | note."""
+                 figures: Sequence[rep.ReportedFigure] | None = None,
+                 allow_unknown_place: bool = False) -> list[dict[str, Any]]:
+    """Rows of figure | reported (value, source, date) | computed (value, definition) | delta | note.
+
+    With ``allow_unknown_place`` a place with no reported figures (a user's own
+    zone) gives computed-only rows instead of an error.
+    """
     from .errors import InputError
 
     try:
         reported = rep.figures_for(place, as_of, figures=figures)
     except InputError:
-        if place in rep.places(figures):
-            raise  # a known place with a bad date
+        if not allow_unknown_place or place in rep.places(figures):
+            raise  # an unknown place asked for by name, or a known place with a bad date
         reported = []  # a zone with no reported figures: computed-only rows
     refs = sorted({*DEFAULT_REFS, *(r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:"))})
     computed = computed_figures(stats, area_km2=area_km2, refs=refs, fleet=fleet)
