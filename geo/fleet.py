@@ -58,7 +58,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_path, write_text
+from ._atomic import atomic_path, atomic_paths, write_text
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
 from ._fleet_match import MatchParams, PieceMatcher
@@ -545,32 +545,24 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     """
     out = Path(out_dir)
     gdf = result.pieces()
-    written = []
-    p = out / "mileage_pieces.parquet"
-    with atomic_path(p) as tmp:
-        gdf.to_parquet(tmp, index=False)
-    written.append(p)
-    p = out / "mileage_pieces.csv"
     flat = pd.DataFrame(gdf.drop(columns="geometry"))
     flat["osm_way_ids"] = [";".join(str(x) for x in ids) for ids in flat["osm_way_ids"]]
-    with atomic_path(p) as tmp:
-        flat.to_csv(tmp, index=False, encoding="utf-8")
-    written.append(p)
     tables = result.tables()
-    for name in TABLES:
-        p = out / f"mileage_{name}.{_EXT[fmt]}"
-        written.append(write_text(p, render(tables[name], fmt, meta=result.meta(), title=name.replace("_", " "))))
-    p = out / "mileage_pieces_by_enterprise.csv"
-    by_ent = result.pieces_by_enterprise()
-    with atomic_path(p) as tmp:
-        by_ent.to_csv(tmp, index=False, encoding="utf-8")
-    written.append(p)
-    p = out / "mileage_figures.json"
     figs = {k: {"value": v.value, "unit": v.unit, "definition": v.definition}
             for k, v in fleet_figures(result).items()}
-    written.append(write_text(p, json.dumps({"figures": figs, "meta": result.meta()}, ensure_ascii=False,
-                                            indent=2) + "\n"))
-    p = out / "mileage_provenance.json"
-    written.append(write_text(p, json.dumps({"provenance": result.provenance.to_dict(), **result.meta()},
-                                            ensure_ascii=False, indent=2) + "\n"))
+    texts = {f"mileage_{name}.{_EXT[fmt]}": render(tables[name], fmt, meta=result.meta(),
+                                                   title=name.replace("_", " ")) for name in TABLES}
+    texts["mileage_figures.json"] = json.dumps({"figures": figs, "meta": result.meta()}, ensure_ascii=False,
+                                               indent=2) + "\n"
+    texts["mileage_provenance.json"] = json.dumps({"provenance": result.provenance.to_dict(), **result.meta()},
+                                                  ensure_ascii=False, indent=2) + "\n"
+    names = ["mileage_pieces.parquet", "mileage_pieces.csv", "mileage_pieces_by_enterprise.csv", *texts]
+    written = [out / n for n in names]
+    # one set: renamed together, so an interrupt never mixes new tables with old ones
+    with atomic_paths(*written) as tmps:
+        gdf.to_parquet(tmps[0], index=False)
+        flat.to_csv(tmps[1], index=False, encoding="utf-8")
+        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding="utf-8")
+        for tmp, name in zip(tmps[3:], texts, strict=True):
+            tmp.write_text(texts[name], encoding="utf-8")
     return written

@@ -231,3 +231,45 @@ def test_map_killed_mid_write_keeps_previous_html(sig: int, mid_osm: Path, zone_
         r = _run(*args)
         assert r.returncode == 0, r.stderr
         assert _temps(out_dir, "coverage") == [] and "previous" not in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_fleet_mileage_killed_mid_write_keeps_previous_outputs(sig: int, mid_osm: Path, zone_file: Path,
+                                                              tmp_path: Path) -> None:
+    """``icv fleet mileage --out-dir`` killed while writing: the previous output set is intact."""
+    log = tmp_path / "fleet.parquet"
+    r = _run("fleet", "simulate", "--source", str(mid_osm), "--zone", str(zone_file), "-o", str(log),
+             "--vehicles", "40", "--trips", "3", "--seed", "7")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    args = ["fleet", "mileage", str(log), "--source", str(mid_osm), "--zone", str(zone_file), "--out-dir", str(out)]
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "mileage_pieces.parquet" in before and "mileage_figures.json" in before
+    for _ in range(4):
+        proc = subprocess.Popen(_icv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        caught = False
+        while proc.poll() is None:
+            if list(out.glob(".mileage_*.tmp*")):
+                proc.send_signal(sig)
+                caught = True
+                break
+        _, err = proc.communicate(timeout=120)
+        if caught and proc.returncode != 0:
+            break
+        for name, data in before.items():  # a run that finished: restore and try again
+            (out / name).write_bytes(data)
+    else:
+        pytest.skip("the outputs were written too fast to be caught mid-write in 4 tries")
+    # every previous file intact, byte for byte (the set is renamed together)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
+    leftovers = [p for p in out.iterdir() if p.name.startswith(".")]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert leftovers == []
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        r = _run(*args)  # the next run succeeds and sweeps the killed run's temporary files
+        assert r.returncode == 0, r.stderr
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
