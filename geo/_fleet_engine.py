@@ -280,7 +280,7 @@ class MileageEngine:
 
     def _process(self, new: dict[str, np.ndarray], final: bool) -> tuple[np.ndarray, np.ndarray]:
         """Run context + pending + new rows; returns the keep mask and reasons of the new rows."""
-        p, m = self.p, self.m
+        p = self.p
         vehicles = np.unique(new["veh"]) if len(new["veh"]) else np.zeros(0, dtype=np.int64)
         if final:
             vehicles = np.array(sorted(self.pending), dtype=np.int64)

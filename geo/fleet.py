@@ -58,7 +58,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from ._atomic import atomic_path, atomic_paths, write_text
+from ._atomic import atomic_paths
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
 from ._fleet_match import MatchParams, PieceMatcher

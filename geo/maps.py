@@ -216,11 +216,10 @@ def resolve_basemap(name: str = "osm", *, tiles_url: str | None = None, tianditu
 # ---------------------------------------------------------------- metric helpers
 
 def local_utm_crs(geom: BaseGeometry) -> CRS:
-    """The UTM zone of a lon/lat geometry (EPSG:32651 for Shanghai)."""
-    crs = gpd.GeoSeries([geom], crs=4326).estimate_utm_crs()
-    if crs is None:  # pragma: no cover - only for invalid input
-        raise InputError("cannot choose a UTM zone for this geometry")
-    return crs
+    """The UTM zone of a lon/lat geometry (EPSG:32651 for Shanghai): the statistics' choice."""
+    from .stats import local_utm_crs as utm
+
+    return utm(geom)
 
 
 def _equal_area_crs(geom: BaseGeometry) -> CRS:
