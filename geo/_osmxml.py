@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import math
 import os
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import InputError
 from .roads import RawWay, split_runs
@@ -21,13 +23,40 @@ from .roads import RawWay, split_runs
 _HINT = "give an OSM XML file (.osm, .osm.bz2, .osm.gz) as exported by osmium, JOSM or Overpass"
 
 
-def _open(path: Path) -> IO[bytes]:
+class _Progress(io.RawIOBase):
+    """A file wrapper that advances a tqdm bar by the (compressed) bytes read."""
+
+    def __init__(self, raw: IO[bytes], bar: Any) -> None:
+        self.raw, self.bar = raw, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.raw.readinto(b)
+        self.bar.update(n or 0)
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        self.bar.close()
+        super().close()
+
+
+def _open(path: Path, progress: bool = False) -> IO[bytes]:
     name = path.name.lower()
+    raw: IO[bytes] = open(path, "rb")
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"reading {path.name}",
+                   file=sys.stderr, leave=False, disable=None)  # None: no bar when stderr is not a terminal
+        raw = io.BufferedReader(_Progress(raw, bar))
     if name.endswith(".bz2"):
-        return bz2.open(path, "rb")
+        return bz2.open(raw, "rb")
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+        return gzip.open(raw, "rb")
+    return raw
 
 
 def _sniff(path: Path) -> None:
@@ -62,8 +91,8 @@ def _line_is_utf8(path: Path, line: int) -> bool:
     return True
 
 
-def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
-    """Road ways of an OSM XML file and its data timestamp.
+def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[list[RawWay], str | None]:
+    """Road ways of an OSM XML file and its data timestamp (a progress bar on stderr with ``progress``).
 
     Returns
     -------
@@ -82,7 +111,7 @@ def read_ways(path: str | os.PathLike[str]) -> tuple[list[RawWay], str | None]:
     newest: str | None = None
     root_seen = False
     try:
-        with _open(path) as fh:
+        with _open(path, progress) as fh:
             context = ET.iterparse(fh, events=("start", "end"))
             for event, el in context:
                 if event == "start":

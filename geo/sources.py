@@ -144,7 +144,8 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
         from ._pbf import read_ways as reader
     else:
         from ._layers import read_ways as reader
-    ways, stamp = reader(path)
+    # a bar for the big text format; PBF and layers read in seconds
+    ways, stamp = reader(path, progress=True) if kind == "osm-xml" and progress else reader(path)
     prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name)
     if not ways:
         raise EmptyNetworkError("the file holds no road ways (no way with a highway tag)", where=str(path),
