@@ -240,7 +240,7 @@ def markdown(rows: list[dict[str, Any]], growth: list[dict[str, Any]], args: arg
         out.append(f"| {r['network']} | {r['pieces']:,} | {r['directed_edges']:,} | {r['carriageway_km']:,.1f} | "
                    f"{r['centerline_km']:,.1f} | {r['osmnx_street_km']:,.1f} | {ints} | {r['t_stats']:.3f} | "
                    f"{r['t_first']:.3f} | {r['t_basic']:.2f} | **{r['ratio']:.0f}x** | {r['t_spn']:.2f} | {clean} |")
-    out.append("| `icv report` (whole command) | | | | | | | *to be timed by the lead* | | | | | | |")
+    out.append("| `icv report` (whole command) | | | | | | | see the section *The whole `icv report`* | | | | | | |")
     out += ["", "Growth on the synthetic network (zone cut to a western strip of the given area share):", "",
             "| share | pieces | directed edges | carriageway km | icv stats (s) | basic_stats (s) | ratio |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -267,7 +267,7 @@ def results_head() -> str:
     return (f"{HEAD_TITLE}\n\n"
             "Each bench writes its own section. Timings are wall time on the machine below; "
             "they are not tests.\n\n"
-            f"## Machine\n\n- 2 cores, 24 GiB RAM (the project's build machine)\n- {machine()}\n")
+            f"## Machine\n\n- {machine()}\n")
 
 
 def write_results(section: str) -> None:
