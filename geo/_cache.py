@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
+import shapely
+from shapely.geometry.base import BaseGeometry
 
 from ._atomic import atomic_paths, remove_stale_temps
 from .errors import CacheError
@@ -29,9 +31,17 @@ def cache_key(zone: str, filter_label: str) -> str:
     """File stem of a cached network: safe characters only (no path escapes)."""
     raw = f"roads-{zone}-{filter_label}"
     key = re.sub(r"[^A-Za-z0-9_.+=,-]", "_", raw).replace("..", "_")
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
     if len(key) > 160:  # file names stop at 255 bytes: shorten, and keep distinct names distinct
-        key = key[:140] + "-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+        key = key[:140] + "-" + digest
+    elif key != raw:  # 嘉定 and 宝山 both sanitize to "__": keep them apart
+        key += "-" + digest
     return key
+
+
+def zone_fingerprint(geometry: BaseGeometry) -> str:
+    """sha256 of a zone outline (WKB): a cache entry belongs to one outline, not just one name."""
+    return hashlib.sha256(shapely.to_wkb(shapely.normalize(geometry), hex=False)).hexdigest()
 
 
 def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -49,8 +59,12 @@ def _lock(cache_dir: Path, key: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str) -> Path:
-    """Write the roads table and its sidecar atomically; returns the Parquet path."""
+def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str,
+                zone_sha256: str | None = None) -> Path:
+    """Write the roads table and its sidecar atomically; returns the Parquet path.
+
+    ``zone_sha256`` (:func:`zone_fingerprint`) ties the entry to the outline it was pulled for.
+    """
     data, side = cache_paths(cache_dir, key)
     with _lock(cache_dir, key):
         # the sidecar is renamed first: a data file never stands without a sidecar; both renames
@@ -58,7 +72,7 @@ def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path
         with atomic_paths(side, data) as (tmp_side, tmp_data):
             roads.to_parquet(tmp_data, index=False)
             digest = sha256_file(tmp_data)
-            sidecar = {"schema": SCHEMA, "sha256": digest, "rows": int(len(roads)),
+            sidecar = {"schema": SCHEMA, "sha256": digest, "rows": int(len(roads)), "zone_sha256": zone_sha256,
                        "provenance": provenance.to_dict()}
             with open(tmp_side, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(sidecar, ensure_ascii=False, indent=2))
@@ -67,14 +81,23 @@ def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path
     return data
 
 
-def read_cache(cache_dir: Path, key: str) -> tuple[gpd.GeoDataFrame, Provenance]:
-    """Read a cached network, verifying its checksum.
+def read_sidecar(cache_dir: Path, key: str) -> dict | None:
+    """The sidecar of a cache entry, or None when it is missing or unreadable."""
+    side = cache_paths(cache_dir, key)[1]
+    try:
+        return json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_cache(cache_dir: Path, key: str, zone_sha256: str | None = None) -> tuple[gpd.GeoDataFrame, Provenance]:
+    """Read a cached network, verifying its checksum (and its zone outline when given).
 
     Raises
     ------
     CacheError
-        If the cache is missing, its sidecar is unreadable, or the data does not
-        match the sidecar's checksum.
+        If the cache is missing, its sidecar is unreadable, the data does not
+        match the sidecar's checksum, or it was pulled for another outline.
     """
     data, side = cache_paths(cache_dir, key)
     if not data.exists() or not side.exists():
@@ -86,6 +109,9 @@ def read_cache(cache_dir: Path, key: str) -> tuple[gpd.GeoDataFrame, Provenance]
         except (OSError, ValueError) as e:
             raise CacheError("the cache sidecar is unreadable", where=str(side),
                              hint="run `icv pull --force` to fetch it again") from e
+        if zone_sha256 and sidecar.get("zone_sha256") not in (None, zone_sha256):
+            raise CacheError("the cached network was pulled for another outline of a zone with this name",
+                             where=str(data), hint="run `icv pull --force` for this zone, or rename the zone file")
         digest = sha256_file(data)
         if sidecar.get("sha256") != digest:
             raise CacheError("the cached data does not match its checksum (corrupted or half-written)",

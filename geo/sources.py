@@ -34,7 +34,7 @@ from . import _cache
 from ._layers import LAYER_SUFFIXES
 from ._paths import cache_dir as default_cache_dir
 from .errors import CacheError, EmptyNetworkError, InputError
-from .provenance import Provenance, file_provenance
+from .provenance import Provenance, file_provenance, sha256_file
 from .roads import RoadFilter, build_roads_table, parse_filter, roads_to_graph
 from .zones import Zone
 
@@ -111,7 +111,8 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
     if kind == "cache":
         if zone is None:
             raise InputError("the cache is kept per zone", hint="give --zone")
-        roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label))
+        roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label),
+                                        zone_sha256=_cache.zone_fingerprint(zone.geometry))
         return Network(roads, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]))
     if kind == "overpass":
         if zone is None:
@@ -184,15 +185,31 @@ def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = N
     road_filter = road_filter or parse_filter("drive")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = _cache.cache_key(zone.name, road_filter.label)
-    if not force and _cache.cache_exists(cache_dir, key):
+    zone_sha = _cache.zone_fingerprint(zone.geometry)
+    if not force and _cache.cache_exists(cache_dir, key) and _same_request(cache_dir, key, source, zone_sha):
         try:
-            _cache.read_cache(cache_dir, key)
+            _cache.read_cache(cache_dir, key, zone_sha256=zone_sha)
             return _cache.cache_paths(cache_dir, key)[0]
         except CacheError:  # a corrupted cache is fetched again
             pass
     net = load_network(source, zone=zone, road_filter=road_filter, cache_dir=cache_dir, **kw)
     _cache.remove_stale_temp(cache_dir)
-    return _cache.write_cache(net.roads, net.provenance, cache_dir, key)
+    return _cache.write_cache(net.roads, net.provenance, cache_dir, key, zone_sha256=zone_sha)
+
+
+def _same_request(cache_dir: Path, key: str, source: str, zone_sha: str) -> bool:
+    """Whether the cached entry came from this source (same file content) and this outline."""
+    side = _cache.read_sidecar(cache_dir, key)
+    if not side or side.get("zone_sha256") not in (None, zone_sha):
+        return False
+    prov = side.get("provenance", {})
+    kind = source_kind(source)
+    if prov.get("source_kind") != kind:
+        return False
+    if kind in {"osm-xml", "osm-pbf", "layer"}:
+        path = Path(source)
+        return path.is_file() and prov.get("source_sha256") == sha256_file(path)
+    return True
 
 
 def summarize(roads: gpd.GeoDataFrame, by: str | None = "highway") -> list[dict[str, Any]]:

@@ -343,3 +343,23 @@ def test_xml_geojson_and_overpass_give_the_same_table(shared_data: Path, tmp_pat
     assert len(xml) > 700
     assert_same_table(xml, net.roads)
     assert_same_table(xml, layer, node_ids=False)
+
+
+def test_cache_belongs_to_one_outline_and_one_source(small: Path, tmp_path: Path) -> None:
+    from geo import _cache
+
+    a = Zone("z", box(121.0, 31.0, 122.0, 32.0))
+    b = Zone("z", box(121.2015, 31.2985, 121.2025, 31.3015))  # same name, another outline
+    sources.pull_to_cache(str(small), zone=a, cache_dir=tmp_path)
+    with pytest.raises(CacheError, match="another outline"):
+        sources.load_network("cache", zone=b, cache_dir=tmp_path)
+    # another source file under the same zone and filter is pulled again, not kept
+    other = tmp_path / "other.osm"
+    other.write_text(small.read_text(encoding="utf-8").replace('k="highway" v="tertiary"', 'k="highway" v="service"'),
+                     encoding="utf-8")
+    sources.pull_to_cache(str(other), zone=a, cache_dir=tmp_path)
+    net = sources.load_network("cache", zone=a, cache_dir=tmp_path)
+    assert net.provenance.source_sha256 == sha256_file(other)
+    assert "tertiary" not in set(net.roads["highway"])
+    # names that sanitize alike stay apart
+    assert _cache.cache_key("嘉定", "drive") != _cache.cache_key("宝山", "drive")
