@@ -35,7 +35,10 @@ def _temp_beside(target: Path, suffix: str | None) -> Path:
     sfx = suffix if suffix is not None else "".join(target.suffixes)
     remove_stale_temps(parent, target.stem)
     # the writer's pid in the name lets a later run tell a killed run's leftover from a live write
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{sfx}", dir=parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{sfx}", dir=parent)
+    except OSError as e:
+        raise OutputError(f"cannot write in {parent} ({e.strerror or e})", hint="choose another output path") from e
     try:  # mkstemp makes 0600; the output gets the mode a plain open() would give it
         os.fchmod(fd, 0o666 & ~_umask())
     finally:
@@ -65,21 +68,40 @@ def atomic_paths(*targets: str | os.PathLike[str],
     sidecar's checksum then shows that the pair does not match.) On any
     error or interrupt the temporary files are removed.
     """
-    paths = [Path(t) for t in targets]
+    # write through a symlink to its target (the link stays a link); devices and pipes
+    # (-o /dev/stdout) cannot be replaced by a rename: they are written directly
+    direct = [Path(t).exists() and not Path(t).is_file() and not Path(t).is_dir() for t in targets]
+    paths = [Path(t) if d or not Path(t).is_symlink() else Path(os.path.realpath(t))
+             for t, d in zip(targets, direct)]
     sfx = suffixes or [None] * len(paths)
     tmps: list[Path] = []
+    made: list[Path] = []
     try:
-        for t, x in zip(paths, sfx):
-            tmps.append(_temp_beside(t, x))
+        with _signals_held():  # a Ctrl-C between mkstemp and the list would leak a temporary file
+            for t, x, d in zip(paths, sfx, direct):
+                if d:
+                    tmps.append(t)
+                else:
+                    made.append(_temp_beside(t, x))
+                    tmps.append(made[-1])
         yield tmps
         with _signals_held():
-            for tmp, t in zip(tmps, paths):
-                os.replace(tmp, t)
+            for tmp, t, d in zip(tmps, paths, direct):
+                if not d:
+                    os.replace(tmp, t)
+    except OSError as e:
+        _remove(made)
+        raise OutputError(f"cannot write {e.filename or paths[0]} ({e.strerror or e})",
+                          hint="choose another output path") from e
     except BaseException:
-        for tmp in tmps:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        _remove(made)
         raise
+
+
+def _remove(paths: list[Path]) -> None:
+    for tmp in paths:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -138,7 +160,8 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", encoding: str |
         with open(tmp, mode, encoding=encoding, newline="" if "b" not in mode else None) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if os.path.isfile(tmp):  # pipes and terminals (-o /dev/stdout) cannot be synced
+                os.fsync(fh.fileno())
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:
