@@ -13,10 +13,27 @@ micrometres) add up to the same numbers. This needs the log sorted by vehicle
 
 The network index is built once and scattered to the workers. The matching
 itself is numpy arrays end to end, so dask-geopandas has nothing to add here.
+
+Memory allocator
+----------------
+Dask starts its worker processes with ``MALLOC_TRIM_THRESHOLD_=65536`` so that
+they hand freed memory back to the system at once. That also switches off
+glibc's adaptive mmap threshold, so every numpy temporary above 128 KiB is
+mapped fresh and faulted in page by page: the engine ran about 3 times slower
+on a worker than in one process. While a task runs, :func:`_reusable_heap`
+lets freed blocks of up to 32 MiB be reused (glibc only, and only when such an
+environment variable is set); afterwards it restores the environment's values
+and trims the heap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,9 +76,65 @@ def _run_length(v: pa.Array, vehicle: str | None, start: int) -> int:
     return int(hit[0]) if len(hit) else len(sub)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_GLIBC_MMAP_DEFAULT = 128 * 1024
+_heap_lock = threading.Lock()
+_heap_users = 0
+
+
+def _libc() -> Any:
+    """glibc through ctypes, or ``None`` (other C libraries have no mallopt/malloc_trim)."""
+    name = ctypes.util.find_library("c")
+    try:
+        lib = ctypes.CDLL(name) if name else None
+        return lib if lib is not None and hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _reusable_heap() -> Iterator[None]:
+    """Let numpy temporaries reuse freed heap memory while the block runs (see the module docstring)."""
+    global _heap_users
+    trim_env = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    mmap_env = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    lib = _libc() if (trim_env or mmap_env) else None  # without them glibc adapts by itself
+    if lib is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_users += 1
+        if _heap_users == 1:
+            lib.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+            lib.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_users -= 1
+            if _heap_users == 0:
+                lib.mallopt(_M_MMAP_THRESHOLD, _env_int(mmap_env, _GLIBC_MMAP_DEFAULT))
+                if trim_env:
+                    lib.mallopt(_M_TRIM_THRESHOLD, _env_int(trim_env, 128 * 1024))
+                lib.malloc_trim(0)
+
+
+def _env_int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
 def run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
                   chunk_rows: int) -> Totals:
     """Totals of the vehicles that start in row groups ``start..stop-1`` (see the module docstring)."""
+    with _reusable_heap():
+        return _run_partition(path, start, stop, matcher, crs, params, chunk_rows)
+
+
+def _run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
+                   chunk_rows: int) -> Totals:
     log = FleetLog(path, chunk_rows=chunk_rows)
     n_rg = log.info.row_groups or 0
     col = log.info.columns["vehicle_id"]

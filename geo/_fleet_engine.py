@@ -309,7 +309,7 @@ class MileageEngine:
         # order: by vehicle; context, pending, then new rows in file order
         ordkey = np.where(kind == 2, cols["row"], np.iinfo(np.int64).min + np.arange(len(kind)))
         order = np.lexsort((ordkey, cols["veh"]))
-        S = {k: v[order] for k, v in cols.items()}
+        S = {k: cols[k][order] for k in ("veh", "t", "x", "y", "kind")}
         is_new = S["kind"] == 2
         keep_all, why_all = self._sequential_filter(S["veh"], S["t"], S["x"], S["y"], ~is_new)
         # keep/why for the new rows, in the order they were given
@@ -318,7 +318,9 @@ class MileageEngine:
         new_pos = inv[len(kind) - nnew:]
         keep_new, why_new = keep_all[new_pos], why_all[new_pos]
 
-        K = {k: v[keep_all] for k, v in S.items()}
+        # one gather per column: sorted, then kept
+        take = order[keep_all]
+        K = {k: v[take] for k, v in cols.items()}
         nK = len(K["t"])
         if nK == 0:
             return keep_new, why_new
@@ -375,36 +377,36 @@ class MileageEngine:
         dr_step = step_ok & dr & dr[nx_]
         acc_x, acc_y, cnt = X.copy(), Y.copy(), np.ones(n)
 
-        def at(k: np.ndarray) -> np.ndarray:
-            return np.clip(k, 0, n - 1)
+        # neighbour indices clamped to the array, computed once
+        nb = {k: np.minimum(np.maximum(idx + k, 0), n - 1) for k in (-2, -1, 1, 2)}
 
         # forward neighbours i+1, i+2 and backward i-1, i-2
         okf1 = dr_step
-        ex, ey = X[at(idx + 1)] - sxs, Y[at(idx + 1)] - sys_
+        ex, ey = X[nb[1]] - sxs, Y[nb[1]] - sys_
         acc_x += np.where(okf1, ex, 0)
         acc_y += np.where(okf1, ey, 0)
         cnt += okf1
-        okf2 = okf1 & dr_step[at(idx + 1)] & (idx + 1 < gend)
-        ex2, ey2 = X[at(idx + 2)] - sxs - sxs[at(idx + 1)], Y[at(idx + 2)] - sys_ - sys_[at(idx + 1)]
+        okf2 = okf1 & dr_step[nb[1]] & (idx + 1 < gend)
+        ex2, ey2 = X[nb[2]] - sxs - sxs[nb[1]], Y[nb[2]] - sys_ - sys_[nb[1]]
         acc_x += np.where(okf2, ex2, 0)
         acc_y += np.where(okf2, ey2, 0)
         cnt += okf2
-        okb1 = (idx > gs) & dr_step[at(idx - 1)]
-        bx, by = X[at(idx - 1)] + sxs[at(idx - 1)], Y[at(idx - 1)] + sys_[at(idx - 1)]
+        okb1 = (idx > gs) & dr_step[nb[-1]]
+        bx, by = X[nb[-1]] + sxs[nb[-1]], Y[nb[-1]] + sys_[nb[-1]]
         acc_x += np.where(okb1, bx, 0)
         acc_y += np.where(okb1, by, 0)
         cnt += okb1
-        okb2 = okb1 & (idx - 1 > gs) & dr_step[at(idx - 2)]
-        bx2 = X[at(idx - 2)] + sxs[at(idx - 2)] + sxs[at(idx - 1)]
-        by2 = Y[at(idx - 2)] + sys_[at(idx - 2)] + sys_[at(idx - 1)]
+        okb2 = okb1 & (idx - 1 > gs) & dr_step[nb[-2]]
+        bx2 = X[nb[-2]] + sxs[nb[-2]] + sxs[nb[-1]]
+        by2 = Y[nb[-2]] + sys_[nb[-2]] + sys_[nb[-1]]
         acc_x += np.where(okb2, bx2, 0)
         acc_y += np.where(okb2, by2, 0)
         cnt += okb2
         sx, sy = acc_x / cnt, acc_y / cnt
         # no dead reckoning: the direct neighbours within 2 s, weighted (1, 2, 1)/4
-        plain = (cnt == 1) & (idx > gs) & step_ok & step_ok[at(idx - 1)]
-        sx = np.where(plain, (X[at(idx - 1)] + 2 * X + X[at(idx + 1)]) / 4, sx)
-        sy = np.where(plain, (Y[at(idx - 1)] + 2 * Y + Y[at(idx + 1)]) / 4, sy)
+        plain = (cnt == 1) & (idx > gs) & step_ok & step_ok[nb[-1]]
+        sx = np.where(plain, (X[nb[-1]] + 2 * X + X[nb[1]]) / 4, sx)
+        sy = np.where(plain, (Y[nb[-1]] + 2 * Y + Y[nb[1]]) / 4, sy)
         return sx, sy
 
     def _finalize(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray,
@@ -452,19 +454,9 @@ class MileageEngine:
         K["sy"] = np.where(fin, sy, K["sy"])
         if len(fw) == 0:
             return
-        c = m.candidates(K["sx"][fw], K["sy"][fw])
-        score1 = m.heading_score(c, K["hx"][fw], K["hy"][fw])
-        b1 = m.best(c, score1)
-        cpiece = m.sub_piece[c.sub]
-        K["fp"][fw] = np.where(b1 >= 0, cpiece[np.maximum(b1, 0)] if len(cpiece) else -1, -1)
-        prv = np.maximum(idx - 1, 0)
-        prev_fp = np.where(idx > gs, K["fp"][prv], -1)
-        score2 = score1 - m.params.continuity_bonus * ((cpiece == prev_fp[fw][c.point]) & ~m.beyond_end(c))
-        mt = m.resolve(c, m.best(c, score2))
-        # a standing vehicle keeps the piece it had when it last moved (GPS jitter
-        # around a junction must not hop between pieces)
-        # without GPS speed: the mean of the 2 points after minus the mean of the 2 before
-        # (noise ~2/3 of one fix's; a vehicle at v m/s moves it by about 2v metres)
+        # standing still: GPS speed under still_speed_mps; without GPS speed, the mean of
+        # the 2 points after minus the mean of the 2 before (noise ~2/3 of one fix's; a
+        # vehicle at v m/s moves it by about 2v metres)
         i_2, i_1 = np.maximum(idx - 2, 0), np.maximum(idx - 1, 0)
         j_1, j_2 = np.minimum(idx + 1, nK - 1), np.minimum(idx + 2, nK - 1)
         full = (idx - 2 >= gs) & (idx + 2 <= gend)
@@ -472,18 +464,56 @@ class MileageEngine:
         mdy = (Y[j_1] + Y[j_2] - Y[i_1] - Y[i_2]) / 3
         still = np.where(np.isfinite(spd), spd < p.still_speed_mps, full & (np.hypot(mdx, mdy) < p.still_move_m))
         still &= fin
-        hold = K["hold"]
-        hold[fw] = np.where(still[fw], -1, mt.piece)
+        # the last moving row at or before each row (its piece is what a standing vehicle keeps)
         last_src = np.maximum.accumulate(np.where(~still, idx, -1))
-        held = np.where(last_src >= gs, hold[np.maximum(last_src, 0)], -1)
-        sw = still[fw] & (held[fw] >= 0)
-        if sw.any():
-            stay = (held[fw][c.point] == cpiece) & sw[c.point]
-            mt = m.resolve(c, m.best(c, score2 - 1.0e4 * stay))
-            hold[fw[sw]] = held[fw[sw]]
-        K["piece"][fw], K["sub"][fw], K["pos"][fw] = mt.piece, mt.sub, mt.pos_m
+        has_prev = idx > gs
+        # in blocks of rows, so the candidate temporaries stay in cache; every quantity of a
+        # row depends only on its own candidates and on earlier rows, so blocks give the same result
+        pieces = []
+        for b0 in range(0, len(fw), self._MATCH_BLOCK):
+            pieces.append(self._match_block(K, fw[b0:b0 + self._MATCH_BLOCK], gs, i_1, has_prev, still, last_src))
         if self.point_log is not None:
-            self.point_log.append((K["row"][fw].copy(), mt.piece.copy()))
+            self.point_log.append((K["row"][fw].copy(), np.concatenate(pieces)))
+
+    #: Largest enterprises x pieces table summed densely (8 bytes each).
+    _DENSE_KEYS = 1 << 22
+
+    #: Rows matched at once (candidates of ~8 sub-segments each stay within a few MiB).
+    _MATCH_BLOCK = 16_384
+
+    def _match_block(self, K: dict[str, np.ndarray], f: np.ndarray, gs: np.ndarray, prv: np.ndarray,
+                     has_prev: np.ndarray, still: np.ndarray, last_src: np.ndarray) -> np.ndarray:
+        """Match the finalized rows ``f`` (ascending; earlier rows already matched); returns their pieces.
+
+        First pass by distance and heading; second pass with the continuity
+        bonus for the previous row's first-pass piece; a standing vehicle then
+        keeps the piece it had when it last moved, if that piece is a candidate.
+        """
+        m = self.m
+        c = m.candidates(K["sx"][f], K["sy"][f], block=len(f))
+        score1 = m.heading_score(c, K["hx"][f], K["hy"][f])
+        b1 = m.best(c, score1)
+        cpiece = m.sub_piece[c.sub]
+        K["fp"][f] = np.where(b1 >= 0, cpiece[np.maximum(b1, 0)] if len(cpiece) else -1, -1)
+        prev_fp = np.where(has_prev[f], K["fp"][prv[f]], -1)
+        score2 = score1 - m.params.continuity_bonus * ((cpiece == prev_fp[c.point]) & ~m.beyond_end(c))
+        mt = m.resolve(c, m.best(c, score2))
+        hold = K["hold"]
+        st = still[f]
+        hold[f] = np.where(st, -1, mt.piece)
+        ls = last_src[f]
+        held = np.where(ls >= gs[f], hold[np.maximum(ls, 0)], -1)
+        sw = st & (held >= 0)
+        if sw.any():
+            # re-choose only for those points (the others' scores are unchanged)
+            sel = np.flatnonzero(sw[c.point])
+            cs = c.subset(sel)
+            stay = held[cs.point] == cpiece[sel]
+            ms = m.resolve(cs, m.best(cs, score2[sel] - 1.0e4 * stay))
+            mt.piece[sw], mt.sub[sw], mt.pos_m[sw], mt.dist_m[sw] = ms.piece[sw], ms.sub[sw], ms.pos_m[sw], ms.dist_m[sw]
+            hold[f[sw]] = held[sw]
+        K["piece"][f], K["sub"][f], K["pos"][f] = mt.piece, mt.sub, mt.pos_m
+        return mt.piece
 
     def _pairs_and_totals(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray) -> None:
         """Attribute the pairs that end at the finalized rows ``fw``; add to the totals."""
@@ -540,18 +570,25 @@ class MileageEngine:
             tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
                                           minlength=m.n_subzones + 1).astype(np.int64)
             tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
-            ent = K["ent"][c_at]
+            ent = K["ent"][c_at] + 1  # 0 = unknown enterprise
+            n_e = len(self.enterprise_names) + 1
             key = ent * m.n_pieces + c_piece
-            ukey, inv = np.unique(key, return_inverse=True)
-            sums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
-            ue = ukey // m.n_pieces
-            for e in np.unique(ue).tolist():
-                name = self.enterprise_names[e] if e >= 0 else "(unknown)"
+            present = np.flatnonzero(np.bincount(ent, minlength=n_e))
+            if n_e * m.n_pieces <= self._DENSE_KEYS:
+                sums = np.bincount(key, weights=c_um, minlength=n_e * m.n_pieces).astype(np.int64)
+                rows_of = lambda e: (slice(None), sums[e * m.n_pieces:(e + 1) * m.n_pieces])  # noqa: E731
+            else:  # many enterprises: only the (enterprise, piece) keys that occur
+                ukey, inv = np.unique(key, return_inverse=True)
+                usums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
+                ue = ukey // m.n_pieces
+                rows_of = lambda e: (ukey[ue == e] - e * m.n_pieces, usums[ue == e])  # noqa: E731
+            for e in present.tolist():
+                name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
                 arr = tot.enterprise_piece_um.get(name)
                 if arr is None:
                     arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
-                sel = ue == e
-                arr[ukey[sel] - e * m.n_pieces] += sums[sel]
+                at, add = rows_of(e)
+                arr[at] += add
         matched = fw[piece[fw] >= 0]
         tot.piece_points += np.bincount(piece[matched], minlength=m.n_pieces)
         # per vehicle

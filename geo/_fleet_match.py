@@ -30,7 +30,7 @@ Scoring (lower is better)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -86,6 +86,19 @@ class Candidates:
     dist: np.ndarray
     frac: np.ndarray
     n_points: int
+    _groups: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each point's run of candidates starts, and the run number of each candidate (cached)."""
+        if self._groups is None:
+            starts = np.flatnonzero(np.r_[True, self.point[1:] != self.point[:-1]])
+            grp = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(self.point)]))
+            self._groups = (starts, grp)
+        return self._groups
+
+    def subset(self, sel: np.ndarray) -> Candidates:
+        """The candidates ``sel`` (ascending indices), still grouped by point."""
+        return Candidates(self.point[sel], self.sub[sel], self.dist[sel], self.frac[sel], self.n_points)
 
 
 @dataclass
@@ -342,9 +355,8 @@ class PieceMatcher:
         out = np.full(c.n_points, -1, dtype=np.int64)
         if len(score) == 0:
             return out
-        starts = np.flatnonzero(np.r_[True, c.point[1:] != c.point[:-1]])
+        starts, grp = c.groups()
         mins = np.minimum.reduceat(score, starts)
-        grp = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(score)]))
         hit = np.flatnonzero(score == mins[grp])
         first = hit[np.r_[True, grp[hit][1:] != grp[hit][:-1]]]
         out[c.point[first]] = first

@@ -69,14 +69,13 @@ def render(records: Sequence[Mapping[str, Any]], fmt: str = "table", *,
     out: list[str] = []
     if fmt == "markdown":
         if title:
-            out.append(f"### {title}\n")
-        esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        out.append("| " + " | ".join(esc(c) for c in cols) + " |")
+            out.append(f"### {md_escape(title)}\n")
+        out.append("| " + " | ".join(md_escape(c) for c in cols) + " |")
         out.append("|" + "|".join("---" for _ in cols) + "|")
-        out.extend("| " + " | ".join(esc(x) for x in row) + " |" for row in rows)
+        out.extend("| " + " | ".join(md_escape(x) for x in row) + " |" for row in rows)
         if meta:
             out.append("")
-            out.extend(f"- {k}: {v}" for k, v in meta.items())
+            out.extend(f"- {md_escape(k)}: {md_escape(v)}" for k, v in meta.items())
         return "\n".join(out) + "\n"
     widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(cols)]
     numeric = [all(_is_num(r.get(c)) for r in records if r.get(c) is not None) for c in cols]
@@ -99,6 +98,14 @@ def _csv_cell(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return ";".join(str(x) for x in v)
     return v
+
+
+def md_escape(value: Any) -> str:
+    """Text for a Markdown cell or line: OSM names and file names are data, never markup or HTML."""
+    text = "" if value is None else str(value)
+    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]"):
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _is_num(v: Any) -> bool:

@@ -232,6 +232,10 @@ def _area_m2(geom: BaseGeometry, crs_of_geom: CRS | int, ea: CRS) -> float:
     return float(gpd.GeoSeries([geom], crs=crs_of_geom).to_crs(ea).area.iloc[0])
 
 
+#: Most grid cells a coverage layer may have (memory and page size stay bounded).
+MAX_CELLS = 250_000
+
+
 def square_grid(bounds: Sequence[float], size_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Square cells covering ``bounds`` (metric CRS), aligned to multiples of ``size_m``.
 
@@ -243,6 +247,9 @@ def square_grid(bounds: Sequence[float], size_m: float) -> tuple[np.ndarray, np.
     minx, miny, maxx, maxy = bounds
     c0, c1 = math.floor(minx / size_m), math.ceil(maxx / size_m)
     r0, r1 = math.floor(miny / size_m), math.ceil(maxy / size_m)
+    if (c1 - c0) * (r1 - r0) > MAX_CELLS:
+        raise InputError(f"{size_m:g} m cells would make {(c1 - c0) * (r1 - r0):,} grid cells over the zone",
+                         hint=f"give a larger --cell-size-m (at most {MAX_CELLS:,} cells)")
     cols, rows = np.meshgrid(np.arange(c0, max(c1, c0 + 1)), np.arange(r0, max(r1, r0 + 1)))
     cols, rows = cols.ravel(), rows.ravel()
     cells = shapely.box(cols * size_m, rows * size_m, (cols + 1) * size_m, (rows + 1) * size_m)

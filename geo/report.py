@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from . import reported as rep
+from ._format import md_escape
 from .provenance import OSM_ATTRIBUTION, Provenance
 from .reported import ComputedValue
 from .stats import RoadStats
@@ -128,24 +129,19 @@ def _fmt(v: Any, nd: int = 2) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _md_escape(s: Any) -> str:
-    """Markdown table cell: names from OSM are data, not markup."""
-    text = "" if s is None else str(s)
-    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]"):
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", " ")
 
 
 def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
                     provenance: Provenance | None, maps: Mapping[str, str] | None = None,
                     by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None) -> str:
     """The report as Markdown: comparison, statistics, definitions, maps, provenance."""
-    lines = [f"# ICV test roads of {place}: computed from OpenStreetMap and compared with reported figures", ""]
+    lines = [f"# ICV test roads of {md_escape(place)}: computed from OpenStreetMap and compared with reported "
+             "figures", ""]
     if provenance is not None:
-        lines += [f"- data source: {provenance.source_kind} `{provenance.source}`"
+        lines += [f"- data source: {provenance.source_kind} {md_escape(provenance.source)}"
                   + (f" (sha256 {provenance.source_sha256[:16]})" if provenance.source_sha256 else ""),
                   f"- OSM data timestamp: {provenance.osm_timestamp or 'unknown'}",
-                  f"- road filter: {provenance.filter}", f"- zone: {zone_name}",
+                  f"- road filter: {md_escape(provenance.filter)}", f"- zone: {md_escape(zone_name)}",
                   f"- made by icv {provenance.tool_version} at {provenance.created}",
                   f"- {OSM_ATTRIBUTION}"]
         if reach:
@@ -156,21 +152,21 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
               "|---|---|---|---|---|---|---|---|---|"]
     for r in comparison:
         lines.append("| " + " | ".join([
-            _md_escape(r.get("figure")), _fmt(r.get("reported")) + (f" {r.get('unit')}" if r.get("reported") is not None else ""),
-            _md_escape(r.get("as_of") or "—"), _md_escape(r.get("source") or "—"), _fmt(r.get("computed")),
-            _md_escape(r.get("definition") or "—"), _fmt(r.get("delta")),
-            _fmt(r.get("delta_pct"), 1), _md_escape(r.get("note") or "")]) + " |")
+            md_escape(r.get("figure")), _fmt(r.get("reported")) + (f" {r.get('unit')}" if r.get("reported") is not None else ""),
+            md_escape(r.get("as_of") or "—"), md_escape(r.get("source") or "—"), _fmt(r.get("computed")),
+            md_escape(r.get("definition") or "—"), _fmt(r.get("delta")),
+            _fmt(r.get("delta_pct"), 1), md_escape(r.get("note") or "")]) + " |")
     if stats is not None:
         lines += ["", "## Road statistics of the zone", "", "| figure | value | unit | definition |", "|---|---|---|---|"]
         for f in stats.figures(detail=False):
-            lines.append(f"| {_md_escape(f['figure'])} | {_fmt(f['value'])} | {f['unit']} | {_md_escape(f['definition'])} |")
+            lines.append(f"| {md_escape(f['figure'])} | {_fmt(f['value'])} | {f['unit']} | {md_escape(f['definition'])} |")
     if by_class:
         lines += ["", "## Km by class", "", "| class | carriageway km | centerline km |", "|---|---|---|"]
         for r in by_class:
-            lines.append(f"| {_md_escape(r.get('highway'))} | {_fmt(r.get('carriageway_km'))} | {_fmt(r.get('centerline_km'))} |")
+            lines.append(f"| {md_escape(r.get('highway'))} | {_fmt(r.get('carriageway_km'))} | {_fmt(r.get('centerline_km'))} |")
     if maps:
         lines += ["", "## Maps", ""]
-        lines += [f"- {_md_escape(k)}: [{v}]({v})" for k, v in maps.items()]
+        lines += [f"- {md_escape(k)}: [{v}]({v})" for k, v in maps.items()]
     lines += ["", "---", f"Road data {OSM_ATTRIBUTION}. Reported figures: see the source column; "
               "`icv compare --history` lists every reported figure over time.", ""]
     return "\n".join(lines)

@@ -135,7 +135,7 @@ def parse_filter(preset: str | None = "drive", highway: Iterable[str] | str | No
     >>> parse_filter(highway="primary,secondary").label
     'highway=primary,secondary'
     """
-    if highway:
+    if highway is not None:  # an explicit empty list is an error, not "drive"
         if isinstance(highway, str):
             highway = highway.split(",")
         classes = frozenset(h.strip() for h in highway if h.strip())

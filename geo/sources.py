@@ -121,7 +121,7 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
 
         # OSMnx cuts each way at its first node outside the polygon; a margin keeps
         # whole pieces at the zone edge, as the file sources give them
-        ways, info = _overpass.fetch_ways(zone.geometry, road_filter, url=overpass_url, timeout=timeout or 180,
+        ways, info = _overpass.fetch_ways(zone.geometry, road_filter, url=overpass_url, timeout=timeout if timeout is not None else 180,
                                           memory=memory, cache_dir=cache_dir, progress=progress,
                                           margin_m=OVERPASS_MARGIN_M)
         prov = Provenance("overpass", info.url, osm_timestamp=info.osm_base, filter=road_filter.label,

@@ -147,7 +147,10 @@ class StatsParams:
     intersection_tolerance_m: float = 15.0
 
     def __post_init__(self) -> None:
-        if not (self.pair_distance_m > 0 and 0 < self.pair_angle_deg < 90 and self.intersection_tolerance_m >= 0):
+        finite = all(math.isfinite(v) for v in (self.pair_distance_m, self.pair_angle_deg,
+                                                 self.intersection_tolerance_m))
+        if not (finite and self.pair_distance_m > 0 and 0 < self.pair_angle_deg < 90
+                and self.intersection_tolerance_m >= 0):
             raise InputError(f"bad statistics tolerances {self}",
                              hint="pair distance > 0 m, pair angle in (0, 90) degrees, intersection tolerance >= 0 m")
 
@@ -899,6 +902,10 @@ def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None,
     crs = pyproj.CRS(crs)
     if not crs.is_projected:
         raise InputError(f"lengths need a projected CRS, not {crs_label(crs)}", hint="give a UTM CRS, e.g. EPSG:32651")
+    if "mercator" in crs.name.lower() and "transverse" not in crs.name.lower():
+        # Web Mercator stretches lengths by 1/cos(latitude): +17 % in Shanghai
+        raise InputError(f"lengths are never measured in {crs_label(crs)} (Mercator)",
+                         hint="give a UTM CRS, e.g. EPSG:32651, or leave the CRS to icv")
     roads = roads.reset_index(drop=True)
     prep = _prepare(roads, crs, params)
     stats = _zone_stats(prep, geom, zone_name, params, provenance)

@@ -422,10 +422,14 @@ def _read_file(path: Path) -> gpd.GeoDataFrame:
     if not path.exists():
         raise ZoneError("zone file not found", where=str(path), hint="check the path")
     try:
-        return gpd.read_file(path)
+        gdf = gpd.read_file(path)
     except Exception as e:  # pyogrio raises several types for unreadable files
         raise ZoneError(f"cannot read the zone file ({type(e).__name__}: {e})", where=str(path),
                         hint="give a GeoJSON, GeoPackage or Shapefile") from e
+    if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
+        raise ZoneError("the file has no geometry (a table, not a zone outline)", where=str(path),
+                        hint="give a GeoJSON, GeoPackage or Shapefile with a polygon")
+    return gdf
 
 
 def read_zone_features(path: str | Path, *, crs: str | ZoneCrs,

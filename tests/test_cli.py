@@ -94,3 +94,14 @@ def test_bad_highway_list(runner: CliRunner, fixtures_dir: Path, zone_file: Path
     r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
                             "--highway", "primary;drop"])
     assert r.exit_code == 2 and "--highway" in r.stderr
+
+
+def test_output_through_a_symlink_and_into_an_unwritable_place(runner: CliRunner, tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    r = runner.invoke(cli, ["zone", "list", "--format", "json", "-o", str(link)])
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and json.loads(real.read_text(encoding="utf-8"))["rows"]
+    r = runner.invoke(cli, ["zone", "list", "-o", "/proc/icv-test/out.json"])
+    assert r.exit_code == 5 and r.stderr.startswith("icv: error: cannot") and r.stderr.count("\n") == 1

@@ -112,7 +112,21 @@ def test_report_writes_report_and_maps(runner: CliRunner, shared_data: Path, tmp
     assert "[1/5]" in r.stderr and "[5/5]" in r.stderr  # progress on stderr, data on stdout
 
 
-def test_report_escapes_names_in_markdown(fixtures_dir: Path, tmp_path: Path) -> None:
-    from geo.report import _md_escape
+def test_report_escapes_names_in_markdown(runner: CliRunner, fixtures_dir: Path, tmp_path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import box
 
-    assert _md_escape("a|b <img src=x onerror=alert(1)>") == "a\\|b \\<img src=x onerror=alert(1)\\>"
+    from geo._format import md_escape
+
+    assert md_escape("a|b <img src=x onerror=alert(1)>") == "a\\|b \\<img src=x onerror=alert(1)\\>"
+    hostile = tmp_path / "<img src=z onerror=alert(3)>.geojson"
+    gpd.GeoDataFrame({"name": ["x"]}, geometry=[box(121.19, 31.29, 121.22, 31.36)], crs=4326).to_file(hostile)
+    r = runner.invoke(cli, ["report", "--source", str(fixtures_dir / "small.osm"), "--zone", str(hostile),
+                            "--out-dir", str(tmp_path / "out"), "--no-maps", "--format", "markdown"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    import re
+
+    raw_tag = re.compile(r"(?<!\\)<img")  # only an escaped \<img (shown as text) may appear
+    assert not raw_tag.search(md) and not raw_tag.search(r.stdout)
+    assert "\\<img src=z onerror=alert(3)\\>" in md
