@@ -378,7 +378,8 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
     zone = zones.load_zone(nkw["zone"])
     zone_place = zone.meta.get("place") or zone.name
     place = place or zone_place
-    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest"}
+    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
+                            "reported figures": "data/reported_figures.toml (source and date on each row)"}
     fleet = _load_fleet_figures(fleet_summary)
     if place.casefold() != str(zone_place).casefold():
         # another place: its reported figures only, nothing computed for it
@@ -395,8 +396,7 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
         else:
             st = stats.road_stats(net.roads, zone, provenance=net.provenance)
             meta["network reach"] = report.network_reach(net.roads, zone.geometry)
-            meta.update({f"network {k}": v for k, v in net.provenance.to_dict().items()
-                         if k in ("source_kind", "source", "osm_timestamp", "filter", "attribution")})
+            meta["network"] = net.provenance.summary()
     rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
                                allow_unknown_place=True)
     meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
@@ -431,7 +431,7 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
         emit(rows, fmt, output, title=f"Reported figures of {place} over time",
-             meta={"records": len(rows), "source": "data/reported_figures.toml"})
+             meta={"records": len(rows), "source": "data/reported_figures.toml", "tool": f"icv {__version__}"})
         return
     place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, **nkw)
     defs: dict[str, str] = {}
@@ -557,7 +557,8 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
     shares = maps.reported_mileage_shares(subs, city=city, as_of=as_of, figures=figs)
     prov: dict[str, Any] = {"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence", "derivation")
                                           if k in dz.meta},
-                            "reported_figures": str(figures_path or reported.DEFAULT_PATH)}
+                            "reported_figures": str(figures_path or reported.DEFAULT_PATH),
+                            "tool_version": __version__}
     fleet = roads = zone_geom = None
     if fleet_path is not None:
         table = maps.read_fleet_km(fleet_path)
@@ -610,10 +611,12 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     fleet = _load_fleet_figures(fleet_summary)
     rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True)
     written: dict[str, str] = {}
+    reach_share = None
     if not no_maps:
         _step(3, n, "coverage map")
         bm = maps.resolve_basemap(basemap, offline=offline)
         cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name)
+        reach_share = cov.share_within  # every road is a test road here: the same buffer share
         m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
                               provenance=net.provenance, basemap=bm)
         written["coverage map"] = maps.save_map(m, out_dir / "coverage.html", offline=offline).name
@@ -621,13 +624,13 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
         dz = zones.load_zone("shanghai_districts")
         shares = maps.reported_mileage_shares(dz.subzones, city="Shanghai", as_of=as_of)
         m = maps.mileage_map(shares, dz.subzones, city=shares.city, basemap=bm,
-                             provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")}})
+                             provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")},
+                                         "reported_figures": "data/reported_figures.toml",
+                                         "tool_version": __version__})
         written["test-mileage share map"] = maps.save_map(m, out_dir / "mileage_share.html", offline=offline).name
     _step(n, n, f"writing {out_dir / 'report.md'}")
-    by_class = [{"highway": k.split(":", 1)[1], "carriageway_km": f["value"],
-                 "centerline_km": st.value(f"class_centerline_km:{k.split(':', 1)[1]}")}
-                for f in st.figures() if (k := f["figure"]).startswith("class_km:")]
-    reach = rep.network_reach(net.roads, zone.geometry)
+    by_class = stats.breakdown(st, "class")
+    reach = rep.network_reach(net.roads, zone.geometry, share=reach_share)
     md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
                              provenance=net.provenance, maps=written, by_class=by_class, reach=reach)
     _write(out_dir / "report.md", md)

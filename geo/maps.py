@@ -794,6 +794,12 @@ def _road_layers(m: IcvMap, roads: gpd.GeoDataFrame, test_mask: np.ndarray | Non
     return classes
 
 
+def _cell_label(size_m: float) -> str:
+    """``1 km × 1 km cell`` (or ``500 m × 500 m cell``)."""
+    side = f"{size_m / 1000:g} km" if size_m >= 1000 else f"{size_m:g} m"
+    return f"{side} × {side} cell"
+
+
 def _bin_index(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     return np.minimum(np.searchsorted(np.asarray(edges), values, side="left"), len(edges) - 1)
 
@@ -845,12 +851,13 @@ def coverage_map(roads: gpd.GeoDataFrame, zone_geom: BaseGeometry, *, zone_name:
     # cells first so that roads draw above them
     if len(cov.cells):
         cg = _display_geoms(cov.cells.geometry, basemap, simplify=False)
-        bins = _bin_index(cov.cells["km"].to_numpy(), CELL_BINS)
+        # bins are km per km², so they mean the same whatever the cell size
+        bins = _bin_index(cov.cells["km"].to_numpy() / (cov.cell_size_m / 1000) ** 2, CELL_BINS)
         cprops = [{"i": c, "k": round(float(k), 2), "s": int(b)}
                   for c, k, b in zip(cov.cells["cell"], cov.cells["km"], bins, strict=True)]
         cstyles = [{"color": "#555555", "weight": 0.4, "fillColor": col, "fillOpacity": 0.45, "className": "icv-cell"}
                    for col in CELL_COLOURS]
-        DataLayer(f"Test-road km per {cell_size_m / 1000:g} km cell", cg, cprops,
+        DataLayer(f"Test-road km per {_cell_label(cov.cell_size_m)}", cg, cprops,
                   LayerSpec("polygon", cstyles, [["Cell (UTM km)", "i"], ["Test-road km", "k"]])).add_to(m)
     _zone_layers(m, zone_geom, zone_name, subzones, basemap)
     classes = _road_layers(m, roads, mask, basemap) if len(roads) else []
@@ -879,10 +886,10 @@ def coverage_map(roads: gpd.GeoDataFrame, zone_geom: BaseGeometry, *, zone_name:
     if mask is not None:
         legend.append(_swatch("#555555", "test road", line=True, weight=3))
         legend.append(_swatch("#555555", "not a test road", line=True, dash=True, weight=2))
-    legend.append(f"<h2>Test-road km per {cov.cell_size_m / 1000:g} km² cell</h2>")
+    legend.append(f"<h2>Test-road km per km² ({_cell_label(cov.cell_size_m)}s)</h2>")
     lo = 0.0
     for hi, col in zip(CELL_BINS, CELL_COLOURS, strict=True):
-        legend.append(_swatch(col, f"{lo:g}–{hi:g} km" if math.isfinite(hi) else f"≥ {lo:g} km"))
+        legend.append(_swatch(col, f"{lo:g}–{hi:g} km/km²" if math.isfinite(hi) else f"≥ {lo:g} km/km²"))
         lo = hi
     legend.append(_swatch("#111111", f"zone: {zone_name}", line=True, weight=2.5))
     return _finish_map(m, title_html, "".join(legend))
@@ -1209,7 +1216,7 @@ def _fleet_layers(m: IcvMap, fleet: FleetKm, roads: gpd.GeoDataFrame, zone_geom:
         cprops = [{"k": round(float(k), 1), "s": int(b)} for k, b in zip(cell_km[has], cb, strict=True)]
         cstyles = [{"color": "#777777", "weight": 0.4, "fillColor": c, "fillOpacity": 0.4, "className": "icv-cell"}
                    for c in FLEET_COLOURS]
-        DataLayer(f"Fleet km per {cell_size_m / 1000:g} km cell", _display_geoms(cgrid, basemap, simplify=False),
+        DataLayer(f"Fleet km per {_cell_label(cell_size_m)}", _display_geoms(cgrid, basemap, simplify=False),
                   cprops, LayerSpec("polygon", cstyles, [["Fleet km in cell", "k"]]), show=False).add_to(m)
     legend.append(svg_bar_chart(fleet.by_enterprise.to_dict(), title="Fleet km by enterprise"))
     if fleet.unmatched_km > 0:

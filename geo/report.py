@@ -22,6 +22,7 @@ from .stats import RoadStats
 #: Figures compared for a zone: reported figure -> stats figures that stand beside it.
 STAT_FIGURES: dict[str, tuple[str, ...]] = {
     "area_km2": ("zone_area_km2",),
+    "district_area_km2": ("zone_area_km2",),
     "test_road_km": ("centerline_km", "carriageway_km"),
     "streets": ("named_streets",),
     "expressway_km": ("expressway_km", "class_km:motorway"),
@@ -100,19 +101,25 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
         reported = []  # a zone with no reported figures: computed-only rows
     refs = sorted({*DEFAULT_REFS, *(r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:"))})
     computed = computed_figures(stats, area_km2=area_km2, refs=refs, fleet=fleet)
-    return rep.compare(reported, computed)
+    rows = rep.compare(reported, computed)
+    if stats is not None or area_km2 is not None:
+        for r in rows:  # a zone and network were given: say why there is no computed value
+            if r.get("computed") is None and str(r.get("note", "")).startswith("reported only: no zone/network given"):
+                r["note"] = r["note"].replace("no zone/network given", "no computed counterpart", 1)
+    return rows
 
 
-def network_reach(roads: Any, zone_geom: Any, buffer_m: float = 500.0) -> str:
+def network_reach(roads: Any, zone_geom: Any, buffer_m: float = 500.0, share: float | None = None) -> str:
     """How much of the zone the loaded network reaches: a completeness check.
 
     The share of the zone's area within ``buffer_m`` of a loaded road. A whole
     district's drive network reaches nearly all of it; a low share means the
     extract covers part of the zone, and every road figure is a lower bound.
     """
-    from .maps import compute_coverage
+    if share is None:  # a coverage already computed for every road can pass its share
+        from .maps import compute_coverage
 
-    share = compute_coverage(roads, zone_geom, buffer_m=buffer_m).share_within
+        share = compute_coverage(roads, zone_geom, buffer_m=buffer_m).share_within
     text = f"{100 * share:.1f}% of the zone lies within {buffer_m:g} m of a loaded road"
     if share < 0.8:
         text += " (the network covers part of the zone only: road figures are lower bounds)"

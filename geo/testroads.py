@@ -297,9 +297,11 @@ def _match_names(roads: gpd.GeoDataFrame, entries: list[TestRoadEntry]) -> tuple
 
 def _match_geometries(roads: gpd.GeoDataFrame, lines: gpd.GeoDataFrame,
                       tolerance_m: float, min_share: float) -> tuple[np.ndarray, list[int]]:
-    crs = roads.estimate_utm_crs() if len(roads) else lines.estimate_utm_crs()
-    r = roads.geometry.to_crs(crs).values
-    g = lines.geometry.to_crs(crs).values
+    from .stats import local_utm_crs  # the one UTM choice of every measurement
+
+    crs = local_utm_crs(shapely.box(*(roads if len(roads) else lines).total_bounds))
+    r = np.asarray(roads.geometry.to_crs(crs).values, dtype=object)
+    g = np.asarray(lines.geometry.to_crs(crs).values, dtype=object)
     corridors = shapely.buffer(g, tolerance_m, quad_segs=4)
     tree = shapely.STRtree(corridors)
     piece_idx, line_idx = tree.query(r, predicate="intersects")
