@@ -1108,6 +1108,18 @@ def fleet_km_by_piece(table: pd.DataFrame, roads: gpd.GeoDataFrame, *, source: s
         piece = pd.to_numeric(table[cols["piece"]], errors="coerce")
         ok = piece.notna() & (piece >= 0) & (piece < len(roads)) & (piece == piece.round())
         pos = piece.where(ok, -1).astype(int)
+        if "osm_way_ids" in cols:
+            # both given: the ways must be those of the piece, or the table belongs to another network
+            want = table[cols["osm_way_ids"]].map(_way_key)
+            have = pd.Series([_way_key(roads["osm_way_ids"].iat[i]) if i >= 0 else None for i in pos],
+                             index=table.index)
+            wrong = ok & want.notna() & (want != have)
+            if wrong.any():
+                i = int(np.flatnonzero(wrong.to_numpy())[0])
+                raise InputError(f"row {i + 1}: piece {int(pos.iat[i])} is made of ways {have.iat[i]}, not "
+                                 f"{want.iat[i]}: the table was computed on another road network", where=source,
+                                 hint="load the network with the same --source, --zone and --filter as the "
+                                      "`icv fleet mileage` run")
     else:
         index = {}
         for i, ids in enumerate(roads["osm_way_ids"]):

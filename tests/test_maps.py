@@ -668,3 +668,18 @@ def test_cli_offline(small_network):
 
     page = out.read_text(encoding="utf-8")
     assert external_references(page) == [] and "tile.openstreetmap.org" not in page
+
+
+def test_fleet_table_of_another_network_is_refused(tmp_path) -> None:
+    import pandas as pd
+
+    from geo import maps, sources
+    from geo.errors import InputError
+
+    roads = sources.load_network(Path(__file__).parent / "fixtures" / "small.osm").roads
+    good = pd.DataFrame({"piece": [0], "osm_way_ids": [";".join(map(str, roads["osm_way_ids"][0]))],
+                         "enterprise": ["A"], "km": [10.0]})
+    assert maps.fleet_km_by_piece(good, roads).per_piece["km"].sum() == 10.0
+    bad = good.assign(osm_way_ids=["999999"])
+    with pytest.raises(InputError, match="another road network"):
+        maps.fleet_km_by_piece(bad, roads)
