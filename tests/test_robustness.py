@@ -605,3 +605,32 @@ def test_fleet_mileage_bad_log(case: str, runner: CliRunner, tmp_path: Path, zon
     summary = {row["figure"]: row["value"] for row in json.loads(r.stdout)["tables"]["summary"]}
     # hand-computed: 0.001 deg of longitude at 31.3 N is 95.2 m
     assert summary["test mileage km"] == pytest.approx(km, abs=0.006)
+
+
+# ---------------------------------------------------------------- options and outputs (review findings)
+
+@pytest.mark.parametrize("args,code,frag", [
+    (["zone", "list", "-o", "/proc/icv-test/x.json"], 5, "cannot"),
+    (["roads", "--source", "SMALL", "--zone", "TABLE"], 2, "zone"),
+    (["roads", "--source", "SMALL", "--zone", "ZONE", "--highway="], 2, "bad --highway list (empty)"),
+    (["map", "coverage", "--source", "SMALL", "--cell-size-m", "10", "-o", "OUT"], 2,
+     "grid cells"),
+    (["stats", "--source", "SMALL", "--zone", "ZONE", "--intersection-tolerance", "inf"], 2, "tolerances"),
+], ids=["unwritable -o", "zone is a table", "empty --highway", "too many grid cells", "infinite tolerance"])
+def test_bad_options_one_line(args: list[str], code: int, frag: str, tmp_path: Path, zone_file: Path) -> None:
+    table = tmp_path / "zone.csv"
+    table.write_text("name,lon,lat\nx,121.2,31.3\n", encoding="utf-8")
+    subst = {"SMALL": str(FIXTURE_OSM), "TABLE": str(table), "ZONE": str(zone_file),
+             "OUT": str(tmp_path / "m.html")}
+    r = CliRunner().invoke(cli, [subst.get(a, a) for a in args])
+    assert_one_line_error(r, code, frag)
+    assert not (tmp_path / "m.html").exists()
+
+
+def test_web_mercator_is_refused_for_lengths() -> None:
+    from geo import sources, stats
+    from geo.errors import InputError
+
+    roads = sources.load_network(FIXTURE_OSM).roads
+    with pytest.raises(InputError, match="Mercator"):
+        stats.road_stats(roads, None, crs="EPSG:3857")
