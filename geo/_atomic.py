@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -106,15 +107,31 @@ def _remove(paths: list[Path]) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back (they are delivered when the block ends)."""
-    if not hasattr(signal, "pthread_sigmask"):
+    """Hold SIGINT/SIGTERM back: they take effect when the block ends.
+
+    A Python-level handler records them (Python runs handlers in the main
+    thread only, so this holds whichever thread the kernel delivers to, which
+    a signal mask of the main thread would not), and the previous handler is
+    then called, or the signal sent again for the default action.
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in sigs}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            s = got[0]
+            h = old[s]
+            if callable(h):
+                h(s, None)  # Python's default SIGINT handler raises KeyboardInterrupt here
+            elif h == signal.SIG_DFL:
+                os.kill(os.getpid(), s)
 
 
 def _pid_alive(pid: int) -> bool:
