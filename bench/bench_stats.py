@@ -253,9 +253,9 @@ def markdown(rows: list[dict[str, Any]], growth: list[dict[str, Any]], args: arg
             "intersection counts differ by design: OSMnx's clean count also buffers 2-street nodes and "
             "counts every merged cluster, icv merges only junctions of 3+ street ends and counts those whose "
             "mean position lies in the zone.",
-            "- Timings were taken while other jobs shared the 2 cores, so they move between runs: over the "
-            "last five runs the full-size ratios ranged 12-45x, the 10 % network 10-16x (the tightest: icv's fixed "
-            "cost of about 10 ms for CRS, area and result tables weighs most there).", END]
+            f"- Load average before this run: {os.getloadavg()[0]:.2f} (2 cores). Earlier runs while other jobs "
+            "shared the cores gave full-size ratios of 12-45x and 10-16x on the 10 % network, the tightest "
+            "case: icv's fixed cost of about 10 ms for CRS, area and result tables weighs most there.", END]
     return "\n".join(out) + "\n"
 
 
