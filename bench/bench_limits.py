@@ -32,25 +32,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from synthetic_osm import write_grid_osm  # noqa: E402
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _grid_osm(path: Path, n: int, lon0: float = 121.19, lat0: float = 31.29, step: float = 0.001) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write('<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6">\n')
-        for i in range(n):
-            f.writelines(f'<node id="{i * n + j + 1}" lat="{lat0 + i * step:.7f}" lon="{lon0 + j * step:.7f}"/>\n'
-                         for j in range(n))
-        for i in range(n):
-            f.write(f'<way id="{i + 1}">' + "".join(f'<nd ref="{i * n + j + 1}"/>' for j in range(n))
-                    + f'<tag k="highway" v="residential"/><tag k="name" v="横{i}路"/></way>\n')
-        for j in range(n):
-            f.write(f'<way id="{n + j + 1}">' + "".join(f'<nd ref="{i * n + j + 1}"/>' for i in range(n))
-                    + '<tag k="highway" v="tertiary"/></way>\n')
-        f.write("</osm>\n")
 
 
 def _star_zone(n_vertices: int, cx: float, cy: float, r: float):
@@ -112,7 +100,7 @@ def run_network(edges: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "grid.osm"
         t0 = time.perf_counter()
-        _grid_osm(src, n, step=step)
+        write_grid_osm(src, n, step=step)
         t_gen = time.perf_counter() - t0
         size_mb = src.stat().st_size / 1e6
         zone = Zone("bench_box", box(121.19 - 0.001, 31.29 - 0.001, 121.19 + n * step, 31.29 + n * step))

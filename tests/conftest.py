@@ -44,3 +44,26 @@ def helsinki_pbf() -> Path:
 @pytest.fixture()
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+#: The small zone around the hand-written fixture tests/fixtures/small.osm (lon/lat).
+FIXTURE_ZONE_BOX = (121.19, 31.29, 121.22, 31.36)
+
+
+@pytest.fixture()
+def runner():
+    """click's CliRunner (stderr kept apart from stdout)."""
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture()
+def zone_file(tmp_path: Path) -> Path:
+    """A zone file ``fixture_zone.geojson`` around the small fixture."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    f = tmp_path / "fixture_zone.geojson"
+    gpd.GeoDataFrame({"name": ["fixture_zone"]}, geometry=[box(*FIXTURE_ZONE_BOX)], crs=4326).to_file(f)
+    return f

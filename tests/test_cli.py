@@ -7,25 +7,10 @@ import io
 import json
 from pathlib import Path
 
-import geopandas as gpd
-import pytest
 from click.testing import CliRunner
-from shapely.geometry import box
 
 from cli import cli
 from geo import __version__
-
-
-@pytest.fixture()
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture()
-def zone_file(tmp_path: Path) -> Path:
-    f = tmp_path / "fixture_zone.geojson"
-    gpd.GeoDataFrame({"name": ["fixture_zone"]}, geometry=[box(121.19, 31.29, 121.22, 31.36)], crs=4326).to_file(f)
-    return f
 
 
 def test_version(runner: CliRunner) -> None:

@@ -12,11 +12,6 @@ from cli import cli
 from geo import reported, sources, stats, zones
 
 
-@pytest.fixture()
-def runner() -> CliRunner:
-    return CliRunner()
-
-
 @pytest.fixture(scope="module")
 def jiading_stats(shared_data: Path):
     zone = zones.load_zone("jiading")

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from geo import _cache
+from synthetic_osm import write_grid_osm
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_OSM = ROOT / "tests" / "fixtures" / "small.osm"
@@ -34,26 +35,10 @@ KEY = _cache.cache_key(ZONE_NAME, "drive")
 GRID_N = 300  # 300 x 300 nodes: about 180,000 road pieces, a write of about a second
 
 
-def _grid_osm(path: Path, n: int, lon0: float = 121.19, lat0: float = 31.29, step: float = 0.0001) -> None:
-    """An n x n street grid: n residential rows and n tertiary columns."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write('<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6">\n')
-        for i in range(n):
-            f.writelines(f'<node id="{i * n + j + 1}" lat="{lat0 + i * step:.7f}" lon="{lon0 + j * step:.7f}"/>\n'
-                         for j in range(n))
-        for i in range(n):
-            f.write(f'<way id="{i + 1}">' + "".join(f'<nd ref="{i * n + j + 1}"/>' for j in range(n))
-                    + '<tag k="highway" v="residential"/></way>\n')
-        for j in range(n):
-            f.write(f'<way id="{n + j + 1}">' + "".join(f'<nd ref="{i * n + j + 1}"/>' for i in range(n))
-                    + '<tag k="highway" v="tertiary"/></way>\n')
-        f.write("</osm>\n")
-
-
 @pytest.fixture(scope="module")
 def big_osm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("big") / "grid.osm"
-    _grid_osm(p, GRID_N)
+    write_grid_osm(p, GRID_N)
     return p
 
 
@@ -182,7 +167,7 @@ if os.name != "posix":  # pragma: no cover
 @pytest.fixture(scope="module")
 def mid_osm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("mid") / "grid.osm"
-    _grid_osm(p, 100)
+    write_grid_osm(p, 100)
     return p
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from click.testing import CliRunner, Result
-from shapely.geometry import LineString, box
+from shapely.geometry import LineString
 
 from cli import cli
 from geo import _cache
@@ -27,20 +27,7 @@ from geo._atomic import remove_stale_temps, write_text
 
 FIXTURE_OSM = Path(__file__).resolve().parent / "fixtures" / "small.osm"
 #: A box around tests/fixtures/small.osm (Anting, Jiading).
-ZONE_BOX = (121.19, 31.29, 121.22, 31.36)
 SQUARE = [[121.19, 31.29], [121.22, 31.29], [121.22, 31.36], [121.19, 31.36], [121.19, 31.29]]
-
-
-@pytest.fixture()
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture()
-def zone_file(tmp_path: Path) -> Path:
-    f = tmp_path / "fixture_zone.geojson"
-    gpd.GeoDataFrame({"name": ["fixture_zone"]}, geometry=[box(*ZONE_BOX)], crs=4326).to_file(f)
-    return f
 
 
 def assert_one_line_error(r: Result, exit_code: int, *fragments: str) -> str:
