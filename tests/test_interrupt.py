@@ -21,12 +21,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from synthetic_osm import write_grid_osm
 
 from geo import _cache
-from synthetic_osm import write_grid_osm
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_OSM = ROOT / "tests" / "fixtures" / "small.osm"
@@ -164,6 +165,28 @@ if os.name != "posix":  # pragma: no cover
     pytestmark = pytest.mark.skip("signals and flock are POSIX")
 
 
+def _catch_write(args: list[str], folder: Path, pattern: str, sig: int, restore: Callable[[], None],
+                 tries: int = 4) -> tuple[subprocess.Popen, str]:
+    """Run icv until ``sig`` lands while a temporary file matching ``pattern`` exists.
+
+    Small outputs are written in well under a second, so a run may finish first:
+    ``restore`` puts the previous outputs back and the next try starts.
+    """
+    for _ in range(tries):
+        proc = subprocess.Popen(_icv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        caught = False
+        while proc.poll() is None:
+            if list(folder.glob(pattern)):
+                proc.send_signal(sig)
+                caught = True
+                break
+        _, err = proc.communicate(timeout=120)
+        if caught and proc.returncode != 0:
+            return proc, err
+        restore()
+    pytest.skip(f"the output was written too fast to be caught mid-write in {tries} tries")
+
+
 @pytest.fixture(scope="module")
 def mid_osm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = tmp_path_factory.mktemp("mid") / "grid.osm"
@@ -186,22 +209,12 @@ def test_map_killed_mid_write_keeps_previous_html(sig: int, mid_osm: Path, zone_
     side.write_text('{"previous": true}', encoding="utf-8")
     args = ["map", "coverage", "--source", str(mid_osm), "--zone", str(zone_file), "--basemap", "none",
             "-o", str(out)]
-    # the HTML (about 1 MB) is written in well under a second: try a few times to catch it mid-write
-    for _ in range(4):
-        proc = subprocess.Popen(_icv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        caught = False
-        while proc.poll() is None:
-            if list(out_dir.glob(".coverage.*.tmp.html")):  # the HTML's own temporary file
-                proc.send_signal(sig)
-                caught = True
-                break
-        _, err = proc.communicate(timeout=120)
-        if caught and proc.returncode != 0:
-            break
+    def restore() -> None:
         out.write_text("<p>previous map</p>", encoding="utf-8")
         side.write_text('{"previous": true}', encoding="utf-8")
-    else:
-        pytest.skip("the map was written too fast to be caught mid-write in 4 tries")
+
+    # the HTML's own temporary file
+    proc, err = _catch_write(args, out_dir, ".coverage.*.tmp.html", sig, restore)
     assert out.read_text(encoding="utf-8") == "<p>previous map</p>"
     assert side.read_text(encoding="utf-8") == '{"previous": true}'
     if sig == signal.SIGINT:
@@ -232,21 +245,11 @@ def test_fleet_mileage_killed_mid_write_keeps_previous_outputs(sig: int, mid_osm
     assert r.returncode == 0, r.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "mileage_pieces.parquet" in before and "mileage_figures.json" in before
-    for _ in range(4):
-        proc = subprocess.Popen(_icv(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        caught = False
-        while proc.poll() is None:
-            if list(out.glob(".mileage_*.tmp*")):
-                proc.send_signal(sig)
-                caught = True
-                break
-        _, err = proc.communicate(timeout=120)
-        if caught and proc.returncode != 0:
-            break
-        for name, data in before.items():  # a run that finished: restore and try again
+    def restore() -> None:  # a run that finished: put the previous set back
+        for name, data in before.items():
             (out / name).write_bytes(data)
-    else:
-        pytest.skip("the outputs were written too fast to be caught mid-write in 4 tries")
+
+    proc, err = _catch_write(args, out, ".mileage_*.tmp*", sig, restore)
     # every previous file intact, byte for byte (the set is renamed together)
     assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == before
     leftovers = [p for p in out.iterdir() if p.name.startswith(".")]
