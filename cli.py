@@ -603,12 +603,12 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     from geo._atomic import write_text as _write
 
     n = 3 if no_maps else 5
+    fleet = _load_fleet_figures(fleet_summary)  # a bad file fails before the long work
     _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
     zone, net = load_from_options(**nkw)
     _step(2, n, f"road statistics of {len(net.roads):,} pieces")
     st = stats.road_stats(net.roads, zone, provenance=net.provenance)
     place = zone.meta.get("place") or zone.name
-    fleet = _load_fleet_figures(fleet_summary)
     rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True)
     written: dict[str, str] = {}
     reach_share = None

@@ -125,3 +125,28 @@ def test_report_escapes_names_in_markdown(runner: CliRunner, fixtures_dir: Path,
     raw_tag = re.compile(r"(?<!\\)<img")  # only an escaped \<img (shown as text) may appear
     assert not raw_tag.search(md) and not raw_tag.search(r.stdout)
     assert "\\<img src=z onerror=alert(3)\\>" in md
+
+
+def test_compare_sets_fleet_figures_beside_reported(runner: CliRunner, fixtures_dir: Path, zone_file: Path,
+                                                     tmp_path: Path) -> None:
+    src = str(fixtures_dir / "small.osm")
+    log = tmp_path / "fleet.parquet"
+    r = runner.invoke(cli, ["fleet", "simulate", "--source", src, "--zone", str(zone_file), "-o", str(log),
+                            "--vehicles", "4", "--enterprises", "2", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), "--source", src, "--zone", str(zone_file),
+                            "--out-dir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "out" / "mileage_figures.json").read_text(encoding="utf-8"))["figures"]
+    r = runner.invoke(cli, ["compare", "--no-network", "--as-of", "2024-03-01", "--format", "json",
+                            "--fleet-summary", str(tmp_path / "out" / "mileage_figures.json")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    [veh] = rows_by(doc, "vehicles")
+    assert veh["reported"] == 638 and veh["computed"] == 4 == summary["vehicles"]["value"]
+    assert veh["delta"] == 4 - 638
+    [ent] = rows_by(doc, "enterprises")
+    assert ent["computed"] == 2
+    [km] = rows_by(doc, "test_mileage_km")
+    assert km["computed"] == pytest.approx(summary["test_mileage_km"]["value"])
+    assert "SYNTHETIC" in veh["definition"]
