@@ -130,7 +130,7 @@ def load_from_options(**kw: Any):
     net = sources.load_network(
         kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
         timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
-        progress=True,
+        progress=True, as_of=kw.get("network_as_of"),
     )
     return zone, net
 
@@ -157,17 +157,24 @@ def with_network(f: Callable) -> Callable:
 @cli.command()
 @network_options
 @click.option("--force", is_flag=True, help="Pull again even when the cache holds this network.")
-def pull(force: bool, **kw: Any) -> None:
+@click.option("--as-of", "network_as_of", default=None, metavar="DATE",
+              help="The network as it was at DATE (YYYY-MM-DD): Overpass attic data or an OSM history file "
+                   "(.osh.pbf, .osh, .osh.gz); cached apart from the current network.")
+def pull(force: bool, network_as_of: str | None, **kw: Any) -> None:
     """Pull the road network of the zone (Overpass or a file) into the cache."""
     from geo import sources, zones
     from geo.roads import parse_filter
 
+    if network_as_of is not None:
+        from geo.history import parse_as_of
+
+        network_as_of = parse_as_of(network_as_of)  # a bad date fails before anything loads
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
     src = kw["source"] if kw["source"] != "cache" else "overpass"
     path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
                                  timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
-                                 cache_dir=kw.get("cache_dir"), force=force, progress=True)
+                                 cache_dir=kw.get("cache_dir"), force=force, progress=True, as_of=network_as_of)
     click.echo(f"cached {path}")
 
 
@@ -596,14 +603,32 @@ def _step(i: int, n: int, text: str) -> None:
 @click.option("--no-maps", is_flag=True, help="Write report.md only.")
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
+@click.option("--history", "with_history", is_flag=True,
+              help="Add the chart of OSM km over time beside the reported figures over time (ohsome, or the "
+                   "history file given as --source), linked from report.md.")
+@click.option("--history-time", default=None, metavar="START/END/PERIOD",
+              help="Dates of the --history chart [default: 2012-10-01/2024-12-31/P3M].")
+@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
+              help="ohsome API base for --history (env ICV_OHSOME_URL).")
 def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
-           no_maps: bool, fleet_summary: Path | None, **nkw: Any) -> None:
-    """The main job: load the network, compute statistics, compare, write maps/report.md and the maps."""
-    from geo import maps, report as rep, stats, zones
+           no_maps: bool, fleet_summary: Path | None, with_history: bool = False, history_time: str | None = None,
+           ohsome_url: str | None = None, **nkw: Any) -> None:
+    """The main job: load the network, compute statistics, compare, write maps/report.md and the maps.
+
+    With --as-of the reported figures are those at that date, and with --source overpass or an OSM history
+    file (or a cache pulled with `icv pull --as-of`) the network too; the report says which dates it compares.
+    """
+    from geo import history as hist, maps, report as rep, stats, zones
     from geo._atomic import write_text as _write
+    from geo.roads import parse_filter
 
     n = 3 if no_maps else 5
     fleet = _load_fleet_figures(fleet_summary)  # a bad file fails before the long work
+    rfilter = parse_filter(nkw["filter_name"], nkw.get("highway"), nkw.get("include_private", False))
+    nkw["network_as_of"] = hist.network_as_of(nkw["source"], as_of, zone_name=zones.load_zone(nkw["zone"]).name,
+                                              filter_label=rfilter.label, cache_dir=nkw.get("cache_dir"))
+    if with_history:
+        hist.parse_time_range(history_time or hist.DEFAULT_RANGE)  # a bad range fails before the long work
     _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
     zone, net = load_from_options(**nkw)
     _step(2, n, f"road statistics of {len(net.roads):,} pieces")
@@ -633,6 +658,8 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     reach = rep.network_reach(net.roads, zone.geometry, share=reach_share)
     md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
                              provenance=net.provenance, maps=written, by_class=by_class, reach=reach)
+    md = _report_history_parts(md, as_of, net, zone, place, rfilter, out_dir, nkw, with_history, history_time,
+                               ohsome_url)
     _write(out_dir / "report.md", md)
     click.echo(f"wrote {out_dir / 'report.md'}", err=True)
     summary = [r for r in rows if r.get("computed") is not None or r["figure"] in
@@ -640,6 +667,75 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
     emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{place}: reported and computed figures",
          meta={"network": net.provenance.summary(), "network reach": reach, **defs})
+
+
+def _report_history_parts(md: str, as_of: str | None, net: Any, zone: Any, place: str, rfilter: Any, out_dir: Path,
+                          nkw: Mapping[str, Any], with_history: bool, history_time: str | None,
+                          ohsome_url: str | None) -> str:
+    """report.md with the dates it compares (after the provenance) and, with --history, the chart section."""
+    from geo import history as hist
+
+    when = nkw.get("network_as_of")
+    dates = hist.dates_compared_lines(as_of, when.label if when else net.provenance.osm_timestamp,
+                                      network_is_as_of=when is not None)
+    head, sep, rest = md.partition("\n\n")
+    md = head + "\n" + "\n".join(dates) + sep + rest
+    if not with_history:
+        return md
+    src = nkw["source"] if hist.is_history_source(nkw["source"]) else "ohsome"
+    click.echo(f"icv: history of zone {zone.name} from {src}", err=True)
+    h = hist.load_history(src, zone, rfilter, history_time or hist.DEFAULT_RANGE, ohsome_url=ohsome_url,
+                          timeout=nkw.get("overpass_timeout") or 120)
+    reported = hist.reported_series(place)
+    files: dict[str, Path] = dict(zip(("csv", "json"), hist.write_series(h, out_dir)))
+    files = {**hist.write_charts(h, reported, out_dir, place=place), **files}
+    return hist.insert_section(md, hist.report_history_section(files, h, reported))
+
+
+@cli.command("history")
+@output_options
+@click.option("--source", default="ohsome", show_default=True,
+              help="'ohsome' (the ohsome API of OSM history) or an OSM history file (.osh.pbf, .osh, .osh.gz), "
+                   "read offline.")
+@click.option("--zone", default="jiading", show_default=True,
+              help="Test zone: a shipped zone name or a GeoJSON/GPKG file.")
+@click.option("--filter", "filter_name", type=click.Choice(["drive", "arterial", "all-roads"]), default="drive",
+              show_default=True, help="Road filter preset.")
+@click.option("--highway", default=None, help="Custom filter: comma-separated highway classes.")
+@click.option("--include-private", is_flag=True, help="Keep private-access ways.")
+@click.option("--time", "time_range", default=None, metavar="START/END/PERIOD",
+              help="Dates: START/END/PERIOD (ISO 8601 period, e.g. P3M, P1Y) or a comma-separated list "
+                   "[default: 2012-10-01/2024-12-31/P3M].")
+@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
+              help="ohsome API base URL (env ICV_OHSOME_URL; default https://api.ohsome.org/v1).")
+@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True,
+              help="ohsome timeout, seconds.")
+@click.option("--no-names", is_flag=True, help="Skip the named-street count (one ohsome request less).")
+@click.option("--place", default=None, help="Place whose reported figures the chart shows (default: the zone's).")
+@click.option("--figure", "reported_figure", default="test_road_km", show_default=True,
+              help="Reported figure drawn beside the OSM km.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the series (osm_history.csv/.json) and the chart (history_chart.png/.svg/.html) here.")
+def history_cmd(fmt: str, output: Path | None, source: str, zone: str, filter_name: str, highway: str | None,
+                include_private: bool, time_range: str | None, ohsome_url: str | None, timeout: int, no_names: bool,
+                place: str | None, reported_figure: str, out_dir: Path | None) -> None:
+    """Km by class and named streets of the zone over time (ohsome API or an OSM history file)."""
+    from geo import history as hist, zones
+    from geo.roads import parse_filter
+
+    rfilter = parse_filter(filter_name, highway, include_private)
+    z = zones.load_zone(zone)
+    time_range = time_range or hist.DEFAULT_RANGE
+    hist.parse_time_range(time_range)
+    place = place or z.meta.get("place") or z.name
+    reported = hist.reported_series(place, reported_figure) if out_dir is not None else []
+    h = hist.load_history(source, z, rfilter, time_range, ohsome_url=ohsome_url, timeout=timeout,
+                          names=not no_names)
+    if out_dir is not None:
+        for p in [*hist.write_series(h, out_dir), *hist.write_charts(h, reported, out_dir, place=place).values()]:
+            click.echo(f"wrote {p}", err=True)
+    emit(hist.history_records(h), fmt, output, meta=hist.history_meta(h),
+         title=f"OSM road network of zone {z.name} over time ({h.provenance['source_kind']})")
 
 
 # ---------------------------------------------------------------- fleet
