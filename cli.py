@@ -686,7 +686,7 @@ def _report_history_parts(md: str, as_of: str | None, net: Any, zone: Any, place
     click.echo(f"icv: history of zone {zone.name} from {src}", err=True)
     h = hist.load_history(src, zone, rfilter, history_time or hist.DEFAULT_RANGE, ohsome_url=ohsome_url,
                           timeout=nkw.get("overpass_timeout") or 120)
-    reported = hist.reported_series(place)
+    reported = hist.reported_series(place, allow_unknown_place=True)
     files: dict[str, Path] = dict(zip(("csv", "json"), hist.write_series(h, out_dir)))
     files = {**hist.write_charts(h, reported, out_dir, place=place), **files}
     return hist.insert_section(md, hist.report_history_section(files, h, reported))
@@ -727,8 +727,9 @@ def history_cmd(fmt: str, output: Path | None, source: str, zone: str, filter_na
     z = zones.load_zone(zone)
     time_range = time_range or hist.DEFAULT_RANGE
     hist.parse_time_range(time_range)
-    place = place or z.meta.get("place") or z.name
-    reported = hist.reported_series(place, reported_figure) if out_dir is not None else []
+    explicit_place, place = place, place or z.meta.get("place") or z.name
+    reported = hist.reported_series(place, reported_figure, allow_unknown_place=explicit_place is None) \
+        if out_dir is not None else []
     h = hist.load_history(source, z, rfilter, time_range, ohsome_url=ohsome_url, timeout=timeout,
                           names=not no_names)
     if out_dir is not None:

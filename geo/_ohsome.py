@@ -218,6 +218,9 @@ class _Asker:
         if r.status_code in RETRY_STATUS:
             wait = r.headers.get("Retry-After", "")
             return f"HTTP {r.status_code} {r.reason or ''}".strip(), float(wait) if wait.isdigit() else None, True
+        if r.content.lstrip()[:1] == b"<":  # an HTML page: a wrong URL or a captive portal, asking again won't help
+            return (f"the answer is a web page (HTTP {r.status_code}), not ohsome JSON; check that the URL is an "
+                    "ohsome API base (ending in /v1)"), None, False
         try:
             doc = r.json()
         except ValueError:

@@ -278,8 +278,8 @@ def history_from_ohsome(zone: Any, road_filter: RoadFilter, time_range: str = DE
 def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days: Sequence[date]) -> OsmHistory:
     """The zone's km by class and named streets at each date, offline from an OSM history file.
 
-    Each date's network is the file's state at the end of that day (see
-    :mod:`geo._osh`), built and clipped as every other source
+    Each date's network is the file's state at 00:00 UTC of that day, as ohsome's
+    timestamps are (see :mod:`geo._osh`), built and clipped as every other source
     (:func:`geo.roads.build_roads_table`, :func:`geo.stats.road_stats`).
 
     Raises
@@ -297,7 +297,8 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
     h = _osh.read_history(path)
     points = []
     for day in days:
-        ways = h.ways_as_of(AsOf(day, day.isoformat()).moment)
+        # 00:00 UTC of each date, as ohsome's timestamps, so both sources give the same series
+        ways = h.ways_as_of(datetime.combine(day, time(0, 0), tzinfo=timezone.utc))
         roads = build_roads_table(ways, road_filter) if ways else None
         if roads is None or len(roads) == 0:
             points.append(HistoryPoint(day, {}, 0))
@@ -387,10 +388,17 @@ class ReportedPoint:
     note: str = ""
 
 
-def reported_series(place: str, figure: str = "test_road_km", *, figures: Any = None) -> list[ReportedPoint]:
-    """The reported values of ``figure`` for ``place`` over time (targets left out), with sources."""
+def reported_series(place: str, figure: str = "test_road_km", *, figures: Any = None,
+                    allow_unknown_place: bool = False) -> list[ReportedPoint]:
+    """The reported values of ``figure`` for ``place`` over time (targets left out), with sources.
+
+    With ``allow_unknown_place`` a place without reported figures gives an empty series
+    (a test zone of one's own) instead of an InputError.
+    """
     from . import reported
 
+    if allow_unknown_place and place.casefold() not in {p.casefold() for p in reported.places(figures)}:
+        return []
     return [ReportedPoint(r.as_of, float(r.value), r.unit, r.as_of_label, r.source.citation, r.notes or "")
             for r in reported.history(place, figure, figures=figures)]
 
