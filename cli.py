@@ -627,8 +627,9 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     rfilter = parse_filter(nkw["filter_name"], nkw.get("highway"), nkw.get("include_private", False))
     nkw["network_as_of"] = hist.network_as_of(nkw["source"], as_of, zone_name=zones.load_zone(nkw["zone"]).name,
                                               filter_label=rfilter.label, cache_dir=nkw.get("cache_dir"))
-    if with_history:
-        hist.parse_time_range(history_time or hist.DEFAULT_RANGE)  # a bad range fails before the long work
+    history = None
+    if with_history:  # fetched first: a bad range or an ohsome failure stops the report before it writes anything
+        history = _report_history(nkw, rfilter, history_time, ohsome_url)
     _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
     zone, net = load_from_options(**nkw)
     _step(2, n, f"road statistics of {len(net.roads):,} pieces")
@@ -658,8 +659,7 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     reach = rep.network_reach(net.roads, zone.geometry, share=reach_share)
     md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
                              provenance=net.provenance, maps=written, by_class=by_class, reach=reach)
-    md = _report_history_parts(md, as_of, net, zone, place, rfilter, out_dir, nkw, with_history, history_time,
-                               ohsome_url)
+    md = _report_history_parts(md, as_of, net, place, out_dir, nkw, history)
     _write(out_dir / "report.md", md)
     click.echo(f"wrote {out_dir / 'report.md'}", err=True)
     summary = [r for r in rows if r.get("computed") is not None or r["figure"] in
@@ -669,9 +669,21 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
          meta={"network": net.provenance.summary(), "network reach": reach, **defs})
 
 
-def _report_history_parts(md: str, as_of: str | None, net: Any, zone: Any, place: str, rfilter: Any, out_dir: Path,
-                          nkw: Mapping[str, Any], with_history: bool, history_time: str | None,
-                          ohsome_url: str | None) -> str:
+def _report_history(nkw: Mapping[str, Any], rfilter: Any, history_time: str | None, ohsome_url: str | None) -> Any:
+    """The zone's OSM history for ``report --history``: the history file given as --source, else ohsome."""
+    from geo import history as hist, zones
+
+    time_range = history_time or hist.DEFAULT_RANGE
+    hist.parse_time_range(time_range)
+    src = nkw["source"] if hist.is_history_source(nkw["source"]) else "ohsome"
+    zone = zones.load_zone(nkw["zone"])
+    click.echo(f"icv: OSM history of zone {zone.name} from {src} ({time_range})", err=True)
+    return hist.load_history(src, zone, rfilter, time_range, ohsome_url=ohsome_url,
+                             timeout=nkw.get("overpass_timeout") or 120)
+
+
+def _report_history_parts(md: str, as_of: str | None, net: Any, place: str, out_dir: Path,
+                          nkw: Mapping[str, Any], h: Any) -> str:
     """report.md with the dates it compares (after the provenance) and, with --history, the chart section."""
     from geo import history as hist
 
@@ -680,12 +692,8 @@ def _report_history_parts(md: str, as_of: str | None, net: Any, zone: Any, place
                                       network_is_as_of=when is not None)
     head, sep, rest = md.partition("\n\n")
     md = head + "\n" + "\n".join(dates) + sep + rest
-    if not with_history:
+    if h is None:
         return md
-    src = nkw["source"] if hist.is_history_source(nkw["source"]) else "ohsome"
-    click.echo(f"icv: history of zone {zone.name} from {src}", err=True)
-    h = hist.load_history(src, zone, rfilter, history_time or hist.DEFAULT_RANGE, ohsome_url=ohsome_url,
-                          timeout=nkw.get("overpass_timeout") or 120)
     reported = hist.reported_series(place, allow_unknown_place=True)
     files: dict[str, Path] = dict(zip(("csv", "json"), hist.write_series(h, out_dir)))
     files = {**hist.write_charts(h, reported, out_dir, place=place), **files}

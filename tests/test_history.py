@@ -535,21 +535,19 @@ def test_cli_report_without_as_of_says_the_dates(runner, osh_pbf: Path, zone_geo
     assert "## OSM and the reported figures over time" not in md
 
 
-def test_cli_report_history_ohsome_failure_writes_nothing(runner, osh: Path, osh_pbf: Path, zone_geojson: Path,
+def test_cli_report_history_ohsome_failure_writes_nothing(runner, osh: Path, zone_geojson: Path,
                                                          tmp_path: Path) -> None:
+    plain = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))  # no history: --history asks ohsome
     out = tmp_path / "rep"
     with OhsomeStandIn(osh, script=["400"]) as server:
-        r = runner.invoke(cli, ["report", "--source", str(osh), "--zone", str(zone_geojson), "--no-maps",
-                                "--out-dir", str(out), "--history", "--history-time", "2014-01-01,2015-01-01"])
-        del server
-    # a history file as --source is read offline: no ohsome request, and it works
-    assert r.exit_code == 0, r.stderr
-    out2 = tmp_path / "rep2"
-    plain = tmp_path / "plain.osm"
-    shutil.copy(osh, plain)
-    with OhsomeStandIn(osh, script=["400"]) as server:
-        r = runner.invoke(cli, ["report", "--source", str(osh_pbf.with_name("history.osh")), "--zone",
-                                str(zone_geojson), "--no-maps", "--out-dir", str(out2), "--history",
-                                "--history-time", "bad-range", "--ohsome-url", server.url])
+        r = runner.invoke(cli, ["report", "--source", str(plain), "--zone", str(zone_geojson), "--out-dir", str(out),
+                                "--offline", "--history", "--history-time", "2014-01-01,2015-01-01",
+                                "--ohsome-url", server.url])
+    assert r.exit_code == 3, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("icv: error: http://127.0.0.1:")
+    assert "HTTP 400" in r.stderr
+    assert not out.exists() or not any(out.iterdir())  # no map, no report, no chart
+    r = runner.invoke(cli, ["report", "--source", str(plain), "--zone", str(zone_geojson), "--no-maps",
+                            "--out-dir", str(out), "--history", "--history-time", "bad-range"])
     assert r.exit_code == 2 and "bad time range" in r.stderr
-    assert not (out2 / "report.md").exists()
+    assert not (out / "report.md").exists()
