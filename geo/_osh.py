@@ -170,8 +170,9 @@ def read_history(path: str | os.PathLike[str]) -> History:
     if not (declared or versions_seen):
         raise InputError("the file holds one version of each object and no deletion: it is not an OSM "
                          "history file", where=str(path),
-                         hint="as-of needs the history (" + _HINT[5:] + "); a plain extract is read as "
-                              "--source FILE.osm.pbf without --as-of")
+                         hint="as-of needs every version of the objects: an OSM history file (.osh.pbf) from a "
+                              "full-history extract or `osmium extract --with-history`; a plain extract is read "
+                              "without --as-of")
     for nid, ts in h.node_ts.items():  # a file sorted by id, version is sorted by time too; make sure
         if any(b < a for a, b in zip(ts, ts[1:])):
             order = sorted(range(len(ts)), key=ts.__getitem__)

@@ -423,15 +423,17 @@ def _matplotlib_figure(h: OsmHistory, reported: Sequence[ReportedPoint], place: 
         ax.step([r.day for r in reported], [r.value for r in reported], where="post", color="#d62728", lw=1.5,
                 label=f"reported test-road km of {place}")
         ax.scatter([r.day for r in reported], [r.value for r in reported], color="#d62728", zorder=3, s=18)
-        for r in reported:
+        for i, r in enumerate(reported):
+            if i and r.value == reported[i - 1].value:
+                continue  # the same figure restated: one label
             ax.annotate(f"{r.value:,.1f}", (r.day, r.value), textcoords="offset points", xytext=(3, 4), fontsize=7)
     ax.set_ylabel("km")
     ax.set_title(_chart_title(h, place), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     foot = (f"OSM: {h.provenance.get('source_kind')} {h.provenance.get('source')}; {OSM_ATTRIBUTION}. "
-            f"Reported: data/reported_figures.toml ({len(reported)} records, sources in the HTML chart and "
-            f"the CSV). icv {__version__}")
+            f"Reported: data/reported_figures.toml ({len(reported)} records; their sources are listed in the "
+            f"HTML chart). icv {__version__}")
     fig.text(0.01, 0.01, foot, fontsize=6, color="#555")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

@@ -270,6 +270,29 @@ def test_history_file_without_history(runner, tmp_path: Path, zone_geojson: Path
     assert not out.exists() or not list(out.glob("*.parquet"))
 
 
+@pytest.mark.parametrize("case, message", [
+    ("empty", "the file is empty (0 bytes)"),
+    ("truncated", "cannot read the OSM history file (XML parsing error"),
+    ("no timestamps", "has no timestamp, so its history cannot be dated"),
+])
+def test_bad_history_files_one_line(runner, tmp_path: Path, zone_geojson: Path, osh: Path, case: str,
+                                    message: str) -> None:
+    bad = tmp_path / f"{case.replace(' ', '_')}.osh"
+    if case == "empty":
+        bad.write_bytes(b"")
+    elif case == "truncated":
+        bad.write_bytes(osh.read_bytes()[:400])
+    else:
+        _write_xml(bad, ['<node id="1" version="1" lat="31.3" lon="121.25"/>',
+                         '<node id="2" version="1" lat="31.31" lon="121.25"/>',
+                         '<way id="1" version="1"><nd ref="1"/><nd ref="2"/><tag k="highway" v="primary"/></way>'])
+    for args in (["pull", "--as-of", "2024-02-29", "--cache-dir", str(tmp_path / "c")], ["history"]):
+        r = runner.invoke(cli, [*args, "--source", str(bad), "--zone", str(zone_geojson)])
+        assert r.exit_code == 2, r.stderr
+        assert r.stderr.startswith("icv: error: ") and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("*.parquet"))
+
+
 def test_as_of_on_a_source_without_history(tmp_path: Path) -> None:
     p = _write_xml(tmp_path / "x.osm", [])
     with pytest.raises(InputError, match="needs a source with history"):
