@@ -684,20 +684,12 @@ def _report_history(nkw: Mapping[str, Any], rfilter: Any, history_time: str | No
 
 def _report_history_parts(md: str, as_of: str | None, net: Any, place: str, out_dir: Path,
                           nkw: Mapping[str, Any], h: Any) -> str:
-    """report.md with the dates it compares (after the provenance) and, with --history, the chart section."""
+    """report.md with the dates it compares and, with --history, the chart section (geo.history.add_to_report)."""
     from geo import history as hist
 
     when = nkw.get("network_as_of")
-    dates = hist.dates_compared_lines(as_of, when.label if when else net.provenance.osm_timestamp,
-                                      network_is_as_of=when is not None)
-    head, sep, rest = md.partition("\n\n")
-    md = head + "\n" + "\n".join(dates) + sep + rest
-    if h is None:
-        return md
-    reported = hist.reported_series(place, allow_unknown_place=True)
-    files: dict[str, Path] = dict(zip(("csv", "json"), hist.write_series(h, out_dir)))
-    files = {**hist.write_charts(h, reported, out_dir, place=place), **files}
-    return hist.insert_section(md, hist.report_history_section(files, h, reported))
+    return hist.add_to_report(md, as_of=as_of, network_date=when.label if when else net.provenance.osm_timestamp,
+                              network_is_as_of=when is not None, history=h, place=place, out_dir=out_dir)
 
 
 @cli.command("history")

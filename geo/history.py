@@ -656,3 +656,37 @@ def is_history_source(source: str) -> bool:
     from ._osh import is_history_path
 
     return is_history_path(source)
+
+
+def add_to_report(markdown: str, *, as_of: str | None, network_date: str | None, network_is_as_of: bool,
+                  history: OsmHistory | None = None, place: str | None = None,
+                  out_dir: str | Path | None = None) -> str:
+    """report.md with the dates it compares and, given a ``history``, its chart section.
+
+    The dates line goes at the end of the report's header (before its first section); the
+    series (CSV/JSON) and charts (PNG/SVG/HTML) are written to ``out_dir`` beside report.md and
+    linked from a section before the closing rule. For ``geo.report`` / ``icv report``.
+
+    Parameters
+    ----------
+    markdown
+        The report as :func:`geo.report.report_markdown` wrote it.
+    as_of
+        The reported figures' as-of date (``None``: the latest).
+    network_date, network_is_as_of
+        The network's date: the as-of date it was loaded for (``network_is_as_of``), or its
+        source's OSM data timestamp.
+    history, place, out_dir
+        The OSM history to chart beside the reported figures of ``place``.
+    """
+    dates = "\n".join(dates_compared_lines(as_of, network_date, network_is_as_of=network_is_as_of))
+    at = markdown.find("\n\n## ")  # the end of the header's provenance list
+    md = markdown[:at] + "\n" + dates + markdown[at:] if at >= 0 else markdown.rstrip("\n") + "\n\n" + dates + "\n"
+    if history is None:
+        return md
+    if out_dir is None or place is None:
+        raise ValueError("a history section needs out_dir and place")
+    reported = reported_series(place, allow_unknown_place=True)
+    files: dict[str, Path] = dict(zip(("csv", "json"), write_series(history, out_dir)))
+    files = {**write_charts(history, reported, out_dir, place=place), **files}
+    return insert_section(md, report_history_section(files, history, reported))

@@ -574,3 +574,22 @@ def test_cli_report_history_ohsome_failure_writes_nothing(runner, osh: Path, zon
                             "--out-dir", str(out), "--history", "--history-time", "bad-range"])
     assert r.exit_code == 2 and "bad time range" in r.stderr
     assert not (out / "report.md").exists()
+
+
+def test_cli_report_as_of_through_overpass(runner, tmp_path: Path, zone_geojson: Path) -> None:
+    dated = {"2024-02-29T23:59:59Z": _write_xml(tmp_path / "s2024.osm", _snapshot("2024-02-29T23:59:59Z"))}
+    current = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
+    out = tmp_path / "rep"
+    with OverpassStandIn(current, attic=dated) as server:
+        r = runner.invoke(cli, ["report", "--source", "overpass", "--overpass-url", server.url, "--zone",
+                                str(zone_geojson), "--as-of", "2024-02", "--no-maps", "--out-dir", str(out),
+                                "--cache-dir", str(tmp_path / "cache"), "--format", "json"])
+        queries = [q.query for q in server.interpreter_requests]
+    assert r.exit_code == 0, r.stderr
+    assert queries and all('[date:"2024-02-29T23:59:59Z"]' in q for q in queries)
+    md = (out / "report.md").read_text()
+    assert "dates compared: the latest reported figures at or before 2024-02 (each row gives its own date) " \
+           "with OSM as of 2024-02-29" in md
+    assert "OSM data timestamp: 2024-02-29T23:59:59Z" in md
+    # the 2024-02-29 network (1.8 km), not today's (2.5 km)
+    assert "| carriageway\\_km | 1.80 | km |" in md
