@@ -447,15 +447,17 @@ def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) ->
         days = [date.today()]
     d0, d1 = min(days), max(days)
     span = max((d1 - d0).days, 1)
-    vmax = max([p.total_km for p in h.points] + [r.value for r in reported] + [1.0]) * 1.08
+    top = max([p.total_km for p in h.points] + [r.value for r in reported] + [1.0])
+    tick = _nice_step(top / 5)
+    vmax = tick * (int(top / tick) + 1)
     x = lambda d: L + (W - L - R) * (d - d0).days / span  # noqa: E731
     y = lambda v: H - B - (H - T - B) * v / vmax  # noqa: E731
     e = html.escape
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
              'role="img" font-family="sans-serif" font-size="11">',
              f'<text x="{L}" y="22" font-size="14">{e(_chart_title(h, place))}</text>']
-    for i in range(6):  # y grid
-        v = vmax * i / 5
+    for i in range(int(round(vmax / tick)) + 1):  # y grid at round numbers
+        v = tick * i
         parts.append(f'<line x1="{L}" x2="{W - R}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
                      f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:,.0f}</text>')
     for yr in range(d0.year, d1.year + 1):
@@ -525,6 +527,14 @@ document.querySelectorAll("svg circle").forEach(function (c) {{
 </script>
 </body></html>
 """
+
+
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten, at least ``raw``."""
+    import math
+
+    p = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    return next(m * p for m in (1, 2, 5, 10) if m * p >= raw)
 
 
 def write_charts(h: OsmHistory, reported: Sequence[ReportedPoint], out_dir: str | Path, *, place: str,

@@ -511,7 +511,7 @@ def test_charts_escape_and_carry_provenance(osh_pbf: Path, tmp_path: Path) -> No
     files = hist.write_charts(h, rep, tmp_path / "c", place="Jiading")
     page = files["html"].read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
-    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    assert "src=" not in page and "<link" not in page and "@import" not in page  # self-contained: loads nothing
     assert "© OpenStreetMap contributors (ODbL)" in page and str(osh_pbf) in page
     assert page.count('<circle class="osm"') == len(EXPECTED) and page.count('<circle class="rep"') == 2
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -593,3 +593,20 @@ def test_cli_report_as_of_through_overpass(runner, tmp_path: Path, zone_geojson:
     assert "OSM data timestamp: 2024-02-29T23:59:59Z" in md
     # the 2024-02-29 network (1.8 km), not today's (2.5 km)
     assert "| carriageway\\_km | 1.80 | km |" in md
+
+
+def test_zone_edge_clips_both_sources_alike(runner, osh: Path, osh_pbf: Path, tmp_path: Path) -> None:
+    """A zone whose north edge lies 1500 m north of the ways' start: ways 2 and 3 are cut there."""
+    north = _north(LON0, LAT0, 1500.0)[1]
+    f = tmp_path / "cut.geojson"
+    gpd.GeoDataFrame({"name": ["cut"]}, geometry=[box(121.24, 31.29, 121.31, north)], crs=4326).to_file(f)
+    want = {"primary": 1.0, "residential": 1.5, "secondary": 1.5}
+    with OhsomeStandIn(osh) as server:
+        a = runner.invoke(cli, ["history", "--zone", str(f), "--time", "2017-01-02", "--format", "json",
+                                "--ohsome-url", server.url])
+    b = runner.invoke(cli, ["history", "--source", str(osh_pbf), "--zone", str(f), "--time", "2017-01-02",
+                            "--format", "json"])
+    assert a.exit_code == 0 and b.exit_code == 0, a.stderr + b.stderr
+    for r in (json.loads(a.stdout)["rows"][0], json.loads(b.stdout)["rows"][0]):
+        _assert_classes({k[:-3]: v for k, v in r.items() if k.endswith("_km") and k != "total_km" and v}, want)
+        assert r["total_km"] == pytest.approx(4.0, abs=0.003)
