@@ -173,10 +173,10 @@ def read_history(path: str | os.PathLike[str]) -> History:
                          hint="as-of needs every version of the objects: an OSM history file (.osh.pbf) from a "
                               "full-history extract or `osmium extract --with-history`; a plain extract is read "
                               "without --as-of")
-    for nid, ts in h.node_ts.items():  # a file sorted by id, version is sorted by time too; make sure
-        if any(b < a for a, b in zip(ts, ts[1:])):
-            order = sorted(range(len(ts)), key=ts.__getitem__)
-            h.node_ts[nid] = [ts[i] for i in order]
+    for nid, times in h.node_ts.items():  # a file sorted by id, version is sorted by time too; make sure
+        if any(b < a for a, b in zip(times, times[1:])):
+            order = sorted(range(len(times)), key=times.__getitem__)
+            h.node_ts[nid] = [times[i] for i in order]
             h.node_xy[nid] = [h.node_xy[nid][i] for i in order]
     if stamps:
         h.first = datetime.fromtimestamp(min(stamps), tz=timezone.utc)

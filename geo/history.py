@@ -485,7 +485,8 @@ def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) ->
         parts.append(f'<polyline class="rep" points="{" ".join(step)}" fill="none" stroke="#d62728" '
                      'stroke-width="1.5"/>')
         for r in reported:
-            tip = f"{r.label}: {r.value:,.1f} {r.unit} reported; source: {r.source}" + (f" ({r.note})" if r.note else "")
+            tip = f"{r.label}: {r.value:,.1f} {r.unit} reported; source: {r.source}"
+            tip += f" ({r.note})" if r.note else ""
             parts.append(f'<circle class="rep" cx="{x(r.day):.1f}" cy="{y(r.value):.1f}" r="4" fill="#d62728">'
                          f'<title>{e(tip)}</title></circle>')
     parts.append(f'<g font-size="11"><rect x="{L + 10}" y="{T + 4}" width="12" height="3" fill="#1f77b4"/>'
@@ -501,7 +502,8 @@ def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) ->
     prov = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in history_meta(h).items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>{e(_chart_title(h, place))}</title>
 <style>body{{font-family:sans-serif;margin:1em;max-width:960px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px}} #readout{{min-height:1.4em;color:#333}} label{{margin-right:1em}}</style>

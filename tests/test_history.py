@@ -38,7 +38,6 @@ from geo import history as hist
 from geo import sources
 from geo.errors import InputError, SourceUnavailableError
 from geo.roads import parse_filter
-from geo.zones import load_zone
 from ohsome_standin import OhsomeStandIn
 from overpass_standin import OverpassStandIn
 
