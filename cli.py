@@ -156,15 +156,16 @@ def with_network(f: Callable) -> Callable:
 
 @cli.command()
 @network_options
-@click.option("--force", is_flag=True, help="Pull again even when the cache holds this network.")
 @click.option("--as-of", "network_as_of", default=None, metavar="DATE",
               help="The network as it was at DATE (YYYY-MM-DD): Overpass attic data or an OSM history file "
                    "(.osh.pbf, .osh, .osh.gz); cached apart from the current network.")
-def pull(force: bool, network_as_of: str | None, **kw: Any) -> None:
+@click.option("--force", is_flag=True, help="Pull again even when the cache holds this network.")
+def pull(force: bool, **kw: Any) -> None:
     """Pull the road network of the zone (Overpass or a file) into the cache."""
     from geo import sources, zones
     from geo.roads import parse_filter
 
+    network_as_of = kw.pop("network_as_of", None)
     if network_as_of is not None:
         from geo.history import parse_as_of
 
@@ -594,6 +595,13 @@ def _step(i: int, n: int, text: str) -> None:
 @cli.command()
 @network_options
 @output_options
+@click.option("--history", "with_history", is_flag=True,
+              help="Add the chart of OSM km over time beside the reported figures over time (ohsome, or the "
+                   "history file given as --source), linked from report.md.")
+@click.option("--history-time", default=None, metavar="START/END/PERIOD",
+              help="Dates of the --history chart [default: 2012-10-01/2024-12-31/P3M].")
+@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
+              help="ohsome API base for --history (env ICV_OHSOME_URL).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("maps"),
               show_default=True, help="Folder for report.md and the maps.")
 @click.option("--as-of", default=None, help="Compare with the latest reported figures at this date.")
@@ -603,13 +611,6 @@ def _step(i: int, n: int, text: str) -> None:
 @click.option("--no-maps", is_flag=True, help="Write report.md only.")
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
-@click.option("--history", "with_history", is_flag=True,
-              help="Add the chart of OSM km over time beside the reported figures over time (ohsome, or the "
-                   "history file given as --source), linked from report.md.")
-@click.option("--history-time", default=None, metavar="START/END/PERIOD",
-              help="Dates of the --history chart [default: 2012-10-01/2024-12-31/P3M].")
-@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
-              help="ohsome API base for --history (env ICV_OHSOME_URL).")
 def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
            no_maps: bool, fleet_summary: Path | None, with_history: bool = False, history_time: str | None = None,
            ohsome_url: str | None = None, **nkw: Any) -> None:
