@@ -630,3 +630,29 @@ def test_as_of_equals_osmium_time_filter(osh_pbf: Path, tmp_path: Path) -> None:
         assert sorted(map(tuple, peer.roads["osm_way_ids"])) == sorted(map(tuple, ours.roads["osm_way_ids"])), day
         _assert_classes(_km_by_class(peer.roads), want)
         _assert_classes(_km_by_class(ours.roads), want)
+
+
+@pytest.mark.shared
+def test_overpass_as_of_on_the_shared_extract(shared_data: Path, tmp_path: Path) -> None:
+    """Real data: the shared Jiading extract served as the attic state of 2024-02-29 (and nothing for 2015):
+    the as-of pull over the real outline (with its margin) gives the file source's km, the earlier date none."""
+    from geo.errors import EmptyNetworkError
+    from geo.stats import road_stats
+    from geo.zones import Zone
+
+    osm = shared_data / "jiading_osm_signalized.osm"
+    poly = gpd.read_file(shared_data / "jiading_boundary_wgs84_amap.geojson").to_crs(4326).union_all()
+    zone = Zone("jiading", poly)
+    empty = _write_xml(tmp_path / "empty.osm", [])
+    with OverpassStandIn(empty, attic={"2020-01-01T00:00:00Z": osm}) as server:
+        net = sources.load_network("overpass", zone=zone, overpass_url=server.url, as_of="2024-02-29",
+                                   cache_dir=tmp_path, timeout=30)
+        with pytest.raises(EmptyNetworkError):
+            sources.load_network("overpass", zone=zone, overpass_url=server.url, as_of="2015-06-30",
+                                 cache_dir=tmp_path, timeout=30)
+        assert all("[date:" in r.query for r in server.interpreter_requests)
+    file_net = sources.load_network(osm, zone=zone)
+    km = lambda n: float(road_stats(n.roads, zone, subzones={}).figures_by_name["carriageway_km"].value)  # noqa: E731
+    assert km(net) == pytest.approx(km(file_net), rel=1e-9)
+    assert km(net) == pytest.approx(188.8, abs=0.1)  # the shared data's README: 188.8 km inside the outline
+    assert net.provenance.osm_timestamp == "2024-02-29T23:59:59Z"
