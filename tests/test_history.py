@@ -656,3 +656,20 @@ def test_overpass_as_of_on_the_shared_extract(shared_data: Path, tmp_path: Path)
     assert km(net) == pytest.approx(km(file_net), rel=1e-9)
     assert km(net) == pytest.approx(188.8, abs=0.1)  # the shared data's README: 188.8 km inside the outline
     assert net.provenance.osm_timestamp == "2024-02-29T23:59:59Z"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "SNAPSHOT"], "no history in source"),
+    (["--time", "2014-01-01/2999-01-01/P1Y"], "ends in the future"),
+    (["--time", "2014-02-30/2015-01-01/P1Y"], "not a real date"),
+])
+def test_cli_history_bad_input_one_line(runner, tmp_path: Path, zone_geojson: Path, args: list[str],
+                                        message: str) -> None:
+    snap = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
+    args = [str(snap) if a == "SNAPSHOT" else a for a in args]
+    out = tmp_path / "out"
+    r = runner.invoke(cli, ["history", "--zone", str(zone_geojson), "--ohsome-url", "http://127.0.0.1:9/v1",
+                            "--out-dir", str(out), *args])
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith("icv: error: ") and r.stderr.count("\n") == 1 and message in r.stderr
+    assert not out.exists()
