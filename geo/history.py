@@ -409,7 +409,8 @@ def _chart_title(h: OsmHistory, place: str) -> str:
     return f"{place}: reported test-road km and OSM km of zone {h.zone} over time"
 
 
-def _matplotlib_figure(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) -> Any:
+def _matplotlib_figure(h: OsmHistory, reported: Sequence[ReportedPoint], place: str,
+                       mark: date | None = None) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # no display here; never opens a window
@@ -427,6 +428,10 @@ def _matplotlib_figure(h: OsmHistory, reported: Sequence[ReportedPoint], place: 
             if i and r.value == reported[i - 1].value:
                 continue  # the same figure restated: one label
             ax.annotate(f"{r.value:,.1f}", (r.day, r.value), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    if mark is not None:  # the report's as-of date
+        ax.axvline(mark, color="#555", ls="--", lw=1)
+        ax.annotate(f"as of {mark.isoformat()}", (mark, ax.get_ylim()[1]), textcoords="offset points",
+                    xytext=(-4, -12), ha="right", fontsize=8, color="#555")
     ax.set_ylabel("km")
     ax.set_title(_chart_title(h, place), fontsize=10)
     ax.grid(alpha=0.3)
@@ -439,10 +444,10 @@ def _matplotlib_figure(h: OsmHistory, reported: Sequence[ReportedPoint], place: 
     return fig
 
 
-def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) -> str:
+def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str, mark: date | None = None) -> str:
     """One self-contained HTML file: inline SVG, hover text from <title>, no external resources."""
     W, H, L, R, T, B = 900, 460, 70, 20, 40, 60
-    days = [p.day for p in h.points] + [r.day for r in reported]
+    days = [p.day for p in h.points] + [r.day for r in reported] + ([mark] if mark else [])
     if not days:
         days = [date.today()]
     d0, d1 = min(days), max(days)
@@ -494,6 +499,10 @@ def _html_chart(h: OsmHistory, reported: Sequence[ReportedPoint], place: str) ->
                  f'({e(str(h.provenance.get("filter")))})</text>'
                  f'<rect x="{L + 10}" y="{T + 20}" width="12" height="3" fill="#d62728"/>'
                  f'<text x="{L + 28}" y="{T + 25}">reported test-road km of {e(place)}</text></g>')
+    if mark is not None:
+        parts.append(f'<line class="mark" x1="{x(mark):.1f}" x2="{x(mark):.1f}" y1="{T}" y2="{H - B}" stroke="#555" '
+                     f'stroke-dasharray="4 3"/><text x="{x(mark) - 4:.1f}" y="{T + 12}" text-anchor="end" '
+                     f'fill="#555">as of {mark.isoformat()}</text>')
     parts.append("</svg>")
     rows = "".join(f"<tr><td>{e(r.label)}</td><td>{r.value:,.1f} {e(r.unit)}</td><td>{e(r.source)}</td>"
                    f"<td>{e(r.note)}</td></tr>" for r in reported)
@@ -540,10 +549,12 @@ def _nice_step(raw: float) -> float:
 
 
 def write_charts(h: OsmHistory, reported: Sequence[ReportedPoint], out_dir: str | Path, *, place: str,
-                 stem: str = "history_chart", png: bool = True, svg: bool = True) -> dict[str, Path]:
+                 stem: str = "history_chart", png: bool = True, svg: bool = True,
+                 mark: date | None = None) -> dict[str, Path]:
     """Write the chart of both histories: ``STEM.png``, ``STEM.svg`` (matplotlib) and ``STEM.html``.
 
-    Every file is written atomically; the HTML needs nothing from the network.
+    Every file is written atomically; the HTML needs nothing from the network. ``mark`` draws a
+    dashed line at a date (the report's as-of date).
 
     Returns
     -------
@@ -556,7 +567,7 @@ def write_charts(h: OsmHistory, reported: Sequence[ReportedPoint], out_dir: str 
     if png or svg:
         import matplotlib.pyplot as plt
 
-        fig = _matplotlib_figure(h, reported, place)
+        fig = _matplotlib_figure(h, reported, place, mark)
         try:
             for kind, wanted in (("png", png), ("svg", svg)):
                 if wanted:
@@ -566,7 +577,7 @@ def write_charts(h: OsmHistory, reported: Sequence[ReportedPoint], out_dir: str 
                     out[kind] = target
         finally:
             plt.close(fig)
-    out["html"] = write_text(out_dir / f"{stem}.html", _html_chart(h, reported, place))
+    out["html"] = write_text(out_dir / f"{stem}.html", _html_chart(h, reported, place, mark))
     return out
 
 
@@ -583,8 +594,12 @@ def report_history_section(charts: Mapping[str, str | Path], h: OsmHistory | Non
     lines = ["## OSM and the reported figures over time", ""]
     names = {"html": "interactive chart (HTML)", "png": "chart (PNG)", "svg": "chart (SVG)",
              "csv": "OSM series (CSV)", "json": "OSM series (JSON)"}
-    for kind, p in charts.items():
-        name = Path(p).name
+    order = ["html", "png", "svg", "csv", "json"]
+    if "png" in charts:
+        png = Path(charts["png"]).name
+        lines += [f"![OSM km and reported km over time]({png})", ""]
+    for kind in sorted(charts, key=lambda k: order.index(k) if k in order else len(order)):
+        name = Path(charts[kind]).name
         lines.append(f"- {names.get(kind, kind)}: [{md_escape(name)}]({name})")
     if h is not None and h.points:
         first, last = h.points[0], h.points[-1]
@@ -700,5 +715,13 @@ def add_to_report(markdown: str, *, as_of: str | None, network_date: str | None,
         raise ValueError("a history section needs out_dir and place")
     reported = reported_series(place, allow_unknown_place=True)
     files: dict[str, Path] = dict(zip(("csv", "json"), write_series(history, out_dir)))
-    files = {**write_charts(history, reported, out_dir, place=place), **files}
+    mark = None
+    if as_of is not None:
+        from .reported import parse_as_of as _parse
+
+        try:
+            mark = _parse(as_of)[0]
+        except ValueError:
+            mark = None
+    files = {**write_charts(history, reported, out_dir, place=place, mark=mark), **files}
     return insert_section(md, report_history_section(files, history, reported))

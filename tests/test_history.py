@@ -541,6 +541,7 @@ def test_cli_report_as_of_and_history(runner, osh: Path, osh_pbf: Path, zone_geo
     for name in ("history_chart.html", "history_chart.png", "history_chart.svg", "osm_history.csv"):
         assert f"]({name})" in md and (out / name).exists()
     assert md.index("## OSM and the reported figures") < md.rindex("\n---\n")
+    assert "as of 2024-02-29" in (out / "history_chart.html").read_text()  # the compared date, marked
     # the network the report measured is the one of 2024-02-29: 1.8 km
     doc = json.loads(r.stdout)
     assert "2024-02-29T23:59:59Z" in doc["meta"]["network"]
