@@ -628,6 +628,9 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     rfilter = parse_filter(nkw["filter_name"], nkw.get("highway"), nkw.get("include_private", False))
     nkw["network_as_of"] = hist.network_as_of(nkw["source"], as_of, zone_name=zones.load_zone(nkw["zone"]).name,
                                               filter_label=rfilter.label, cache_dir=nkw.get("cache_dir"))
+    if as_of and nkw["network_as_of"] is None and nkw["source"] == "cache":
+        click.echo(f"icv: warning: no network pulled as of {as_of} in the cache (`icv pull --as-of {as_of}`); the "
+                   "report compares the current cache with the figures of that date and says so", err=True)
     history = None
     if with_history:  # fetched first: a bad range or an ohsome failure stops the report before it writes anything
         history = _report_history(nkw, rfilter, history_time, ohsome_url)
