@@ -252,6 +252,14 @@ def test_cli_pull_history_file_as_of(runner, osh_pbf: Path, zone_geojson: Path, 
     assert "with OSM as of 2024-02-29" in md
     doc = json.loads(r.stdout)
     assert "2024-02-29T23:59:59Z" in doc["meta"]["network"]
+    # another date with no dated entry: the current cache, a warning, and the report says which network it used
+    r = runner.invoke(cli, ["pull", "--source", str(osh_pbf), "--zone", str(zone_geojson), "--cache-dir", str(cache)])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(cli, ["report", "--source", "cache", "--as-of", "2023-06", "--zone", str(zone_geojson),
+                            "--cache-dir", str(cache), "--no-maps", "--out-dir", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert "icv: warning: no network pulled as of 2023-06 in the cache" in r.stderr
+    assert "with OSM as it is in the source (data timestamp 2024-03-10T00:00:00Z)" in (out / "report.md").read_text()
 
 
 def test_history_file_without_history(runner, tmp_path: Path, zone_geojson: Path) -> None:
