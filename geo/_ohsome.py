@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "https://api.ohsome.org/v1"
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 MAX_WAIT_S = 60.0
+#: Largest answer read (a zone's km per class over a few hundred dates is a few hundred kB).
+MAX_BODY_BYTES = 256 * 2**20
 OFFLINE_HINT = ("Give --source FILE.osh.pbf (an OSM history file) to work offline, "
                 "or set ICV_OHSOME_URL to a reachable ohsome API")
 
@@ -173,6 +175,14 @@ def _groups(doc: Mapping[str, Any], base: str) -> list[tuple[str, str, float]]:
     return out
 
 
+class _TooSlow(Exception):
+    pass
+
+
+class _TooBig(Exception):
+    pass
+
+
 @dataclass
 class _Asker:
     session: requests.Session
@@ -202,13 +212,22 @@ class _Asker:
     def _once(self, path: str, form: Mapping[str, str]) -> tuple[Any, float | None, bool]:
         """(answer dict, None, False) or (reason, wait, retry)."""
         try:
-            r = self.session.post(self.base + path, data=dict(form), timeout=self.timeout)
+            r = self.session.post(self.base + path, data=dict(form), timeout=self.timeout, stream=True)
+            body = self._read_body(r)
+        except _TooSlow:
+            return f"the answer did not arrive within {self.timeout:g} s", None, False
+        except _TooBig:
+            return f"the answer is larger than {MAX_BODY_BYTES // 2**20} MiB", None, False
         except requests.exceptions.ConnectTimeout:
             return f"no connection within {self.timeout:g} s", None, False
         except requests.exceptions.ReadTimeout:
             return f"no answer within {self.timeout:g} s", None, False
+        except requests.exceptions.ChunkedEncodingError:
+            return "the answer is not complete JSON (cut short?)", None, True
         except requests.exceptions.ConnectionError as e:
             text = str(e).lower()
+            if "read timed out" in text:
+                return f"no answer within {self.timeout:g} s", None, False
             why = ("connection refused" if "refused" in text else
                    f"host name {urlparse(self.base).hostname!r} not found"
                    if "name or service" in text or "resolve" in text or "nodename" in text else "connection failed")
@@ -218,11 +237,11 @@ class _Asker:
         if r.status_code in RETRY_STATUS:
             wait = r.headers.get("Retry-After", "")
             return f"HTTP {r.status_code} {r.reason or ''}".strip(), float(wait) if wait.isdigit() else None, True
-        if r.content.lstrip()[:1] == b"<":  # an HTML page: a wrong URL or a captive portal, asking again won't help
+        if body.lstrip()[:1] == b"<":  # an HTML page: a wrong URL or a captive portal, asking again won't help
             return (f"the answer is a web page (HTTP {r.status_code}), not ohsome JSON; check that the URL is an "
                     "ohsome API base (ending in /v1)"), None, False
         try:
-            doc = r.json()
+            doc = json.loads(body)
         except ValueError:
             if not r.ok:
                 return f"HTTP {r.status_code} {r.reason or ''}".strip(), None, False
@@ -233,6 +252,23 @@ class _Asker:
             msg = " ".join(str(doc.get("message") or doc.get("error") or "").split())[:200]
             return f"HTTP {r.status_code}: {msg or 'error'}", None, False
         return doc, None, False
+
+    def _read_body(self, r: requests.Response) -> bytes:
+        """The whole body within ``timeout`` seconds (a trickling server ends too), at most MAX_BODY_BYTES."""
+        deadline = time.monotonic() + self.timeout
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for chunk in r.iter_content(64 * 1024):
+                parts.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _TooBig
+                if time.monotonic() > deadline:
+                    raise _TooSlow
+        finally:
+            r.close()
+        return b"".join(parts)
 
 
 def time_labels(km_by_class: Mapping[str, Any]) -> Sequence[str]:

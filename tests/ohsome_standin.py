@@ -11,7 +11,8 @@ HeiGIT's ohsome API does, from an OSM history XML file held in memory, by its ow
 * ``groupByKey=highway`` (with ``groupByValues``) or ``groupByKey=name``.
 
 A fault script (``script``) serves successive requests: ``ok``, ``503`` (with ``Retry-After: 0``),
-``429``, ``400`` (ohsome error JSON), ``html`` (a 200 web page), ``cut`` (half the JSON), ``hang``.
+``429``, ``400`` (ohsome error JSON), ``html`` (a 200 web page), ``cut`` (half the JSON), ``hang``,
+``slow`` (the answer trickled, 20 bytes every 0.1 s).
 """
 
 from __future__ import annotations
@@ -217,6 +218,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(400, str(e))
                 return
             body = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+            if behaviour == "slow":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(0, len(body), 20):
+                    if st._stop.wait(0.1):
+                        return
+                    self.wfile.write(body[i:i + 20])
+                    self.wfile.flush()
+                return
             if behaviour == "cut":
                 body = body[: len(body) // 2]
             self._send(200, body)

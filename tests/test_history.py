@@ -462,6 +462,7 @@ def test_cli_history_offline_equals_ohsome(runner, osh: Path, osh_pbf: Path, zon
     (["cut", "cut"], "not complete JSON (cut short?); still failing after 2 tries"),
     (["503"] * 5, "still failing after 2 tries"),
     (["hang"], "no answer within 1 s"),
+    (["slow"], "the answer did not arrive within 1 s"),
 ])
 def test_cli_history_ohsome_errors(runner, osh: Path, zone_geojson: Path, tmp_path: Path, script: list[str],
                                    message: str, monkeypatch: pytest.MonkeyPatch) -> None:
