@@ -122,7 +122,7 @@ def read_history(path: str | os.PathLike[str]) -> History:
         raise InputError("the file is empty (0 bytes)", where=str(path), hint=_HINT)
     h = History(path)
     versions_seen = False  # an id seen twice, or a deleted version: there is history
-    stamps: list[float] = []
+    first, last = float("inf"), float("-inf")
     try:
         reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
         try:
@@ -132,16 +132,27 @@ def read_history(path: str | os.PathLike[str]) -> History:
         group: list[_WayVersion] = []
         gid: int | None = None
         highway = False
+        # versions of ways without a highway tag, by id: only their times, in case another version of the
+        # same way is a highway (files not sorted by id: the road is "not a road" from these times on)
+        others: dict[int, list[float]] = {}
+        seen: set[int] = set()
 
         def flush() -> None:
-            if gid is not None and highway:
-                h.ways[gid] = sorted(group, key=lambda v: v.ts)
+            if gid is None:
+                return
+            if highway:
+                h.ways.setdefault(gid, []).extend(group)
+            else:
+                others.setdefault(gid, []).extend(v.ts for v in group)
 
         for w in osmium.FileProcessor(str(path), osmium.osm.WAY):
             ts = _stamp(w.timestamp, path, f"way {w.id}")
-            stamps.append(ts)
+            first, last = min(first, ts), max(last, ts)
             if w.id != gid:
                 flush()
+                if w.id in seen:  # versions of one way apart in the file: still its history
+                    versions_seen = True
+                seen.add(w.id)
                 gid, group, highway = w.id, [], False
             else:
                 versions_seen = True
@@ -151,13 +162,18 @@ def read_history(path: str | os.PathLike[str]) -> History:
             highway = highway or "highway" in tags
             group.append(_WayVersion(ts, bool(w.visible), tags, tuple(n.ref for n in w.nodes)))
         flush()
+        del seen
+        for wid, versions in h.ways.items():
+            versions.extend(_WayVersion(t, True, {}, ()) for t in others.get(wid, ()))
+            versions.sort(key=lambda v: v.ts)
+        del others
         needed = {r for vs in h.ways.values() for v in vs for r in v.refs}
         last_id = None
         if needed:
             fp = osmium.FileProcessor(str(path), osmium.osm.NODE).with_filter(osmium.filter.IdFilter(needed))
             for n in fp:
                 ts = _stamp(n.timestamp, path, f"node {n.id}")
-                stamps.append(ts)
+                first, last = min(first, ts), max(last, ts)
                 if n.id == last_id or not n.visible:
                     versions_seen = True
                 last_id = n.id
@@ -178,9 +194,9 @@ def read_history(path: str | os.PathLike[str]) -> History:
             order = sorted(range(len(times)), key=times.__getitem__)
             h.node_ts[nid] = [times[i] for i in order]
             h.node_xy[nid] = [h.node_xy[nid][i] for i in order]
-    if stamps:
-        h.first = datetime.fromtimestamp(min(stamps), tz=timezone.utc)
-        h.last = datetime.fromtimestamp(max(stamps), tz=timezone.utc)
+    if first <= last:
+        h.first = datetime.fromtimestamp(first, tz=timezone.utc)
+        h.last = datetime.fromtimestamp(last, tz=timezone.utc)
     return h
 
 

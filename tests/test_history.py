@@ -683,3 +683,28 @@ def test_cli_history_bad_input_one_line(runner, tmp_path: Path, zone_geojson: Pa
     assert r.exit_code == 2, r.stderr
     assert r.stderr.startswith("icv: error: ") and r.stderr.count("\n") == 1 and message in r.stderr
     assert not out.exists()
+
+
+def test_unsorted_history_file(tmp_path: Path) -> None:
+    """Versions of one way apart in the file, one of them not a road: that version still counts."""
+    from datetime import datetime, timezone
+
+    from geo import _osh
+
+    a = (LON0 + 0.05, LAT0)
+    b = _north(*a, 1000.0)
+    p = _write_xml(tmp_path / "unsorted.osh", [
+        f'<node id="1" version="1" timestamp="{T0}" visible="true" lat="{a[1]:.9f}" lon="{a[0]:.9f}"/>',
+        f'<node id="2" version="1" timestamp="{T0}" visible="true" lat="{b[1]:.9f}" lon="{b[0]:.9f}"/>',
+        '<way id="7" version="3" timestamp="2020-01-01T00:00:00Z" visible="true"><nd ref="1"/><nd ref="2"/>'
+        '<tag k="highway" v="primary"/></way>',
+        '<way id="9" version="1" timestamp="2014-01-01T00:00:00Z" visible="true"><nd ref="1"/><nd ref="2"/>'
+        '<tag k="building" v="yes"/></way>',
+        '<way id="7" version="1" timestamp="2014-01-01T00:00:00Z" visible="true"><nd ref="1"/><nd ref="2"/>'
+        '<tag k="highway" v="primary"/></way>',
+        '<way id="7" version="2" timestamp="2016-01-01T00:00:00Z" visible="true"><nd ref="1"/><nd ref="2"/>'
+        '<tag k="landuse" v="grass"/></way>',
+    ])
+    h = _osh.read_history(p)
+    at = lambda y: [w.way_id for w in h.ways_as_of(datetime(y, 6, 30, tzinfo=timezone.utc))]  # noqa: E731
+    assert (at(2015), at(2017), at(2021)) == ([7], [], [7])
