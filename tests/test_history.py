@@ -708,3 +708,30 @@ def test_unsorted_history_file(tmp_path: Path) -> None:
     h = _osh.read_history(p)
     at = lambda y: [w.way_id for w in h.ways_as_of(datetime(y, 6, 30, tzinfo=timezone.utc))]  # noqa: E731
     assert (at(2015), at(2017), at(2021)) == ([7], [], [7])
+
+
+def test_html_chart_in_the_browser(osh_pbf: Path, tmp_path: Path) -> None:
+    """Headless Chromium (as tests/test_browser.py drives it): the chart loads nothing, a hostile source is
+    inert text, pointing at a reported point shows its source, the check boxes hide a series."""
+    from test_browser import Chromium, chromium_path
+
+    if not chromium_path():
+        pytest.skip("chromium not installed (Debian: apt-get install -y chromium); the browser check needs it")
+    evil = "<img src=x onerror=alert(1)> Shanghai Daily"
+    h = hist.history_from_file(osh_pbf, load_zone_box(), parse_filter("drive"), [d for d, _, _ in EXPECTED])
+    rep = [hist.ReportedPoint(date(2018, 3, 1), 5.6, "km", "2018-03-01", evil, ""),
+           hist.ReportedPoint(date(2024, 2, 29), 1117.0, "km", "2024-02", "Shanghai Daily", "")]
+    page = hist.write_charts(h, rep, tmp_path, place="Jiading", png=False, svg=False,
+                             mark=date(2024, 2, 29))["html"]
+    with Chromium(1000, 800) as b:
+        b.open(page)
+        assert b.evaluate("document.querySelectorAll('circle.osm').length") == len(EXPECTED)
+        text = b.evaluate("""(function(){var c=document.querySelector('circle.rep');
+            c.dispatchEvent(new MouseEvent('mouseenter')); return document.getElementById('readout').textContent;})()""")
+        assert text.startswith("2018-03-01: 5.6 km reported; source: ") and evil in text
+        hidden = b.evaluate("""(function(){var box=document.querySelector('input[data-series=osm]'); box.click();
+            return Array.from(document.querySelectorAll('svg .osm')).every(e => e.style.display === 'none');})()""")
+        assert hidden
+        assert b.evaluate("document.querySelectorAll('img').length") == 0
+        assert b.dialogs() == [] and b.console_errors() == []
+        assert all(u.startswith("file://") for u in b.requests()), b.requests()
