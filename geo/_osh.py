@@ -81,6 +81,12 @@ class History:
                 out.append(RawWay(wid, dict(v.tags), ids, coords))
         return out
 
+    def change_times(self) -> list[float]:
+        """Sorted times at which a road way or one of its nodes changed (the state is constant between)."""
+        times = {v.ts for vs in self.ways.values() for v in vs}
+        times.update(t for ts in self.node_ts.values() for t in ts)
+        return sorted(times)
+
     def _node_at(self, ref: int, t: float) -> tuple[float, float] | None:
         ts = self.node_ts.get(ref)
         if not ts:

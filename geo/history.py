@@ -294,11 +294,23 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
     from .stats import road_stats
 
     path = Path(path)
+    import bisect
+
     h = _osh.read_history(path)
-    points = []
+    changes = h.change_times()
+    points: list[HistoryPoint] = []
+    prev: float | None = None
     for day in days:
         # 00:00 UTC of each date, as ohsome's timestamps, so both sources give the same series
-        ways = h.ways_as_of(datetime.combine(day, time(0, 0), tzinfo=timezone.utc))
+        moment = datetime.combine(day, time(0, 0), tzinfo=timezone.utc)
+        t = moment.timestamp()
+        if prev is not None and bisect.bisect_right(changes, t) == bisect.bisect_right(changes, prev):
+            # nothing changed since the previous date: the same network
+            points.append(HistoryPoint(day, dict(points[-1].km_by_class), points[-1].named_streets))
+            prev = t
+            continue
+        prev = t
+        ways = h.ways_as_of(moment)
         roads = build_roads_table(ways, road_filter) if ways else None
         if roads is None or len(roads) == 0:
             points.append(HistoryPoint(day, {}, 0))
