@@ -141,15 +141,15 @@ def fetch_history(polygon: BaseGeometry, road_filter: RoadFilter, time_range: st
                 row[cls] = row.get(cls, 0.0) + value / 1000.0
         named: dict[str, int] | None = None
         if names:
-            from .names import normalize_name
+            from .names import street_names
 
             counts = ask("/elements/count/groupBy/tag", {**form, "groupByKey": "name"})
             seen: dict[str, set[str]] = {ts: set() for ts in km}
             for group, ts, value in _groups(counts, base):
-                name = normalize_name(group.partition("=")[2]) if "=" in group else None
+                names_here = street_names(group.partition("=")[2]) if "=" in group else ()
                 seen.setdefault(ts, set())
-                if name and value:
-                    seen[ts].add(name)
+                if value:
+                    seen[ts].update(names_here)
             named = {ts: len(v) for ts, v in seen.items()}
     attribution = length.get("attribution")
     return OhsomeAnswer(url=base, km_by_class=dict(sorted(km.items())), named_streets=named,

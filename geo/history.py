@@ -270,8 +270,8 @@ def history_from_ohsome(zone: Any, road_filter: RoadFilter, time_range: str = DE
     prov = _provenance("ohsome", ans.url, road_filter, zone.name, time_range=time_range,
                        ohsome_api_version=ans.api_version, ohsome_attribution=ans.attribution,
                        osm_timestamp=points[-1].day.isoformat() if points else None)
-    defn = ("distinct values of the name tag (NFKC, whitespace collapsed) on ways of the filter in the zone, "
-            "as ohsome's count grouped by name gives them (name:zh not read)") if names else "not asked"
+    defn = ("distinct street names (NFKC, whitespace collapsed, ';' lists split) of the name tag on ways of the "
+            "filter in the zone, from ohsome's count grouped by name (name:zh is not read)") if names else "not asked"
     return OsmHistory(zone.name, points, prov, defn)
 
 
