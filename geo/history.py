@@ -287,6 +287,8 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
     InputError
         Not a history file, or unreadable.
     """
+    import bisect
+
     from . import _osh
     from .provenance import sha256_file
     from .roads import build_roads_table
@@ -294,8 +296,6 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
     from .stats import road_stats
 
     path = Path(path)
-    import bisect
-
     h = _osh.read_history(path)
     changes = h.change_times()
     points: list[HistoryPoint] = []
