@@ -723,7 +723,13 @@ def _report_history_parts(md: str, as_of: str | None, net: Any, place: str, out_
 def history_cmd(fmt: str, output: Path | None, source: str, zone: str, filter_name: str, highway: str | None,
                 include_private: bool, time_range: str | None, ohsome_url: str | None, timeout: int, no_names: bool,
                 place: str | None, reported_figure: str, out_dir: Path | None) -> None:
-    """Km by class and named streets of the zone over time (ohsome API or an OSM history file)."""
+    """Km by class and named streets of the zone over time (ohsome API or an OSM history file).
+
+    \b
+    Examples:
+      icv history --time 2012-10-01/2024-12-31/P3M --out-dir maps/history
+      icv history --source jiading.osh.pbf --time 2018-01-01,2020-01-01,2024-02-29 --format csv
+    """
     from geo import history as hist, zones
     from geo.roads import parse_filter
 
