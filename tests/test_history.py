@@ -735,3 +735,29 @@ def test_html_chart_in_the_browser(osh_pbf: Path, tmp_path: Path) -> None:
         assert b.evaluate("document.querySelectorAll('img').length") == 0
         assert b.dialogs() == [] and b.console_errors() == []
         assert all(u.startswith("file://") for u in b.requests()), b.requests()
+
+
+def test_cli_report_history_from_ohsome(runner, osh: Path, tmp_path: Path) -> None:
+    """A plain extract as the report's network, its history from ohsome; the zone is Jiading's place (the
+    reported test-road km join the chart)."""
+    plain = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
+    zone = tmp_path / "jz.geojson"
+    gpd.GeoDataFrame({"name": ["jz"]}, geometry=[box(*ZONE_BOX)], crs=4326).to_file(zone)
+    (tmp_path / "jz.json").write_text(json.dumps({"name": "jz", "place": "Jiading"}))  # the sidecar names the place
+    out = tmp_path / "rep"
+    with OhsomeStandIn(osh) as server:
+        r = runner.invoke(cli, ["report", "--source", str(plain), "--zone", str(zone), "--no-maps", "--out-dir",
+                                str(out), "--history", "--history-time", "2014-01-01/2024-01-01/P1Y",
+                                "--ohsome-url", server.url])
+        assert len(server.requests) == 2
+    assert r.exit_code == 0, r.stderr
+    series = json.loads((out / "osm_history.json").read_text())
+    assert series["meta"]["source_kind"] == "ohsome"
+    total = {row["date"]: row["km"] for row in series["series"] if row["highway"] == "total"}
+    assert total["2017-01-01"] == pytest.approx(6.0, abs=0.003) and total["2023-01-01"] == pytest.approx(1.8, abs=0.002)
+    md = (out / "report.md").read_text()
+    assert "![OSM km and reported km over time](history_chart.png)" in md
+    assert "- OSM: 1.0 km on 2014-01-01, 1.8 km on 2024-01-01 (ohsome" in md
+    assert "- reported: 5.6 km as of 2018-03-01; 11.1 km as of 2018-09-18;" in md  # Jiading's, oldest first
+    page = (out / "history_chart.html").read_text()
+    assert page.count('<circle class="rep"') == len(hist.reported_series("Jiading"))
