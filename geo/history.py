@@ -699,7 +699,7 @@ def is_history_source(source: str) -> bool:
 
 def add_to_report(markdown: str, *, as_of: str | None, network_date: str | None, network_is_as_of: bool,
                   history: OsmHistory | None = None, place: str | None = None,
-                  out_dir: str | Path | None = None) -> str:
+                  out_dir: str | Path | None = None, written: dict[str, Path] | None = None) -> str:
     """report.md with the dates it compares and, given a ``history``, its chart section.
 
     The dates line goes at the end of the report's header (before its first section); the
@@ -717,6 +717,8 @@ def add_to_report(markdown: str, *, as_of: str | None, network_date: str | None,
         source's OSM data timestamp.
     history, place, out_dir
         The OSM history to chart beside the reported figures of ``place``.
+    written
+        When given, the files written are added to it (``history chart (html)``, ...).
     """
     dates = "\n".join(dates_compared_lines(as_of, network_date, network_is_as_of=network_is_as_of))
     at = markdown.find("\n\n## ")  # the end of the header's provenance list
@@ -736,4 +738,6 @@ def add_to_report(markdown: str, *, as_of: str | None, network_date: str | None,
         except ValueError:
             mark = None
     files = {**write_charts(history, reported, out_dir, place=place, mark=mark), **files}
+    if written is not None:
+        written.update({f"history {'series' if k in ('csv', 'json') else 'chart'} ({k})": p for k, p in files.items()})
     return insert_section(md, report_history_section(files, history, reported))
