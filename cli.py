@@ -698,9 +698,9 @@ def _report_history_parts(md: str, as_of: str | None, net: Any, place: str, out_
 
 @cli.command("history")
 @output_options
-@click.option("--source", default="ohsome", show_default=True,
+@click.option("--source", "history_source", default="ohsome", show_default=True,
               help="'ohsome' (the ohsome API of OSM history) or an OSM history file (.osh.pbf, .osh, .osh.gz), "
-                   "read offline.")
+                   "read offline. (Not a road network: the network options do not apply here.)")
 @click.option("--zone", default="jiading", show_default=True,
               help="Test zone: a shipped zone name or a GeoJSON/GPKG file.")
 @click.option("--filter", "filter_name", type=click.Choice(["drive", "arterial", "all-roads"]), default="drive",
@@ -720,7 +720,7 @@ def _report_history_parts(md: str, as_of: str | None, net: Any, place: str, out_
               help="Reported figure drawn beside the OSM km.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write the series (osm_history.csv/.json) and the chart (history_chart.png/.svg/.html) here.")
-def history_cmd(fmt: str, output: Path | None, source: str, zone: str, filter_name: str, highway: str | None,
+def history_cmd(fmt: str, output: Path | None, history_source: str, zone: str, filter_name: str, highway: str | None,
                 include_private: bool, time_range: str | None, ohsome_url: str | None, timeout: int, no_names: bool,
                 place: str | None, reported_figure: str, out_dir: Path | None) -> None:
     """Km by class and named streets of the zone over time (ohsome API or an OSM history file).
@@ -740,7 +740,7 @@ def history_cmd(fmt: str, output: Path | None, source: str, zone: str, filter_na
     explicit_place, place = place, place or z.meta.get("place") or z.name
     reported = hist.reported_series(place, reported_figure, allow_unknown_place=explicit_place is None) \
         if out_dir is not None else []
-    h = hist.load_history(source, z, rfilter, time_range, ohsome_url=ohsome_url, timeout=timeout,
+    h = hist.load_history(history_source, z, rfilter, time_range, ohsome_url=ohsome_url, timeout=timeout,
                           names=not no_names)
     if out_dir is not None:
         for p in [*hist.write_series(h, out_dir), *hist.write_charts(h, reported, out_dir, place=place).values()]:
