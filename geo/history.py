@@ -42,6 +42,10 @@ KM_DEFINITION = ("carriageway km: every way of the filter clipped at the zone bo
                  "counted (a dual carriageway twice)")
 
 
+class AsOfWarning(UserWarning):
+    """An as-of date that could only be half kept (e.g. no cache entry pulled for it)."""
+
+
 @dataclass(frozen=True)
 class AsOf:
     """A checked as-of date.
