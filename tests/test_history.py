@@ -45,6 +45,8 @@ GEOD = pyproj.Geod(ellps="WGS84")
 LAT0, LON0 = 31.30, 121.25
 ZONE_BOX = (121.24, 31.29, 121.31, 31.34)
 T0 = "2013-01-01T00:00:00Z"
+#: The stand-in Overpass server's own data timestamp: unlike any as-of date, so provenance tells them apart
+SERVER_BASE = "2026-11-30T12:00:00Z"
 
 #: (date, drive km by class, named streets) at 00:00 UTC of each date, from the table above
 EXPECTED = [
@@ -342,7 +344,7 @@ def test_overpass_as_of(tmp_path: Path) -> None:
     current = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
     cache = tmp_path / "cache"
     zone = load_zone_box()
-    with OverpassStandIn(current, attic=dated) as server:
+    with OverpassStandIn(current, osm_base=SERVER_BASE, attic=dated) as server:
         net = sources.load_network("overpass", zone=zone, overpass_url=server.url, cache_dir=cache,
                                    as_of="2024-02-29", timeout=10)
         assert server.interpreter_count == 1
@@ -350,7 +352,7 @@ def test_overpass_as_of(tmp_path: Path) -> None:
         assert '[date:"2024-02-29T23:59:59Z"]' in q
         _assert_classes(_km_by_class(net.roads), {"trunk": 1.0, "tertiary": 0.8})
         assert net.provenance.osm_timestamp == "2024-02-29T23:59:59Z"
-        assert any("attic" in n for n in net.provenance.notes)
+        assert f"Overpass attic data as of 2024-02-29T23:59:59Z (server data {SERVER_BASE})" in net.provenance.notes
         # the same date again: OSMnx's cache (keyed by the query text, date included) answers
         sources.load_network("overpass", zone=zone, overpass_url=server.url, cache_dir=cache,
                              as_of="2024-02-29", timeout=10)
@@ -360,6 +362,7 @@ def test_overpass_as_of(tmp_path: Path) -> None:
         assert server.interpreter_count == 2
         assert "[date:" not in server.interpreter_requests[1].query
         _assert_classes(_km_by_class(now.roads), {"trunk": 1.0, "tertiary": 1.5})
+        assert now.provenance.osm_timestamp == SERVER_BASE
         ways, info = fetch_ways(zone.geometry, parse_filter("drive"), url=server.url, as_of="2017-01-02T00:00:00Z",
                                 timeout=10)
         assert sorted({w.way_id for w in ways}) == [1, 2, 3]
@@ -369,7 +372,7 @@ def test_cli_pull_overpass_as_of_keys_cache_by_date(runner, tmp_path: Path, zone
     dated = {"2024-02-29T23:59:59Z": _write_xml(tmp_path / "s2024.osm", _snapshot("2024-02-29T23:59:59Z"))}
     current = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
     cache = tmp_path / "cache"
-    with OverpassStandIn(current, attic=dated) as server:
+    with OverpassStandIn(current, osm_base=SERVER_BASE, attic=dated) as server:
         base = ["pull", "--zone", str(zone_geojson), "--cache-dir", str(cache), "--overpass-url", server.url]
         r1 = runner.invoke(cli, [*base, "--as-of", "2024-02-29"])
         r2 = runner.invoke(cli, base)
@@ -377,7 +380,7 @@ def test_cli_pull_overpass_as_of_keys_cache_by_date(runner, tmp_path: Path, zone
     dated_side = json.loads(next(cache.glob("roads-hzone-drive-asof-2024-02-29*.json")).read_text())
     now_side = json.loads((cache / "roads-hzone-drive.json").read_text())
     assert dated_side["provenance"]["osm_timestamp"] == "2024-02-29T23:59:59Z"
-    assert now_side["provenance"]["osm_timestamp"] == "2024-02-29T23:59:59Z" or now_side["provenance"]["osm_timestamp"]
+    assert now_side["provenance"]["osm_timestamp"] == SERVER_BASE  # today's pull: the server's data timestamp
     assert dated_side["rows"] == 2 and now_side["rows"] == 3
 
 
@@ -589,7 +592,7 @@ def test_cli_report_as_of_through_overpass(runner, tmp_path: Path, zone_geojson:
     dated = {"2024-02-29T23:59:59Z": _write_xml(tmp_path / "s2024.osm", _snapshot("2024-02-29T23:59:59Z"))}
     current = _write_xml(tmp_path / "now.osm", _snapshot("2030-01-01T00:00:00Z"))
     out = tmp_path / "rep"
-    with OverpassStandIn(current, attic=dated) as server:
+    with OverpassStandIn(current, osm_base=SERVER_BASE, attic=dated) as server:
         r = runner.invoke(cli, ["report", "--source", "overpass", "--overpass-url", server.url, "--zone",
                                 str(zone_geojson), "--as-of", "2024-02", "--no-maps", "--out-dir", str(out),
                                 "--cache-dir", str(tmp_path / "cache"), "--format", "json"])
@@ -654,7 +657,7 @@ def test_overpass_as_of_on_the_shared_extract(shared_data: Path, tmp_path: Path)
     poly = gpd.read_file(shared_data / "jiading_boundary_wgs84_amap.geojson").to_crs(4326).union_all()
     zone = Zone("jiading", poly)
     empty = _write_xml(tmp_path / "empty.osm", [])
-    with OverpassStandIn(empty, attic={"2020-01-01T00:00:00Z": osm}) as server:
+    with OverpassStandIn(empty, osm_base=SERVER_BASE, attic={"2020-01-01T00:00:00Z": osm}) as server:
         net = sources.load_network("overpass", zone=zone, overpass_url=server.url, as_of="2024-02-29",
                                    cache_dir=tmp_path, timeout=30)
         with pytest.raises(EmptyNetworkError):
