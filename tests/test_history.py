@@ -202,16 +202,18 @@ def test_parse_time_range() -> None:
 
 # ---------------------------------------------------------------- history files (item 2)
 
-@pytest.mark.parametrize("kind", ["osh", "osh.pbf", "osh.gz"])
+@pytest.mark.parametrize("kind", ["osh", "osh.pbf", "osh.gz", "osh.bz2"])
 def test_history_file_as_of_known_km(kind: str, osh: Path, osh_pbf: Path) -> None:
     from geo import _osh
     from geo.roads import build_roads_table
     from geo.sources import select_in_zone
 
     path = {"osh": osh, "osh.pbf": osh_pbf}.get(kind)
-    if kind == "osh.gz":
-        path = osh.with_name("history.osh.gz")
-        with open(osh, "rb") as a, gzip.open(path, "wb") as b:
+    if kind in ("osh.gz", "osh.bz2"):
+        import bz2
+
+        path = osh.with_name(f"history.{kind}")
+        with open(osh, "rb") as a, (gzip.open if kind == "osh.gz" else bz2.open)(path, "wb") as b:
             shutil.copyfileobj(a, b)
     h = _osh.read_history(path)
     assert sorted(h.ways) == [1, 2, 3, 4, 5]  # the building is never a highway
