@@ -135,13 +135,10 @@ def _signals_held() -> Iterator[None]:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+    # psutil asks without signalling: on Windows os.kill(pid, 0) would terminate the process
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")

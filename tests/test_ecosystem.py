@@ -1,0 +1,67 @@
+"""Outputs and a library that fit the ecosystem (issue 16): portable locks, plain CSV, geometry
+outputs, tables by display width, the public API, messages and maps without a CDN."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Run the CLI as Windows would: no ``fcntl``, and ``os.kill(pid, 0)`` is not a harmless probe.
+_NO_POSIX = """
+import os, sys
+sys.modules["fcntl"] = None  # import fcntl -> ImportError, as on Windows
+_kill = os.kill
+def kill(pid, sig):
+    # psutil probes with signal 0 on POSIX only (OpenProcess on Windows); icv's own code never may
+    if sig == 0 and "psutil" not in sys._getframe(1).f_code.co_filename:
+        raise AssertionError("os.kill(pid, 0) terminates the process on Windows")
+    return _kill(pid, sig)
+os.kill = kill
+from cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_pull_runs_without_fcntl(fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    # a stale temporary file of a dead writer: the sweep must ask for its pid without os.kill
+    cache.mkdir()
+    stale = cache / ".roads-fixture_zone-drive.999999999.abcdefgh.tmp.parquet"
+    stale.write_bytes(b"x")
+    args = ["pull", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+            "--cache-dir", str(cache)]
+    r = subprocess.run([sys.executable, "-c", _NO_POSIX, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in cache.glob("roads-*")) == ["roads-fixture_zone-drive.json",
+                                                             "roads-fixture_zone-drive.parquet"]
+    assert not stale.exists()
+    side = json.loads((cache / "roads-fixture_zone-drive.json").read_text(encoding="utf-8"))
+    assert side["rows"] == 8
+    # and read back through the same lock
+    r = subprocess.run([sys.executable, "-c", _NO_POSIX, "roads", "--zone", str(zone_file), "--cache-dir",
+                        str(cache), "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rows"][-1]["pieces"] == 8
+
+
+def test_pid_check_never_signals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo import _atomic
+
+    real_kill = os.kill
+
+    def guarded(pid: int, sig: int) -> None:
+        if "psutil" not in sys._getframe(1).f_code.co_filename:
+            raise AssertionError("icv called os.kill")
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, "kill", guarded)
+    assert _atomic._pid_alive(os.getpid()) is True
+    assert _atomic._pid_alive(999_999_999) is False
