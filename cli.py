@@ -68,10 +68,31 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 # ---------------------------------------------------------------- shared options
 
+def _output_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """-o FILE: its folder must exist (a typo must not create folders); checked before any work."""
+    if value is not None and str(value) != "-" and not value.parent.is_dir() and str(value.parent):
+        from geo.errors import OutputError
+
+        why = "is a file, not a folder" if value.parent.exists() else "does not exist"
+        raise OutputError(f"cannot write {value}: the folder {value.parent} {why}",
+                          hint="create it first or choose another output path")
+    return value
+
+
 def output_options(f: Callable) -> Callable:
-    """``--format`` and ``-o/--output``, as every data-printing command takes them."""
-    f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Write to FILE (atomically) instead of stdout.")(f)
+    """``--format``, ``-o/--output`` and ``--excel``, as every data-printing command takes them."""
+    inner = f
+
+    @functools.wraps(inner)
+    def f(*args: Any, **kw: Any) -> Any:
+        click.get_current_context().meta["icv.excel"] = kw.pop("excel", False)
+        return inner(*args, **kw)
+
+    f = click.option("--excel", "--bom", "excel", is_flag=True,
+                     help="CSV for Excel: UTF-8 with a byte-order mark (Chinese names on Chinese-locale Windows).")(f)
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=_output_path,
+                     help="Write to FILE (atomically) instead of stdout; its folder must exist. CSV "
+                          "provenance goes beside it as FILE.provenance.json.")(f)
     f = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                      help="Output format.")(f)
     return f
@@ -80,9 +101,41 @@ def output_options(f: Callable) -> Callable:
 def emit(records: Sequence[Mapping[str, Any]], fmt: str, output: Path | None, *,
          columns: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None,
          title: str | None = None) -> None:
-    """Render records and print them, or write them to ``output`` atomically."""
+    """Render records and print them, or write them to ``output`` atomically.
+
+    CSV is plain (header and rows); its provenance goes into ``FILE.provenance.json`` beside
+    ``-o FILE``, or as one line on stderr when the CSV goes to stdout.
+    """
     text = render(records, fmt, columns=columns, meta=meta, title=title)
+    excel = bool(click.get_current_context().meta.get("icv.excel"))
+    if excel and fmt != "csv":
+        from geo.errors import InputError
+
+        raise InputError("--excel applies to --format csv only", hint="add --format csv or drop --excel")
+    if fmt == "csv" and excel:
+        text = "\ufeff" + text
+    if fmt == "csv" and meta:
+        if output is not None:
+            _write_csv_with_sidecar(text, output, {"title": title, **meta})
+            return
+        click.echo("icv: provenance (not in the CSV): " + "; ".join(f"{k}: {v}" for k, v in meta.items()),
+                   err=True)
     emit_text(text, output)
+
+
+def _write_csv_with_sidecar(text: str, output: Path, meta: Mapping[str, Any]) -> None:
+    """The CSV and its ``.provenance.json`` renamed together (never one without the other)."""
+    import json
+
+    from geo._atomic import atomic_paths
+    from geo._format import provenance_sidecar
+
+    side = provenance_sidecar(output)
+    doc = json.dumps({"file": output.name, **meta}, ensure_ascii=False, indent=2, default=str) + "\n"
+    with atomic_paths(output, side) as (tmp, tmp_side):
+        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp_side.write_text(doc, encoding="utf-8")
+    click.echo(f"wrote {output} (+ {side.name})", err=True)
 
 
 def emit_text(text: str, output: Path | None) -> None:
@@ -463,7 +516,7 @@ def map_options(default_output: str) -> Callable[[Callable], Callable]:
 
         opts = [
             click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                         help="HTML file, written atomically with a .provenance.json sidecar "
+                         callback=_output_path, help="HTML file, written atomically with a .provenance.json sidecar "
                               f"[default: {default_output}]."),
             click.option("--basemap", type=click.Choice(["osm", "amap", "tianditu", "none"]), default="osm",
                          show_default=True,
@@ -653,7 +706,7 @@ def fleet() -> None:
 @fleet.command("simulate")
 @with_network
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
+              callback=_output_path, help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
 @click.option("--vehicles", type=click.IntRange(min=1), default=10, show_default=True, help="Vehicles.")
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")

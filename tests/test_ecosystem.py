@@ -65,3 +65,60 @@ def test_pid_check_never_signals(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "kill", guarded)
     assert _atomic._pid_alive(os.getpid()) is True
     assert _atomic._pid_alive(999_999_999) is False
+
+
+# ---------------------------------------------------------------- plain CSV (item 1), -o (item 6)
+
+def test_csv_is_header_and_rows_with_a_sidecar(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    from cli import cli
+
+    out = tmp_path / "roads.csv"
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--format", "csv", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    # small.osm: 8 pieces in 5 classes (+ the total row), nothing else in the file
+    assert list(df.columns) == ["highway", "pieces", "km", "share_pct"]
+    assert df["highway"].iloc[-1] == "total" and df["pieces"].iloc[-1] == 8
+    assert df["pieces"].iloc[:-1].sum() == 8
+    assert not any(str(v).startswith("#") for v in df.iloc[:, 0])
+    side = json.loads((tmp_path / "roads.provenance.json").read_text(encoding="utf-8"))
+    assert side["file"] == "roads.csv" and side["source_kind"] == "osm-xml"
+    assert side["attribution"] == "© OpenStreetMap contributors (ODbL)"
+    assert "roads.provenance.json" in r.stderr
+    # to stdout: rows only on stdout, the provenance as one stderr line
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--format", "csv"])
+    assert r.stdout.splitlines()[0] == "highway,pieces,km,share_pct" and len(r.stdout.splitlines()) == len(df) + 1
+    assert "OpenStreetMap" in r.stderr and "OpenStreetMap" not in r.stdout
+
+
+def test_empty_csv_keeps_its_header() -> None:
+    from geo._format import render
+
+    assert render([], "csv", columns=["piece", "km"], meta={"source": "x"}) == "piece,km\n"
+
+
+def test_excel_csv_has_a_bom(runner, tmp_path: Path) -> None:
+    from cli import cli
+
+    out = tmp_path / "z.csv"
+    r = runner.invoke(cli, ["zone", "show", "shanghai_districts", "--format", "csv", "--excel", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfname,kind,")
+    assert "嘉定区" in raw.decode("utf-8-sig") or "Jiading" in raw.decode("utf-8-sig")
+    r = runner.invoke(cli, ["zone", "show", "jiading", "--excel"])
+    assert r.exit_code == 2 and "--excel applies to --format csv" in r.stderr
+
+
+def test_output_into_a_missing_folder_is_refused(runner, tmp_path: Path) -> None:
+    from cli import cli
+
+    out = tmp_path / "missing" / "deeper" / "x.csv"
+    r = runner.invoke(cli, ["zone", "show", "jiading", "--format", "csv", "-o", str(out)])
+    assert r.exit_code == 5
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0] and str(out.parent) in lines[0]
+    assert not (tmp_path / "missing").exists()
