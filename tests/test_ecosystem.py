@@ -122,3 +122,27 @@ def test_output_into_a_missing_folder_is_refused(runner, tmp_path: Path) -> None
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0] and str(out.parent) in lines[0]
     assert not (tmp_path / "missing").exists()
+
+
+# ---------------------------------------------------------------- messages (item 6)
+
+def test_piped_pull_shows_each_retry_once_and_no_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geopandas as gpd
+    from overpass_standin import OverpassStandIn
+    from test_overpass import AREA, HAND_OSM
+
+    osm = tmp_path / "hand.osm"
+    osm.write_text(HAND_OSM, encoding="utf-8")
+    zone = tmp_path / "hand_zone.geojson"
+    gpd.GeoDataFrame({"name": ["hand_zone"]}, geometry=[AREA], crs=4326).to_file(zone)
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    with OverpassStandIn(osm) as server:
+        server.retry_after = "0"
+        server.script = ["503", "ok"]
+        r = subprocess.run([sys.executable, "-m", "cli", "pull", "--source", "overpass", "--overpass-url",
+                            server.url, "--zone", str(zone), "--cache-dir", str(tmp_path / "cache"),
+                            "--timeout", "10"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        assert server.interpreter_count == 2
+    assert r.stderr.count("HTTP 503") == 1 and r.stderr.count("try 2 of") == 1, r.stderr
+    assert "\r" not in r.stderr and "it/s" not in r.stderr and "B/s" not in r.stderr  # no bar into a pipe
