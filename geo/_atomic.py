@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import IcvError, OutputError
 
 
 def _umask() -> int:
@@ -90,6 +90,9 @@ def atomic_paths(*targets: str | os.PathLike[str],
             for tmp, t, d in zip(tmps, paths, direct):
                 if not d:
                     os.replace(tmp, t)
+    except IcvError:  # CacheError and OutputError are OSErrors too: never wrapped twice
+        _remove(made)
+        raise
     except OSError as e:
         _remove(made)
         raise OutputError(f"cannot write {e.filename or paths[0]} ({e.strerror or e})",

@@ -146,3 +146,190 @@ def test_piped_pull_shows_each_retry_once_and_no_bar(tmp_path: Path, monkeypatch
         assert server.interpreter_count == 2
     assert r.stderr.count("HTTP 503") == 1 and r.stderr.count("try 2 of") == 1, r.stderr
     assert "\r" not in r.stderr and "it/s" not in r.stderr and "B/s" not in r.stderr  # no bar into a pipe
+
+
+# ---------------------------------------------------------------- geometry outputs (item 2)
+
+def _expected_pieces(fixtures_dir: Path):
+    """The pieces of small.osm by an independent route: the library's own loader, read back plainly."""
+    from geo import load_network
+
+    return load_network(fixtures_dir / "small.osm").roads
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".fgb", ".geojson", ".parquet"])
+def test_roads_geometry_by_suffix(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path, suffix: str) -> None:
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+    from cli import cli
+
+    out = tmp_path / f"roads{suffix}"
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--geometry", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.stderr and "roads.provenance.json" in r.stderr
+    want = _expected_pieces(fixtures_dir).sort_values(["u", "v"], ignore_index=True)
+    if suffix == ".parquet":  # pyogrio's bundled GDAL has no Parquet driver: GeoParquet through pyarrow
+        got = gpd.read_parquet(out)
+        crs = got.crs
+        ids = [list(map(int, v)) for v in got["osm_way_ids"]]  # a real list column
+    else:
+        info = pyogrio.read_info(out)
+        assert info["features"] == len(want) == 8
+        assert info["crs"] == "EPSG:4326"
+        got = pyogrio.read_dataframe(out)
+        crs = got.crs
+        if suffix == ".geojson":
+            ids = [list(map(int, v)) for v in got["osm_way_ids"]] if not isinstance(got["osm_way_ids"].iloc[0], str) \
+                else [[int(x) for x in v.strip("[]").split(",")] for v in got["osm_way_ids"]]
+        else:  # no list type: joined with ';'
+            assert all(isinstance(v, str) for v in got["osm_way_ids"])
+            ids = [[int(x) for x in v.split(";")] for v in got["osm_way_ids"]]
+    assert crs.to_epsg() == 4326 and len(got) == 8
+    order = got[["u", "v"]].reset_index(drop=True).sort_values(["u", "v"]).index  # FlatGeobuf orders by its index
+    got = got.iloc[order].reset_index(drop=True)
+    ids = [ids[i] for i in order]
+    assert {"highway", "name", "ref", "oneway", "length_m", "osm_way_ids"} <= set(got.columns)
+    assert ids == [list(map(int, v)) for v in want["osm_way_ids"]]
+    assert got["length_m"].sum() == pytest.approx(want["length_m"].sum(), rel=1e-9)
+    assert shapely.equals_exact(got.geometry.values, want.geometry.values, tolerance=1e-9).all()
+    side = json.loads((tmp_path / "roads.provenance.json").read_text(encoding="utf-8"))
+    assert side["rows"] == 8 and side["source_kind"] == "osm-xml" and side["crs"] == "EPSG:4326"
+    if suffix == ".gpkg":
+        meta = pyogrio.read_info(out)["dataset_metadata"]
+        assert json.loads(meta["icv_provenance"])["attribution"] == "© OpenStreetMap contributors (ODbL)"
+
+
+def test_roads_gpkg_without_geometry_is_refused(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    from cli import cli
+
+    out = tmp_path / "roads.gpkg"
+    r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "-o", str(out)])
+    assert r.exit_code == 2 and "Add --geometry" in r.stderr and r.stderr.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == [zone_file]
+
+
+def test_pull_exports_beside_the_cache(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    import pyogrio
+    from cli import cli
+
+    out = tmp_path / "pulled.fgb"
+    r = runner.invoke(cli, ["pull", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--cache-dir", str(tmp_path / "cache"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert pyogrio.read_info(out)["features"] == 8 and (tmp_path / "cache" / "roads-fixture_zone-drive.parquet").exists()
+    r = runner.invoke(cli, ["pull", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                            "--cache-dir", str(tmp_path / "cache2"), "-o", str(tmp_path / "x.txt")])
+    assert r.exit_code == 2 and "not a geometry format" in r.stderr and not (tmp_path / "cache2").exists()
+
+
+# ---------------------------------------------------------------- the library (item 4)
+
+def test_import_geo_is_cheap_and_exposes_the_api() -> None:
+    code = ("import sys, geo; heavy = [m for m in ('pandas', 'geopandas', 'shapely', 'osmnx', 'folium', 'numpy') "
+            "if m in sys.modules]; print(heavy); print(geo.load_zone.__module__, geo.run_report.__module__, "
+            "geo.compute_mileage.__module__, geo.coverage_map.__module__, geo.road_stats.__module__, "
+            "geo.compare.__module__, geo.load_network.__module__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert first == "[]"
+    assert second == "geo.zones geo.pipeline geo.fleet geo.maps geo.stats geo.pipeline geo.sources"
+    import geo
+
+    with pytest.raises(AttributeError):
+        geo.no_such_thing  # noqa: B018
+
+
+def test_errors_are_builtin_subclasses() -> None:
+    import geo
+
+    with pytest.raises(ValueError):
+        geo.load_zone("no-such-zone-anywhere")
+    assert issubclass(geo.CacheError, OSError) and issubclass(geo.OutputError, OSError)
+    assert issubclass(geo.SourceUnavailableError, ConnectionError) and issubclass(geo.InputError, ValueError)
+    e = geo.CacheError("x", where="w", hint="do y")
+    assert str(e) == "w: x. Do y." and e.exit_code == 4
+
+
+def test_run_report_writes_what_the_command_writes(fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    import geo
+    from geo.stats import road_stats
+
+    res = geo.run_report(source=fixtures_dir / "small.osm", zone=zone_file, out_dir=tmp_path / "lib")
+    assert set(res.files) == {"report", "coverage map", "coverage map provenance", "test-mileage share map",
+                              "test-mileage share map provenance"}
+    assert all(p.is_file() for p in res.files.values())
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == sorted(p.name for p in res.files.values())
+    # the numbers are those of road_stats on the same network, and provenance rides along
+    st = road_stats(res.network.roads, res.zone)
+    row = res.comparison.set_index("figure")
+    assert res.figures.set_index("figure").loc["carriageway_km", "value"] == pytest.approx(
+        st.value("carriageway_km"), abs=1e-3)
+    assert res.comparison.attrs["network"]["source_kind"] == "osm-xml"
+    assert res.figures.attrs["attribution"] == "© OpenStreetMap contributors (ODbL)"
+    assert row.loc["area_km2", "computed"] == pytest.approx(res.zone.area_km2, rel=1e-6)
+    assert repr(res).startswith("ReportResult(zone='fixture_zone', pieces=8, ") and len(repr(res)) < 200
+    # the command writes the same files, and names each
+    from click.testing import CliRunner
+    from cli import cli
+
+    r = CliRunner().invoke(cli, ["report", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                                 "--out-dir", str(tmp_path / "cmd")])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "cmd").iterdir()) == sorted(p.name for p in res.files.values())
+    for name in sorted(p.name for p in res.files.values()):
+        assert f"wrote {tmp_path / 'cmd' / name}" in r.stderr
+
+
+# ---------------------------------------------------------------- maps without a CDN (item 7)
+
+def _assets_installed() -> bool:
+    from geo._offline import ASSETS, asset_path
+    from geo.errors import OutputError
+
+    try:
+        for a in ASSETS.values():
+            asset_path(a)
+    except OutputError:
+        return False
+    return True
+
+
+def test_maps_are_self_contained_by_default(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    if not _assets_installed():
+        pytest.skip("web assets not installed: run `python -m geo._offline install`")
+    from cli import cli
+    from geo._offline import external_references
+
+    base = ["map", "coverage", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file)]
+    r = runner.invoke(cli, [*base, "-o", str(tmp_path / "c.html")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "c.html").read_text(encoding="utf-8")
+    refs = external_references(page)
+    assert not any("jsdelivr" in u or u.endswith(".js") or u.endswith(".css") for u in refs), refs
+    assert "tile.openstreetmap.org" in page  # tiles stay online and optional
+    assert json.loads((tmp_path / "c.provenance.json").read_text(encoding="utf-8"))["scripts"] == "inlined"
+    r = runner.invoke(cli, [*base, "--cdn", "-o", str(tmp_path / "cdn.html")])
+    assert r.exit_code == 0, r.output
+    assert "cdn.jsdelivr.net/npm/leaflet" in (tmp_path / "cdn.html").read_text(encoding="utf-8")
+    r = runner.invoke(cli, [*base, "--offline", "--basemap", "amap", "-o", str(tmp_path / "a.html")])
+    assert r.exit_code == 2 and "without tiles" in r.stderr and not (tmp_path / "a.html").exists()
+
+
+def test_maps_without_assets_fall_back_to_the_cdn_with_one_warning(runner, fixtures_dir: Path, zone_file: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import cli
+
+    monkeypatch.setenv("ICV_WEB_ASSETS", str(tmp_path / "none"))
+    base = ["map", "coverage", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file)]
+    r = runner.invoke(cli, [*base, "-o", str(tmp_path / "c.html")])
+    assert r.exit_code == 0, r.output
+    warn = [ln for ln in r.stderr.splitlines() if ln.startswith("icv: warning:")]
+    assert len(warn) == 1 and "python -m geo._offline install" in warn[0] and "CDN" in warn[0]
+    assert "cdn.jsdelivr.net/npm/leaflet" in (tmp_path / "c.html").read_text(encoding="utf-8")
+    r = runner.invoke(cli, [*base, "--offline", "-o", str(tmp_path / "o.html")])
+    assert r.exit_code == 5 and "python -m geo._offline install" in r.stderr and not (tmp_path / "o.html").exists()
