@@ -449,8 +449,9 @@ def _compare_columns(fmt: str) -> list[str]:
 
 
 def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """For the text table: definition column as a short label, the full text listed below it."""
-    defs: dict[str, str] = {}
+    """For the text table: definition and source columns as short labels, the full text listed below it."""
+    rows, srcs = _short_sources(rows)
+    defs: dict[str, str] = dict(srcs)
     out = []
     for r in rows:
         d = r.get("definition")
@@ -460,6 +461,26 @@ def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             r = {**r, "definition": label.strip()}
         out.append(r)
     return out, defs
+
+
+def _short_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Source citations as [1], [2] and long notes as (a), (b) in the cells of a text table; each text
+    once below it, so that the table fits a terminal."""
+    refs: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    out = []
+    for r in rows:
+        src, note = r.get("source"), r.get("note")
+        if isinstance(src, str) and len(src) > 12:
+            refs.setdefault(src, f"[{len(refs) + 1}]")
+            r = {**r, "source": refs[src]}
+        if isinstance(note, str) and len(note) > 12:
+            notes.setdefault(note, "(" + "abcdefghijklmnopqrstuvwxyz"[len(notes) % 26] + ")")
+            r = {**r, "note": notes[note]}
+        out.append(r)
+    below = {f"source {label}": src for src, label in refs.items()}
+    below.update({f"note {label}": text for text, label in notes.items()})
+    return out, below
 
 
 def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:

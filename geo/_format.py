@@ -130,7 +130,9 @@ def _column_format(values: list[Any]) -> str:
         return ",.0f"
     big = max(abs(v) for v in nums)
     small = min((abs(v) for v in nums if v), default=1.0)
-    decimals = 2 if small >= 0.01 or big >= 100 else 4
+    most = 2 if small >= 0.01 or big >= 100 else 4
+    # as few decimals as the column needs (463, 463.9 -> one), the same on every row
+    decimals = next((d for d in range(most) if all(abs(round(v, d) - v) < 1e-9 for v in nums)), most)
     return f",.{decimals}f"
 
 
@@ -165,22 +167,30 @@ def text_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str], *, 
         return max((max(wcswidth(line), len(line)) for line in s.split("\n")), default=0)
 
     natural = [max([dw(h)] + [dw(row[i]) for row in rows]) for i, h in enumerate(head)]
-    total = sum(natural) + gap * (len(cols) - 1)
-    text_cols = sorted((i for i in range(len(cols)) if not numeric[i]), key=lambda i: -natural[i])
-    cur = list(natural)
-    while total > width and text_cols:
-        i = text_cols[0]
-        floor = max(8, dw(head[i]))
-        excess = total - width
-        new = max(floor, cur[i] - excess)
-        if new >= cur[i]:
-            text_cols.pop(0)
-            continue
-        total -= cur[i] - new
-        cur[i] = new
-        limits[i] = new
-        text_cols.sort(key=lambda j: -cur[j])
+    text_cols = [i for i in range(len(cols)) if not numeric[i]]
+    fixed = sum(natural[i] for i in range(len(cols)) if numeric[i]) + gap * (len(cols) - 1)
+    if fixed + sum(natural[i] for i in text_cols) > width and text_cols:
+        # one cap for every text column ("water filling"): the widest are wrapped, evenly, the narrow kept
+        # and no column narrower than its longest word (up to 24): identifiers are not cut
+        room = max(width - fixed, 0)
+        floor = [max(dw(head[i]), min(24, max((dw(w) for row in rows for w in row[i].split()), default=0)))
+                 for i in range(len(cols))]
+
+        def used(cap: int) -> int:
+            return sum(min(natural[i], max(cap, floor[i])) for i in text_cols)
+
+        if used(8) > room:  # the words themselves do not fit: cut them rather than run past the width
+            floor = [dw(h) for h in head]
+        cap = max(natural[i] for i in text_cols)
+        while cap > 8 and used(cap) > room:
+            cap -= 1
+        for i in text_cols:
+            if natural[i] > max(cap, floor[i]):
+                limits[i] = max(cap, floor[i])
     aligns = ["right" if num else "left" for num in numeric]
+    import tabulate as _tabulate
+
+    _tabulate.MIN_PADDING = 0  # headers padded only by the column gap, as the widths above assume
     return tabulate(rows, headers=head, tablefmt="simple", colalign=aligns, disable_numparse=True,
                     maxcolwidths=limits if any(limits) else None)
 

@@ -114,7 +114,14 @@ def load(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike[str] 
     if fallback_overpass and str(source) == "cache":
         key = _cache.cache_key(z.name, flt.label)
         if not _cache.cache_exists(cdir or default_cache_dir(), key):
-            sources.pull_to_cache("overpass", zone=z, **net_kw)
+            from ._overpass import OFFLINE_HINT
+            from .errors import SourceUnavailableError
+
+            try:
+                sources.pull_to_cache("overpass", zone=z, **net_kw)
+            except SourceUnavailableError as e:  # a fresh machine offline: say what works without a network
+                raise SourceUnavailableError(f"no cached network of zone {z.name!r}, and {e.what}", where=e.where,
+                                             hint=OFFLINE_HINT) from e
     return z, sources.load_network(source, zone=z, **net_kw)
 
 

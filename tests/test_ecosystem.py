@@ -333,3 +333,43 @@ def test_maps_without_assets_fall_back_to_the_cdn_with_one_warning(runner, fixtu
     assert "cdn.jsdelivr.net/npm/leaflet" in (tmp_path / "c.html").read_text(encoding="utf-8")
     r = runner.invoke(cli, [*base, "--offline", "-o", str(tmp_path / "o.html")])
     assert r.exit_code == 5 and "python -m geo._offline install" in r.stderr and not (tmp_path / "o.html").exists()
+
+
+# ---------------------------------------------------------------- a fresh machine (item 8)
+
+def test_bare_report_without_cache_tries_overpass_then_names_the_offline_choices(runner, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    import socket
+
+    from cli import cli
+
+    with socket.socket() as s:  # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ICV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ICV_OVERPASS_URL", f"http://127.0.0.1:{port}/api")
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    r = runner.invoke(cli, ["report", "--timeout", "5"])
+    assert r.exit_code == 3, r.output
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("icv: error:")]
+    assert len(err) == 1 and "no cached network of zone 'jiading'" in err[0]
+    assert f"127.0.0.1:{port}" in err[0] and "--source skeleton" in err[0] and "--source FILE" in err[0]
+    assert "Traceback" not in r.output and not (tmp_path / "maps" / "report.md").exists()
+
+
+def test_readme_second_command_needs_nothing_beside_the_clone(tmp_path: Path) -> None:
+    """README's second command, as written, in an empty folder (the skeleton ships in scgraph-data)."""
+    pytest.importorskip("scgraph_data")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    second = block[1].strip()
+    assert second.startswith(".venv/bin/icv report") and "../shared" not in second
+    args = second.split()[2:]
+    env = {**os.environ, "ICV_CACHE_DIR": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "cli", "report", *args], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600, env={**env, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "maps" / "report.md").is_file() and (tmp_path / "maps" / "coverage.html").is_file()
+    assert "skeleton scgraph-data" in (tmp_path / "maps" / "report.md").read_text(encoding="utf-8")
