@@ -51,6 +51,10 @@ class Network:
     roads: gpd.GeoDataFrame
     provenance: Provenance
 
+    def __repr__(self) -> str:  # short: never the whole roads table
+        return (f"Network({len(self.roads):,} pieces, {self.roads['length_m'].sum() / 1000:.1f} km, "
+                f"{self.provenance.source_kind} {self.provenance.source})")
+
     @functools.cached_property
     def graph(self) -> nx.MultiDiGraph:
         """The OSMnx-style graph of the roads table (built on first use)."""

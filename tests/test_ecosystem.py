@@ -373,3 +373,85 @@ def test_readme_second_command_needs_nothing_beside_the_clone(tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "maps" / "report.md").is_file() and (tmp_path / "maps" / "coverage.html").is_file()
     assert "skeleton scgraph-data" in (tmp_path / "maps" / "report.md").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- text tables (item 3)
+
+def test_text_table_aligns_chinese_names_by_display_width() -> None:
+    from wcwidth import wcswidth
+
+    from geo._format import render
+
+    recs = [{"name": "博园路", "km": 1.5, "pieces": 12}, {"name": "Boyuan Road", "km": 22.25, "pieces": 3},
+            {"name": "嘉定区曹安公路", "km": 1234.0, "pieces": 1024}]
+    text = render(recs, "table", width=80)
+    lines = text.splitlines()
+    header, rule, *rows = lines
+    # every row ends at the same display column: the numbers are right-aligned by display width
+    assert len({wcswidth(ln) for ln in [header, rule, *rows]}) == 1, lines
+    # the 'km' column has one format: two decimals on every row, thousands separated
+    kms = [ln.split()[-2] for ln in rows]
+    assert kms == ["1.50", "22.25", "1,234.00"]
+    # the name column starts the km column at the same display offset on every row
+    ends = {wcswidth(ln[: ln.index(k) + len(k)]) for ln, k in zip(rows, kms)}
+    assert len(ends) == 1
+
+
+def test_text_table_fits_the_width_and_lists_definitions_below() -> None:
+    from wcwidth import wcswidth
+
+    from geo._format import render
+
+    long = "a note that is far too long for one cell of a table on a terminal " * 3
+    recs = [{"figure": f"f{i}", "value": i * 1.25, "note": long, "source": "http://example.org/" + "x" * 60}
+            for i in range(3)]
+    text = render(recs, "table", width=72, meta={"definition of f0": "the first figure " * 10})
+    assert max(wcswidth(ln) for ln in text.splitlines()) <= 72
+    assert "definition of f0: the first figure" in text
+    assert text.count("f1") == 1  # one row per record, even when cells wrap
+
+
+def test_compare_table_uses_short_labels(runner) -> None:
+    from wcwidth import wcswidth
+
+    from cli import cli
+
+    r = runner.invoke(cli, ["compare", "--no-network"], env={"COLUMNS": "100"})
+    assert r.exit_code == 0, r.output
+    table, _, below = r.stdout.partition("\n\n")
+    assert max(wcswidth(ln) for ln in r.stdout.splitlines()) <= 100
+    assert "[1]" in table and "source [1]: " in below and "https://" not in table
+
+
+def test_library_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/library.md, cell by cell, in an empty folder; the values it shows are checked here."""
+    import re
+
+    pytest.importorskip("scgraph_data")
+    cells = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "library.md").read_text(encoding="utf-8"), re.S)
+    assert len(cells) >= 8
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ICV_CACHE_DIR", str(tmp_path / "cache"))
+    ns: dict = {}
+    for cell in cells:
+        exec(compile(cell, "docs/library.md", "exec"), ns)  # noqa: S102 - our own documentation
+    st, net, zone = ns["st"], ns["net"], ns["zone"]
+    # independent check of the one number the notebook shows: clipped length in UTM 51N by plain GeoPandas
+    clipped = net.roads.to_crs(32651).clip(__import__("geopandas").GeoSeries([zone.geometry], crs=4326).to_crs(32651))
+    assert st.value("carriageway_km") == pytest.approx(clipped.length.sum() / 1000, rel=1e-3)
+    assert ns["cmp"].attrs["network"]["attribution"] == "© OpenStreetMap contributors (ODbL)"
+    assert sorted(p.name for p in ns["res"].files.values()) == sorted(p.name for p in (tmp_path / "maps").iterdir())
+    import pyogrio
+
+    assert pyogrio.read_info(tmp_path / "roads.gpkg")["features"] == len(net.roads)
+
+
+def test_short_reprs(fixtures_dir: Path, zone_file: Path) -> None:
+    import geo
+
+    zone = geo.load_zone(zone_file)
+    net = geo.load_network(fixtures_dir / "small.osm", zone=zone)
+    st = geo.road_stats(net.roads, zone)
+    assert repr(zone).startswith("Zone('fixture_zone', ") and "POLYGON" not in repr(zone)
+    assert repr(net).startswith("Network(8 pieces, ") and len(repr(net)) < 200
+    assert repr(st).startswith("RoadStats(zone='fixture_zone', pieces=") and len(repr(st)) < 200
