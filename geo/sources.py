@@ -23,12 +23,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import shapely
+
+if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
+    import networkx as nx
 
 from . import _cache
 from ._layers import LAYER_SUFFIXES
