@@ -24,8 +24,33 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+#: Options of :func:`network_options`: listed last in every --help, under their own heading.
+NETWORK_PARAMS = ("source", "filter_name", "highway", "include_private", "zone", "overpass_url", "overpass_timeout",
+                  "overpass_memory", "cache_dir")
+
+
+class IcvCommand(click.Command):
+    """A command whose --help lists the command's own options first and the network options last."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own, net = [], []
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec is not None:
+                (net if p.name in NETWORK_PARAMS else own).append(rec)
+        if own:
+            with formatter.section("Options"):
+                formatter.write_dl(own)
+        if net:
+            with formatter.section("Network options (which roads, from where)"):
+                formatter.write_dl(net)
+
+
 class IcvGroup(click.Group):
     """A click group that turns :class:`geo.errors.IcvError` into one clear line."""
+
+    command_class = IcvCommand
+    group_class = type  # sub-groups are IcvGroups too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -316,7 +341,12 @@ def _zone_warnings() -> Any:
 @zone.command("list")
 @output_options
 def zone_list(fmt: str, output: Path | None) -> None:
-    """Shipped zones: name, area (km², equal-area), sub-zones, source."""
+    """Shipped zones: name, area (km², equal-area), sub-zones, source.
+
+    \b
+    Example:
+      icv zone list --format csv -o zones.csv
+    """
     from geo import zones
 
     records = []
@@ -337,7 +367,13 @@ def zone_list(fmt: str, output: Path | None) -> None:
 @click.argument("name")
 @output_options
 def zone_show(name: str, fmt: str, output: Path | None) -> None:
-    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones."""
+    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones.
+
+    \b
+    Examples:
+      icv zone show jiading
+      icv zone show shanghai_districts --format csv --excel -o districts.csv
+    """
     from geo import zones
 
     with _zone_warnings():
@@ -384,7 +420,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
     """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
 
     \b
-    The shipped zones are made by:
+    Example (the shipped zones are made by):
       icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
           --select adcode=310114 --name jiading
       icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
@@ -420,7 +456,14 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
               metavar="M", help="Maximum distance between the two carriageways of a dual carriageway.")
 def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None, explain_figure: str | None,
               detail: bool, intersection_tolerance: float, pair_distance: float) -> None:
-    """Road statistics of the zone: carriageway and centerline km, classes, refs, streets, intersections."""
+    """Road statistics of the zone: carriageway and centerline km, classes, refs, streets, intersections.
+
+    \b
+    Examples:
+      icv stats --source skeleton
+      icv stats --source extract.osm.pbf --by class --format csv -o by_class.csv
+      icv stats --source extract.osm.pbf --explain class_km:primary
+    """
     from geo import stats as gstats
 
     params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
@@ -541,6 +584,12 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     Road figures come from the road network of the zone (default: the cache
     that `icv pull` wrote; --source FILE for an extract). Fleet figures stay
     reported-only unless --fleet-summary is given.
+
+    \b
+    Examples:
+      icv compare --source skeleton
+      icv compare --no-network --fleet-summary fleet-out/mileage_figures.json
+      icv compare --history --figure test_road_km
     """
     from geo import reported
 
@@ -649,7 +698,12 @@ def _wrote_map(path: Path) -> None:
               help="Side of the square grid cells (local UTM).")
 def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
                  offline: bool, output: Path) -> None:
-    """Coverage map: roads by class (test / not test), km per grid cell, share of area near a test road."""
+    """Coverage map: roads by class (test / not test), km per grid cell, share of area near a test road.
+
+    \b
+    Example:
+      icv map coverage --source skeleton --test-roads roads.csv -o maps/coverage.html
+    """
     from geo import maps
     from geo.testroads import match_test_roads
 
@@ -684,7 +738,13 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
                    "loads the network given by the network options.")
 def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
                 basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
-    """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given."""
+    """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given.
+
+    \b
+    Examples:
+      icv map mileage
+      icv map mileage --fleet fleet-out/mileage_pieces_by_enterprise.csv --source skeleton
+    """
     from geo import maps, reported, zones
 
     dz = zones.load_zone(districts)
@@ -796,7 +856,12 @@ def fleet() -> None:
               help="Coordinates of the written log.")
 def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
                    noise_m: float, crs: str) -> None:
-    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer."""
+    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer.
+
+    \b
+    Example:
+      icv fleet simulate --source skeleton --vehicles 30 --seed 1 --crs gcj02 -o fleet.parquet
+    """
     from geo import simulate
 
     params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,

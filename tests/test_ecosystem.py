@@ -455,3 +455,32 @@ def test_short_reprs(fixtures_dir: Path, zone_file: Path) -> None:
     assert repr(zone).startswith("Zone('fixture_zone', ") and "POLYGON" not in repr(zone)
     assert repr(net).startswith("Network(8 pieces, ") and len(repr(net)) < 200
     assert repr(st).startswith("RoadStats(zone='fixture_zone', pieces=") and len(repr(st)) < 200
+
+
+# ---------------------------------------------------------------- help texts (item 9)
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
+
+
+def test_every_command_has_an_example_and_network_options_last(runner) -> None:
+    from cli import cli
+
+    seen = 0
+    for path, cmd in _commands(cli):
+        r = runner.invoke(cli, [*path, "--help"], env={"COLUMNS": "100"})
+        assert r.exit_code == 0, path
+        assert "Example" in r.stdout, f"icv {' '.join(path)} --help has no example"
+        assert "icv " + path[0] in r.stdout.split("Example", 1)[1], path
+        if any(p.name == "source" for p in cmd.params):
+            opts, _, net = r.stdout.partition("Network options")
+            assert "--source" in net and "--cache-dir" in net and "\n  --source" not in opts, path
+            assert net.count("\n  --") == 9  # the nine network options and nothing else
+        seen += 1
+    assert seen >= 12
