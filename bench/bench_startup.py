@@ -53,12 +53,17 @@ print(len(G.edges), round(s["street_length_total"] / 1000, 3))
 ICV = "import sys; sys.argv = ['icv'] + sys.argv[1:]; from cli import main; main()"
 
 
-def importtime(cwd: Path, args: list[str]) -> tuple[int, float]:
-    """(modules imported, summed self time of the imports in seconds) of ``icv ARGS`` run in ``cwd``."""
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", ICV, *args], cwd=cwd, capture_output=True,
-                       text=True, check=True)
-    rows = [ln.split("|") for ln in r.stderr.splitlines() if ln.startswith("import time:") and "self" not in ln]
-    return len(rows), sum(int(r[0].split(":")[1]) for r in rows) / 1e6
+def importtime(cwd: Path, args: list[str], runs: int = 3) -> tuple[int, float]:
+    """(modules imported, summed self time of the imports in seconds, best of ``runs``) of ``icv ARGS``."""
+    best = (0, float("inf"))
+    for _ in range(runs):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-c", ICV, *args], cwd=cwd, capture_output=True,
+                           text=True, check=True)
+        rows = [ln.split("|") for ln in r.stderr.splitlines() if ln.startswith("import time:") and "self" not in ln]
+        t = sum(int(r[0].split(":")[1]) for r in rows) / 1e6
+        if t < best[1]:
+            best = (len(rows), t)
+    return best
 
 
 def wall(cmd: list[str], cwd: Path) -> float:
@@ -92,7 +97,8 @@ def main() -> None:
     cmds = {"icv --help": ["--help"], "icv zone show jiading": ["zone", "show", "jiading"],
             f"icv stats ({pieces:,}-piece grid)": ["stats", "--source", str(grid), "--zone", str(zone),
                                                     "--format", "json"]}
-    lines.append("| command | modules (before) | import self time s (before) | modules (now) | import self time s (now) |")
+    lines.append("| command | modules (before) | import self time s, best of 3 (before) | modules (now) | "
+                 "import self time s, best of 3 (now) |")
     lines.append("|---|---|---|---|---|")
     for label, args in cmds.items():
         now = importtime(ROOT, args)
