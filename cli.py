@@ -922,7 +922,7 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
         for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt):
             click.echo(f"wrote {f}", err=True)
     if pieces_out is not None:
-        _write_pieces(res.pieces(), pieces_out, {"provenance": res.provenance.to_dict(), **res.meta()}, True)
+        _write_pieces(res.pieces(), pieces_out, {**res.meta(), "network": res.provenance.to_dict()}, True)
     emit_text(fleet_mod.render_tables(res, fmt), output)
 
 
