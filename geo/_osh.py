@@ -168,11 +168,9 @@ def read_history(path: str | os.PathLike[str]) -> History:
             highway = highway or "highway" in tags
             group.append(_WayVersion(ts, bool(w.visible), tags, tuple(n.ref for n in w.nodes)))
         flush()
-        del seen
         for wid, versions in h.ways.items():
             versions.extend(_WayVersion(t, True, {}, ()) for t in others.get(wid, ()))
             versions.sort(key=lambda v: v.ts)
-        del others
         needed = {r for vs in h.ways.values() for v in vs for r in v.refs}
         last_id = None
         if needed:
