@@ -24,8 +24,36 @@ junctions*:
 ``maxspeed``     ``maxspeed`` tag as written in OSM
 ``access``       ``access`` tag
 ``length_m``     geodesic length on the WGS84 ellipsoid, metres
+``junction``     ``roundabout`` or ``circular`` for a piece of a roundabout
+                 (``junction`` tag), else ``None``; statistics never pair a
+                 roundabout as a dual carriageway
 ``geometry``     LineString, lon/lat
 ==============  =============================================================
+
+Tag semantics
+-------------
+One-way (:func:`oneway_direction`)
+    ``oneway=yes|true|1`` forward, ``oneway=-1|reverse`` against the node order
+    (the geometry is turned to the direction of travel), ``oneway=no|false|0``
+    two-way. Without a ``oneway`` tag, ``highway=motorway`` and
+    ``junction=roundabout|circular`` are one-way, as OSM implies (ramps,
+    ``motorway_link``, are not: OSM wants them tagged). ``oneway=reversible``
+    and ``oneway=alternating`` (one carriageway driven one direction at a
+    time: tidal lanes, single-lane bridges) are one carriageway, counted once
+    as a two-way piece and never paired.
+Motor-vehicle access (:func:`motor_vehicle_access`)
+    The most specific access tag present decides, as OSM's hierarchy for a
+    car: ``motorcar`` > ``motor_vehicle`` > ``vehicle`` > ``access``; so
+    ``access=no`` + ``motor_vehicle=yes`` is a public road and ``access=yes`` +
+    ``motorcar=private`` is not. A value may be a ``;`` list (``private;delivery``):
+    the road is open when any listed value is open. Open values: ``yes``,
+    ``permissive``, ``designated``, ``destination`` (public, only to reach a
+    place there: test vehicles may drive it), ``official``, ``discouraged``
+    and any value not listed below. Restricted (left out unless
+    ``include_private``): ``private``, ``delivery``, ``customers`` (only for
+    the deliveries / customers of a place), ``permit``, ``residents``,
+    ``agricultural``, ``forestry``, ``military``, ``emergency``, ``no``.
+    Conditional restrictions (``access:conditional``) are not evaluated.
 
 A piece ends where three or more street ends meet, where a way ends, or where
 its attributes change; pieces of consecutive ways with identical attributes
@@ -62,15 +90,26 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 PRIVATE_VALUES = frozenset({"private", "no"})
+#: Access tags for a car, most specific first (OSM's access hierarchy).
+ACCESS_HIERARCHY = ("motorcar", "motor_vehicle", "vehicle", "access")
 #: Tags whose private value keeps a way out of the network unless asked for.
 ACCESS_TAGS = ("access", "motor_vehicle", "motorcar", "vehicle")
+#: Access values that keep a way out unless ``include_private`` (see the module docstring).
+RESTRICTED_ACCESS = frozenset({"private", "no", "delivery", "customers", "permit", "residents", "agricultural",
+                               "forestry", "military", "emergency"})
 ONEWAY_FORWARD = frozenset({"yes", "true", "1"})
 ONEWAY_REVERSE = frozenset({"-1", "reverse"})
+ONEWAY_NO = frozenset({"no", "false", "0"})
+#: One carriageway driven one direction at a time: counted as two-way, never paired.
+ONEWAY_TIME_SHARED = frozenset({"reversible", "alternating"})
+#: ``highway`` classes that are one-way without a ``oneway`` tag.
+IMPLIED_ONEWAY_CLASSES = frozenset({"motorway"})
+ROUNDABOUT_VALUES = frozenset({"roundabout", "circular"})
 
 #: Columns of the roads table, in order.
 COLUMNS = [
     "u", "v", "osm_way_ids", "highway", "name", "name_en", "name_zh", "ref",
-    "oneway", "lanes", "maxspeed", "access", "length_m", "geometry",
+    "oneway", "lanes", "maxspeed", "access", "length_m", "junction", "geometry",
 ]
 _ATTR_TAGS = {"name": "name", "name_en": "name:en", "name_zh": "name:zh", "ref": "ref",
               "lanes": "lanes", "maxspeed": "maxspeed", "access": "access"}
@@ -108,20 +147,52 @@ class RoadFilter:
             return False
         if tags.get("area") == "yes":
             return False
-        if not self.include_private:
-            for key in ACCESS_TAGS:
-                if tags.get(key) in PRIVATE_VALUES:
-                    return False
+        if not self.include_private and not motor_vehicle_access(tags):
+            return False
         return True
 
     def overpass_filter(self) -> str:
-        """The same filter in Overpass QL, for OSMnx's ``custom_filter``."""
+        """The filter in Overpass QL, for OSMnx's ``custom_filter``: classes and ``area``.
+
+        Access is not in the query: the hierarchy (:func:`motor_vehicle_access`)
+        is a union of four cases, not a conjunction of tag filters, and OSMnx
+        sends one request per union member. The query pulls every way of the
+        classes (a superset) and :meth:`accepts`, the same function as for
+        every file reader, decides access after download.
+        """
         classes = "|".join(sorted(self.highway))
-        q = f'["highway"~"^({classes})$"]["area"!~"yes"]'
-        if not self.include_private:
-            for key in ACCESS_TAGS:
-                q += f'["{key}"!~"^(private|no)$"]'
-        return q
+        return f'["highway"~"^({classes})$"]["area"!~"yes"]'
+
+
+def _access_values(value: str) -> list[str]:
+    return [v.strip().lower() for v in value.split(";") if v.strip()]
+
+
+def motor_vehicle_access(tags: Mapping[str, str]) -> bool:
+    """Whether a car may drive a way with these tags (OSM's access hierarchy).
+
+    The most specific of ``motorcar``, ``motor_vehicle``, ``vehicle``,
+    ``access`` that is present decides; a ``;`` list is open when any of its
+    values is open (see the module docstring for the values).
+
+    Examples
+    --------
+    >>> motor_vehicle_access({"access": "no", "motor_vehicle": "yes"})
+    True
+    >>> motor_vehicle_access({"access": "private;delivery"})
+    False
+    >>> motor_vehicle_access({"access": "destination"})
+    True
+    """
+    for key in ACCESS_HIERARCHY:
+        raw = tags.get(key)
+        if raw is None:
+            continue
+        values = _access_values(str(raw))
+        if not values:
+            continue  # an empty tag says nothing: the next, more general one decides
+        return any(v not in RESTRICTED_ACCESS for v in values)
+    return True
 
 
 def parse_filter(preset: str | None = "drive", highway: Iterable[str] | str | None = None,
@@ -196,18 +267,31 @@ def split_runs(way_id: int, tags: dict[str, str], refs: list[int],
     return runs
 
 
-def _direction(tags: Mapping[str, str]) -> int:
-    """1 one-way forward, -1 one-way against the node order, 0 two-way."""
+def oneway_direction(tags: Mapping[str, str]) -> int:
+    """1 one-way forward, -1 one-way against the node order, 0 two-way (see the module docstring).
+
+    Examples
+    --------
+    >>> oneway_direction({"highway": "motorway"}), oneway_direction({"highway": "motorway", "oneway": "no"})
+    (1, 0)
+    >>> oneway_direction({"highway": "primary", "oneway": "reversible"})
+    0
+    """
     ow = str(tags.get("oneway", "")).strip().lower()
     if ow in ONEWAY_FORWARD:
         return 1
     if ow in ONEWAY_REVERSE:
         return -1
-    if ow in {"no", "false", "0"}:
+    if ow in ONEWAY_NO or ow in ONEWAY_TIME_SHARED:
         return 0
-    if tags.get("junction") in {"roundabout", "circular"}:
+    if tags.get("junction") in ROUNDABOUT_VALUES:
+        return 1
+    if tags.get("highway") in IMPLIED_ONEWAY_CLASSES:
         return 1
     return 0
+
+
+_direction = oneway_direction
 
 
 @dataclass
@@ -215,7 +299,7 @@ class _Chain:
     nodes: list[int]
     coords: list[tuple[float, float]]
     way_ids: list[int]
-    attrs: tuple  # (highway, name, name_en, name_zh, ref, oneway, lanes, maxspeed, access)
+    attrs: tuple  # (highway, name, name_en, name_zh, ref, oneway, lanes, maxspeed, access, junction)
 
     @property
     def oneway(self) -> bool:
@@ -242,7 +326,8 @@ def _chains(ways: Iterable[RawWay], road_filter: RoadFilter | None) -> list[_Cha
             nodes.reverse()
             coords.reverse()
         attrs = (hw, *(w.tags.get(_ATTR_TAGS[c]) for c in ("name", "name_en", "name_zh", "ref")),
-                 d != 0, *(w.tags.get(_ATTR_TAGS[c]) for c in ("lanes", "maxspeed", "access")))
+                 d != 0, *(w.tags.get(_ATTR_TAGS[c]) for c in ("lanes", "maxspeed", "access")),
+                 w.tags.get("junction") if w.tags.get("junction") in ROUNDABOUT_VALUES else None)
         kept.append((w, attrs, nodes, coords))
         for n in nodes:
             uses[n] += 1
@@ -282,6 +367,8 @@ def _merge_chains(chains: list[_Chain]) -> list[_Chain]:
         if a.attrs != b.attrs:
             continue
         if a.oneway and si == sj:  # head to head or tail to tail: not one carriageway
+            continue
+        if a.oneway and _turns_back(a, b):  # a U-turn: the two sides of one road, kept apart to pair
             continue
         link[(i, si)] = (j, sj)
         link[(j, sj)] = (i, si)
@@ -329,6 +416,24 @@ def _merge_chains(chains: list[_Chain]) -> list[_Chain]:
         if not seen[i]:
             merged.append(walk(i, 0))
     return merged
+
+
+def _turns_back(a: _Chain, b: _Chain) -> bool:
+    """Whether two one-way chains run in opposite directions (start-to-end vectors > 120° apart).
+
+    Two one-way ways that meet end to start at a node no other road touches
+    are usually one carriageway; when they head back the way they came they
+    are the two sides of a dual carriageway joined by a U-turn.
+    """
+    def vec(c: _Chain) -> tuple[float, float]:
+        (x0, y0), (x1, y1) = c.coords[0], c.coords[-1]
+        return (x1 - x0) * np.cos(np.radians((y0 + y1) / 2)), y1 - y0
+
+    (ax, ay), (bx, by) = vec(a), vec(b)
+    na, nb = np.hypot(ax, ay), np.hypot(bx, by)
+    if na == 0 or nb == 0:  # a closed ring has no direction
+        return False
+    return bool((ax * bx + ay * by) / (na * nb) < -0.5)
 
 
 def _orient_oneway(chains: list[_Chain], original: list[_Chain]) -> None:
@@ -411,6 +516,7 @@ def _table(pieces: list[_Chain]) -> gpd.GeoDataFrame:
         "access": pd.array(attrs[8], dtype=object),
         "length_m": length,
     })
+    df["junction"] = pd.array(attrs[9], dtype=object)
     gdf = gpd.GeoDataFrame(df, geometry=geoms, crs="EPSG:4326")
     first_way = np.fromiter((p.way_ids[0] for p in pieces), dtype=np.int64, count=len(pieces))
     order = np.lexsort((first_way, gdf["v"].to_numpy(), gdf["u"].to_numpy()))
