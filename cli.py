@@ -324,7 +324,7 @@ def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None
     from geo import stats as gstats
 
     params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
-    st = gstats.road_stats(net.roads, zone, params=params, provenance=net.provenance)
+    st = gstats.road_stats(net.stats_roads, zone, params=params, provenance=net.provenance)
     meta = gstats.stats_meta(st)
     if explain_figure:
         fig = st.figure(explain_figure)
@@ -394,7 +394,7 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
                 raise
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
         else:
-            st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+            st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
             meta["network reach"] = report.network_reach(net.roads, zone.geometry)
             meta["network"] = net.provenance.summary()
     rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
@@ -607,7 +607,7 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
     zone, net = load_from_options(**nkw)
     _step(2, n, f"road statistics of {len(net.roads):,} pieces")
-    st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+    st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
     place = zone.meta.get("place") or zone.name
     rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True)
     written: dict[str, str] = {}

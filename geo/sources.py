@@ -28,6 +28,7 @@ from typing import Any
 import geopandas as gpd
 import networkx as nx
 import numpy as np
+import pandas as pd
 import shapely
 
 from . import _cache
@@ -42,14 +43,34 @@ XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
 #: Overpass pulls a polygon this much wider than the zone (metres), see load_network.
 OVERPASS_MARGIN_M = 2000.0
+#: Pieces this close to the zone (metres) are kept beside it for pairing and junction clustering:
+#: at least the default pair distance (40 m) + twice the junction tolerance (2 x 15 m), with room.
+ZONE_MARGIN_M = 200.0
 
 
 @dataclass
 class Network:
-    """A loaded road network: the roads table and where it comes from."""
+    """A loaded road network: the roads table and where it comes from.
+
+    ``roads`` holds the pieces that touch the zone; ``surroundings`` the other
+    pieces within :data:`ZONE_MARGIN_M` of it (``None`` without a zone), which
+    statistics need so that a zone edge changes no pairing and no junction
+    cluster (:attr:`stats_roads`).
+    """
 
     roads: gpd.GeoDataFrame
     provenance: Provenance
+    surroundings: gpd.GeoDataFrame | None = None
+
+    @property
+    def stats_roads(self) -> gpd.GeoDataFrame:
+        """``roads`` and ``surroundings`` in one table, for :func:`geo.stats.road_stats`."""
+        if self.surroundings is None or len(self.surroundings) == 0:
+            return self.roads
+        out = gpd.GeoDataFrame(pd.concat([self.roads, self.surroundings], ignore_index=True),
+                               geometry="geometry", crs=self.roads.crs)
+        out.attrs = dict(self.roads.attrs)
+        return out
 
     @functools.cached_property
     def graph(self) -> nx.MultiDiGraph:
@@ -113,7 +134,11 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
             raise InputError("the cache is kept per zone", hint="give --zone")
         roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label),
                                         zone_sha256=_cache.zone_fingerprint(zone.geometry))
-        return Network(roads, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]))
+        # the cache holds the margin too (pull_to_cache writes stats_roads)
+        touch = _touches(roads, zone)
+        inside, around = roads.loc[touch].reset_index(drop=True), roads.loc[~touch].reset_index(drop=True)
+        inside.attrs = dict(roads.attrs)
+        return Network(inside, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]), around)
     if kind == "overpass":
         if zone is None:
             raise InputError("an Overpass pull needs a zone polygon", hint="give --zone")
@@ -159,21 +184,41 @@ def _finish(roads: gpd.GeoDataFrame, prov: Provenance, zone: Zone | None, where:
     if len(roads) == 0:
         raise EmptyNetworkError(f"no road ways pass the filter {prov.filter!r}", where=where,
                                 hint="try --filter all-roads or another --highway list")
+    around = None
     if zone is not None:
-        roads = select_in_zone(roads, zone)
+        near = select_in_zone(roads, zone, margin_m=ZONE_MARGIN_M)
+        touch = _touches(near, zone)
+        roads, around = near.loc[touch].reset_index(drop=True), near.loc[~touch].reset_index(drop=True)
         if len(roads) == 0:
             raise EmptyNetworkError(f"no road of the source lies in zone {zone.name!r}", where=where,
                                     hint="check the zone, or that the extract covers it")
+        around.attrs["provenance"] = prov.to_dict()
     roads.attrs["provenance"] = prov.to_dict()
-    return Network(roads, prov)
+    return Network(roads, prov, around)
 
 
-def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone) -> gpd.GeoDataFrame:
-    """Pieces that touch the zone (whole pieces; statistics clip later)."""
+def _touches(roads: gpd.GeoDataFrame, zone: Zone) -> np.ndarray:
     geom = zone.geometry
     shapely.prepare(geom)
-    hit = shapely.intersects(geom, roads.geometry.values)
-    return roads.loc[np.asarray(hit)].reset_index(drop=True)
+    return np.asarray(shapely.intersects(geom, roads.geometry.values), dtype=bool)
+
+
+def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone, margin_m: float = 0.0) -> gpd.GeoDataFrame:
+    """Pieces that touch the zone, or come within ``margin_m`` metres of it (whole pieces; statistics clip later).
+
+    The margin is measured in the zone's local UTM zone.
+    """
+    if margin_m <= 0:
+        return roads.loc[_touches(roads, zone)].reset_index(drop=True)
+    from .stats import _project, local_utm_crs
+
+    crs = local_utm_crs(zone.geometry)
+    wide = _project(np.array([zone.geometry], dtype=object), crs)[0].buffer(margin_m)
+    shapely.prepare(wide)
+    if len(roads) == 0:
+        return roads
+    hit = np.asarray(shapely.intersects(wide, _project(np.asarray(roads.geometry.values, dtype=object), crs)))
+    return roads.loc[hit].reset_index(drop=True)
 
 
 def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = None, force: bool = False,
@@ -194,7 +239,7 @@ def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = N
             pass
     net = load_network(source, zone=zone, road_filter=road_filter, cache_dir=cache_dir, **kw)
     _cache.remove_stale_temp(cache_dir)
-    return _cache.write_cache(net.roads, net.provenance, cache_dir, key, zone_sha256=zone_sha)
+    return _cache.write_cache(net.stats_roads, net.provenance, cache_dir, key, zone_sha256=zone_sha)
 
 
 def _same_request(cache_dir: Path, key: str, source: str, zone_sha: str) -> bool:

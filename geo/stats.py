@@ -39,9 +39,18 @@ Figures
         centerline = carriageway - 1/2 * paired length (clipped at the zone)
 
     Unnamed one-way pieces without a ref are never paired: nothing says they
-    belong to one road. Known limit: the roads table keeps no ``junction`` tag,
-    so a *named* one-way roundabout less than ``pair_distance_m`` across would
-    pair its opposite sides.
+    belong to one road. Roundabout pieces (``junction=roundabout|circular``)
+    are never paired: the opposite arcs of a small named roundabout run
+    antiparallel within ``pair_distance_m`` but are one carriageway. Two
+    one-way ways joined end to start by a U-turn stay two pieces
+    (:mod:`geo.roads`), so they pair like any dual carriageway.
+
+    Pairing and junction clustering see the whole table given, and
+    :func:`geo.sources.load_network` keeps the pieces within
+    :data:`geo.sources.ZONE_MARGIN_M` of the zone for them
+    (:attr:`geo.sources.Network.stats_roads`), so a zone edge running between
+    two carriageways, or through a junction, changes no pairing and no
+    cluster: the zone only clips the lengths afterwards.
 ``dual_carriageway_km``
     The paired length itself (both sides).
 ``class_km:CLASS`` / ``class_centerline_km:CLASS``
@@ -577,7 +586,12 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
     name_en = english_labels_of(roads["name_en"])
     refs = refs_of(roads["ref"])
     oneway = roads["oneway"].to_numpy(dtype=bool)
-    ow = np.flatnonzero(oneway)
+    # a roundabout's opposite arcs run antiparallel a few metres apart: never a dual carriageway
+    if "junction" in roads.columns:
+        roundabout = roads["junction"].isin(["roundabout", "circular"]).to_numpy(dtype=bool)
+    else:  # a roads table from before the junction column (an old cache)
+        roundabout = np.zeros(len(roads), dtype=bool)
+    ow = np.flatnonzero(oneway & ~roundabout)
     key_line, key_id = _road_keys(names[ow], refs[ow])
     pr = _pair(lines[ow], key_line, key_id, params.pair_distance_m, params.pair_angle_deg)
     pairing = Pairing(pr.start, pr.end, ow[pr.segment_line], ow[pr.partners] if len(pr.partners) else pr.partners)
@@ -974,7 +988,8 @@ def explain(stats: RoadStats, figure: str) -> pd.DataFrame:
         g = df.groupby("name", sort=True)
         return pd.DataFrame({
             "name": list(g.groups),
-            "name_en": [sorted({e for e in grp["name_en"] if e}) or None for _, grp in g],
+            # isinstance: pandas may hand a missing label back as NaN, which no format can write
+            "name_en": [sorted({e for e in grp["name_en"] if isinstance(e, str) and e}) or None for _, grp in g],
             "pieces": g["piece"].nunique().to_numpy(),
             "clipped_km": g["m"].sum().to_numpy() / 1000.0,
             "osm_way_ids": [sorted({w for ws in grp["ways"] for w in ws}) for _, grp in g],
@@ -1063,14 +1078,18 @@ def records(table: pd.DataFrame, digits: int = 3) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cols = [c for c in table.columns if c != "geometry"]
     for row in table[cols].itertuples(index=False, name=None):
-        rec: dict[str, Any] = {}
-        for c, v in zip(cols, row):
-            if isinstance(v, np.generic):
-                v = v.item()
-            if isinstance(v, float):
-                v = round(v, digits) if math.isfinite(v) else None
-            elif isinstance(v, (tuple, np.ndarray)):
-                v = list(v)
-            rec[c] = v
-        out.append(rec)
+        out.append({c: _plain(v, digits) for c, v in zip(cols, row)})
     return out
+
+
+def _plain(v: Any, digits: int) -> Any:
+    """A cell as a plain value every format can write: NaN/NA -> None, lists element by element."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, digits) if math.isfinite(v) else None
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [_plain(x, digits) for x in v]
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
