@@ -127,11 +127,22 @@ def load_from_options(**kw: Any):
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
-    net = sources.load_network(
-        kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-        timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
-        progress=True,
-    )
+    import warnings
+
+    from geo.roads import MissingNodesWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # a reader's lost-nodes warning: one clear line
+        warnings.simplefilter("always", MissingNodesWarning)
+        net = sources.load_network(
+            kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+            timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
+            progress=True,
+        )
+    for w in caught:
+        if issubclass(w.category, MissingNodesWarning):
+            click.echo(f"icv: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return zone, net
 
 

@@ -62,6 +62,7 @@ are merged (as OSMnx simplification does, but never mixing classes).
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -243,6 +244,27 @@ def coord_node_id(lon: float, lat: float) -> int:
     """
     # 3.6e9 x 1.8e9 quantized positions fit in 63 bits
     return -(int(round((lon + 180.0) * 1e7)) * 1_800_000_001 + int(round((lat + 90.0) * 1e7)) + 1)
+
+
+#: Share of way node refs without a location above which a reader warns.
+MISSING_REFS_WARN_SHARE = 0.10
+
+
+class MissingNodesWarning(UserWarning):
+    """Many way node refs of a file have no location (a cut extract, or nodes a reader cannot place)."""
+
+
+def warn_missing_refs(where: str, missing: int, total: int) -> None:
+    """Warn (:class:`MissingNodesWarning`) when more than :data:`MISSING_REFS_WARN_SHARE` of refs lack a location.
+
+    Every bounding-box extract references nodes outside its box, so a few
+    missing refs are normal; a large share means roads are lost.
+    """
+    if total and missing / total > MISSING_REFS_WARN_SHARE:
+        warnings.warn(f"{where}: {missing:,} of {total:,} way node refs ({100 * missing / total:.1f} %) have no "
+                      f"node with a location in the file; those roads are cut there. Use a complete extract "
+                      f"(osmium extract --strategy complete_ways) if that is unexpected", MissingNodesWarning,
+                      stacklevel=3)
 
 
 def split_runs(way_id: int, tags: dict[str, str], refs: list[int],

@@ -171,8 +171,18 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
     else:
         from ._layers import read_ways as reader
     # a bar for the big text format; PBF and layers read in seconds
-    ways, stamp = reader(path, progress=True) if kind == "osm-xml" and progress else reader(path)
-    prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name)
+    counts: dict[str, int] = {}
+    if kind == "osm-xml":
+        ways, stamp = reader(path, progress=progress, counts=counts)
+    elif kind == "osm-pbf":
+        ways, stamp = reader(path, counts=counts)
+    else:
+        ways, stamp = reader(path)
+    notes = []
+    if counts.get("missing"):  # a cut extract: say how much of the ways' geometry the file lacks
+        notes.append(f"{counts['missing']:,} of {counts['refs']:,} way node refs have no node in the file "
+                     "(roads cut there)")
+    prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name, notes=notes)
     if not ways:
         raise EmptyNetworkError("the file holds no road ways (no way with a highway tag)", where=str(path),
                                 hint="check that it is an OSM road extract of the right area")
