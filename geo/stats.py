@@ -137,6 +137,7 @@ UNITS: dict[str, str] = {
     "unnamed_km": "km",
     "intersections": "junctions",
     "junction_nodes": "nodes",
+    "intersections_osmnx": "junctions",
     "carriageway_density": "km/km²",
     "intersection_density": "1/km²",
     "class_km": "km",
@@ -227,6 +228,7 @@ class RoadStats:
     figures_by_name: dict[str, Figure]
     subzones: dict[str, RoadStats] = field(default_factory=dict)
     provenance: Provenance | None = None
+    osmnx_junctions: pd.DataFrame | None = None
 
     def figure(self, name: str) -> Figure:
         """One figure by name (``subzone:NAME/FIGURE`` for a sub-zone's).
@@ -509,23 +511,86 @@ def cluster_points(xy: np.ndarray, tolerance: float) -> np.ndarray:
     n = len(xy)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    if tolerance <= 0:
+        return np.arange(n)
+    a, b = _close_pairs(xy, 2 * tolerance)
+    return _components(n, a, b)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component labels (0..k-1) of ``n`` items linked by the pairs ``(a[i], b[i])``."""
     labels = np.arange(n)
-    if tolerance > 0:
-        a, b = _close_pairs(xy, 2 * tolerance)
-        while len(a):
-            m = np.minimum(labels[a], labels[b])
-            new = labels.copy()
-            np.minimum.at(new, a, m)
-            np.minimum.at(new, b, m)
-            while True:  # pointer jumping: each label points to its root
-                nxt = new[new]
-                if np.array_equal(nxt, new):
-                    break
-                new = nxt
-            if np.array_equal(new, labels):
+    while len(a):
+        m = np.minimum(labels[a], labels[b])
+        new = labels.copy()
+        np.minimum.at(new, a, m)
+        np.minimum.at(new, b, m)
+        while True:  # pointer jumping: each label points to its root
+            nxt = new[new]
+            if np.array_equal(nxt, new):
                 break
-            labels = new
-    return np.unique(labels, return_inverse=True)[1]
+            new = nxt
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return np.unique(labels, return_inverse=True)[1] if n else np.zeros(0, dtype=np.int64)
+
+
+def osmnx_street_counts(nodes: np.ndarray, u: np.ndarray, v: np.ndarray, oneway: np.ndarray) -> np.ndarray:
+    """``osmnx.stats.count_streets_per_node`` of :func:`geo.roads.roads_to_graph`'s graph, for sorted ``nodes``.
+
+    OSMnx counts the edges of the undirected view, where ``u->v`` and
+    ``v->u`` edges with the same key merge: between two nodes that makes
+    ``max(edges u->v, edges v->u)`` streets (two one-way pieces between the
+    same two nodes, a U-turn, count as one street), and a node's self-loops
+    count 2 together, however many there are.
+    """
+    fwd_u = np.concatenate([u, v[~oneway]])
+    fwd_v = np.concatenate([v, u[~oneway]])
+    loop = fwd_u == fwd_v
+    out = np.zeros(len(nodes), dtype=np.int64)
+    a, b = fwd_u[~loop], fwd_v[~loop]
+    if len(a):
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        pairs, inv = np.unique(np.column_stack([lo, hi]), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        up = np.bincount(inv, weights=(a == lo), minlength=len(pairs))
+        down = np.bincount(inv, weights=(a != lo), minlength=len(pairs))
+        streets = np.maximum(up, down).astype(np.int64)
+        np.add.at(out, np.searchsorted(nodes, pairs[:, 0]), streets)
+        np.add.at(out, np.searchsorted(nodes, pairs[:, 1]), streets)
+    looped = np.unique(fwd_u[loop])
+    if len(looped):
+        out[np.searchsorted(nodes, looped)] += 2
+    return out
+
+
+def osmnx_clusters(node_id: np.ndarray, node_xy: np.ndarray, u: np.ndarray, v: np.ndarray,
+                   tolerance: float) -> np.ndarray:
+    """Cluster labels of nodes as ``osmnx.consolidate_intersections(G, tolerance, dead_ends=False)`` forms them.
+
+    ``node_id``/``node_xy``: the nodes OSMnx keeps (two or more street ends);
+    ``u``/``v``: the pieces. Nodes whose ``tolerance`` buffers overlap merge
+    (:func:`cluster_points`); a merged cluster is then split into the parts
+    that its own pieces (both ends in the cluster) connect, as OSMnx splits a
+    cluster into the weakly connected components of its subgraph.
+    """
+    first = cluster_points(node_xy, tolerance)
+    if len(node_id) == 0:
+        return first
+    order = np.argsort(node_id)
+    sid = node_id[order]
+
+    def index(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(sid, x), len(sid) - 1)
+        return order[pos], sid[pos] == x
+
+    iu, ku = index(u)
+    iv, kv = index(v)
+    inner = ku & kv & (first[iu] == first[iv]) & (iu != iv)
+    # a node alone stays alone; pieces inside a cluster link its nodes
+    both = _components(len(node_id), iu[inner], iv[inner])
+    return np.unique(first * (int(both.max()) + 1) + both, return_inverse=True)[1]
 
 
 def _close_pairs(xy: np.ndarray, d: float) -> tuple[np.ndarray, np.ndarray]:
@@ -576,6 +641,8 @@ class _Prepared:
     cluster_nodes: np.ndarray   # object: tuple of node ids per cluster
     cluster_size: np.ndarray
     cluster_ends: np.ndarray
+    ox_cluster_xy: np.ndarray    # clusters as OSMnx forms them (see osmnx_clusters)
+    ox_cluster_nodes: np.ndarray
 
 
 def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _Prepared:
@@ -618,8 +685,19 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
         uniq, first_at, n_ends = np.unique(ends, return_index=True, return_counts=True)
         j = n_ends >= 3
         node_id, node_xy, node_ends = uniq[j], end_xy[first_at[j]], n_ends[j]
+        j2 = osmnx_street_counts(uniq, roads["u"].to_numpy(dtype=np.int64), roads["v"].to_numpy(dtype=np.int64),
+                                 oneway) >= 2  # OSMnx drops only dead ends
+        ox_id, ox_xy = uniq[j2], end_xy[first_at[j2]]
     else:
         node_id, node_xy, node_ends = np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64)
+        ox_id, ox_xy = node_id, node_xy
+    ox_label = osmnx_clusters(ox_id, ox_xy, roads["u"].to_numpy(dtype=np.int64), roads["v"].to_numpy(dtype=np.int64),
+                              params.intersection_tolerance_m)
+    kx = int(ox_label.max()) + 1 if len(ox_label) else 0
+    ox_size = np.bincount(ox_label, minlength=kx)
+    ox_cxy = (np.column_stack([np.bincount(ox_label, ox_xy[:, 0], kx), np.bincount(ox_label, ox_xy[:, 1], kx)])
+              / ox_size[:, None]) if kx else np.zeros((0, 2))
+    ox_nodes = _grouped_tuples(ox_label, ox_id, kx)
     cluster = cluster_points(node_xy, params.intersection_tolerance_m)
     k = int(cluster.max()) + 1 if len(cluster) else 0
     size = np.bincount(cluster, minlength=k)
@@ -628,7 +706,7 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
     cluster_nodes = _grouped_tuples(cluster, node_id, k)
     cluster_ends = np.bincount(cluster, node_ends, k).astype(np.int64)
     return _Prepared(crs, lines, length_m, cols, pairing, node_id, node_xy, node_ends, cluster, cxy,
-                     cluster_nodes, size, cluster_ends)
+                     cluster_nodes, size, cluster_ends, ox_cxy, ox_nodes)
 
 
 def _obj_array(items: Sequence[Any]) -> np.ndarray:
@@ -751,9 +829,22 @@ def _zone_stats(prep: _Prepared, zone: BaseGeometry | None, zone_name: str | Non
         "street_ends": prep.node_ends[n_in],
         "junction": jmap[prep.node_cluster[n_in]] if len(prep.node_cluster) else np.zeros(0, np.int64),
     })
+    ox_in = np.flatnonzero(_in_zone_points(prep.ox_cluster_xy, zone_p))
+    olon, olat = _unproject_xy(prep.ox_cluster_xy[ox_in], crs)
+    osmnx_junctions = pd.DataFrame({
+        "junction": np.arange(len(ox_in)), "lon": olon, "lat": olat,
+        "nodes": prep.ox_cluster_nodes[ox_in],
+        "node_count": np.fromiter((len(t) for t in prep.ox_cluster_nodes[ox_in]), dtype=np.int64, count=len(ox_in)),
+    })
     figures = _figures(pieces, junctions, junction_nodes, area, str(crs_label(crs)), params)
+    figures["intersections_osmnx"] = Figure(
+        "intersections_osmnx", int(len(osmnx_junctions)), UNITS["intersections_osmnx"],
+        f"what osmnx.consolidate_intersections(G, tolerance={params.intersection_tolerance_m:g}, dead_ends=False) "
+        "gives on the graph of these pieces: every node but dead ends (also where a piece ends between two "
+        "pieces only), buffers merged, a cluster split where its own pieces do not connect it; counted where "
+        "their mean position lies in the zone")
     return RoadStats(zone_name, crs_label(crs), area, params, pieces, junctions, junction_nodes, figures,
-                     provenance=provenance)
+                     provenance=provenance, osmnx_junctions=osmnx_junctions)
 
 
 def crs_label(crs: pyproj.CRS) -> str:
@@ -998,6 +1089,8 @@ def explain(stats: RoadStats, figure: str) -> pd.DataFrame:
         return s.junctions.copy()
     if kind == "junction_nodes":
         return s.junction_nodes.copy()
+    if kind == "intersections_osmnx":
+        return s.osmnx_junctions.copy() if s.osmnx_junctions is not None else pd.DataFrame()
     if kind == "zone_area_km2":
         return pd.DataFrame([{"zone": s.zone_name, "area_km2": s.area_km2,
                               "projection": "Albers equal-area centred on the zone"}])
