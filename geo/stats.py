@@ -72,10 +72,16 @@ Figures
     Junctions of three or more street ends (a node where at least three piece
     ends meet; a road passing through counts two ends), with junction nodes
     closer than ``2 * intersection_tolerance_m`` merged transitively, as
-    ``osmnx.consolidate_intersections(tolerance=...)`` merges overlapping
-    buffers of that radius. A merged junction counts where the mean of its nodes
-    lies in the zone. Street ends are counted on the whole table given, so a
-    junction just inside the edge keeps its outside arms.
+    OSMnx merges overlapping buffers of that radius. A merged junction counts
+    where the mean of its nodes lies in the zone. Street ends are counted on the
+    whole table given, so a junction just inside the edge keeps its outside arms.
+``intersections_osmnx``
+    What ``osmnx.consolidate_intersections(G, tolerance, dead_ends=False)``
+    returns on the graph of the same pieces (:func:`geo.roads.roads_to_graph`),
+    reproduced node for node (:func:`osmnx_clusters`): every node but dead
+    ends (OSMnx's street count, :func:`osmnx_street_counts`), so also nodes
+    where only two pieces meet; buffers merged; a cluster split into the parts
+    its own pieces connect. Counted where the mean of its nodes lies in the zone.
 ``junction_nodes``
     The junction nodes before merging.
 ``carriageway_density`` / ``intersection_density``
@@ -216,6 +222,9 @@ class RoadStats:
         Sub-zone name -> its own :class:`RoadStats`.
     provenance
         Where the roads table comes from.
+    osmnx_junctions
+        The clusters ``intersections_osmnx`` counts: ``junction``, ``lon``,
+        ``lat``, ``nodes``, ``node_count``.
     """
 
     zone_name: str | None
@@ -892,8 +901,8 @@ def _figures(pieces: pd.DataFrame, junctions: pd.DataFrame, junction_nodes: pd.D
     add("unnamed_km", float(km[unnamed].sum()), f"carriageway km of pieces with neither name nor name:zh ({clip})")
     add("intersections", int(len(junctions)),
         f"junctions of 3 or more street ends, nodes within 2 x {params.intersection_tolerance_m:g} m merged "
-        f"(as osmnx.consolidate_intersections with tolerance={params.intersection_tolerance_m:g}); counted where "
-        "their mean position lies in the zone")
+        f"(OSMnx's buffer merge, but only junction nodes and no split by connectivity: see intersections_osmnx); "
+        "counted where their mean position lies in the zone")
     add("junction_nodes", int(len(junction_nodes)), "nodes where 3 or more street ends meet, before merging")
     if area:
         add("carriageway_density", carriageway / area, "carriageway km per km² of zone area (equal-area)")
