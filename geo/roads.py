@@ -57,7 +57,11 @@ Motor-vehicle access (:func:`motor_vehicle_access`)
 
 A piece ends where three or more street ends meet, where a way ends, or where
 its attributes change; pieces of consecutive ways with identical attributes
-are merged (as OSMnx simplification does, but never mixing classes).
+are merged (as OSMnx simplification does, but never mixing classes). One-way
+pieces never merge across a U-turn (two ways heading > 120° apart), and a
+named one-way piece that turns back on itself is cut at its vertex farthest
+from its start: the two sides of a road joined by a U-turn stay two pieces
+that pair as a dual carriageway.
 """
 
 from __future__ import annotations
@@ -458,6 +462,37 @@ def _turns_back(a: _Chain, b: _Chain) -> bool:
     return bool((ax * bx + ay * by) / (na * nb) < -0.5)
 
 
+def _split_u_turns(chains: list[_Chain]) -> list[_Chain]:
+    """Split a named (or ref'd) one-way piece where it turns back on itself.
+
+    A one-way way drawn out and back (a U-turn at the end of a dual
+    carriageway, or a merged run of ways whose turn is rounded over several
+    of them) is one piece whose two halves are the two sides of one road; cut
+    at its vertex farthest from its start, they pair like any two
+    carriageways. Only when the halves head opposite ways (> 120° apart), the
+    piece is not closed and not a roundabout.
+    """
+    out: list[_Chain] = []
+    for c in chains:
+        hw, name, _, name_zh, ref, oneway, *_, junction = c.attrs
+        if not oneway or junction or not (name or name_zh or ref) or len(c.nodes) < 3 \
+                or c.nodes[0] == c.nodes[-1]:
+            out.append(c)
+            continue
+        xy = np.asarray(c.coords, dtype=np.float64)
+        xy = (xy - xy[0]) * np.array([np.cos(np.radians(xy[0, 1])), 1.0])
+        k = int(np.argmax(np.einsum("ij,ij->i", xy, xy)))
+        if 0 < k < len(xy) - 1:
+            v1, v2 = xy[k], xy[-1] - xy[k]
+            n1, n2 = np.hypot(*v1), np.hypot(*v2)
+            if n1 > 0 and n2 > 0 and float(v1 @ v2) / (n1 * n2) < -0.5:
+                out.append(_Chain(c.nodes[:k + 1], c.coords[:k + 1], list(c.way_ids), c.attrs))
+                out.append(_Chain(c.nodes[k:], c.coords[k:], list(c.way_ids), c.attrs))
+                continue
+        out.append(c)
+    return out
+
+
 def _orient_oneway(chains: list[_Chain], original: list[_Chain]) -> None:
     """Turn merged one-way chains back to the direction of travel (in place)."""
     direction: dict[tuple[int, int], bool] = {}
@@ -496,7 +531,7 @@ def build_roads_table(ways: Iterable[RawWay], road_filter: RoadFilter | None = N
     if merge:
         _orient_oneway(pieces, chains)
         _orient_twoway(pieces)
-    return _table(pieces)
+    return _table(_split_u_turns(pieces))
 
 
 def _orient_twoway(chains: list[_Chain]) -> None:

@@ -42,8 +42,9 @@ Figures
     belong to one road. Roundabout pieces (``junction=roundabout|circular``)
     are never paired: the opposite arcs of a small named roundabout run
     antiparallel within ``pair_distance_m`` but are one carriageway. Two
-    one-way ways joined end to start by a U-turn stay two pieces
-    (:mod:`geo.roads`), so they pair like any dual carriageway.
+    one-way ways joined end to start by a U-turn stay two pieces, and a named
+    one-way piece that turns back on itself is cut at its turn
+    (:mod:`geo.roads`), so the two sides pair like any dual carriageway.
 
     Pairing and junction clustering see the whole table given, and
     :func:`geo.sources.load_network` keeps the pieces within

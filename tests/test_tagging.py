@@ -93,6 +93,34 @@ def test_u_turn_pieces_pair_with_each_other(tmp_path):
         assert set(row.partners) == pieces - {row.piece}  # each side paired with the other
 
 
+@pytest.mark.parametrize("drawn", ["one way", "three ways"])
+def test_a_piece_that_turns_back_on_itself_is_split_and_pairs(tmp_path, drawn):
+    """One one-way piece out along y = 0 and back along y = 20 (or 10 m further, three ways merged).
+
+    One way: east 1000 m, north 20 m, west 1000 m; cut at (1000, 20), the vertex
+    farthest from the start: the 1000 m sides pair, the 20 m turn does not
+    (90° off). Three ways: A east 1000 m then to (1005, 5); B north 10 m; C
+    to (1000, 20) then west 1000 m. A->B and B->C each turn 90°, so they merge
+    into one piece, cut at (1005, 15): turn = 2 x hypot(5, 5) + 10 m, its
+    diagonals 45° off east and west, so nothing of the turn pairs.
+    """
+    tags = {"highway": "secondary", "oneway": "yes", "name": "武威路"}
+    if drawn == "one way":
+        nodes = {1: (0, 0), 2: (1000, 0), 3: (1000, 20), 4: (0, 20)}
+        ways = [(1, [1, 2, 3, 4], tags)]
+        turn = 20.0
+    else:
+        nodes = {1: (0, 0), 2: (1000, 0), 3: (1005, 5), 4: (1005, 15), 5: (1000, 20), 6: (0, 20)}
+        ways = [(1, [1, 2, 3], tags), (2, [3, 4], tags), (3, [4, 5, 6], tags)]
+        turn = 2 * math.hypot(5, 5) + 10
+    osm = write_osm(tmp_path / "u1.osm", nodes, ways)
+    st, _ = stats_of(osm, box_zone(-100, -100, 1100, 100))
+    assert len(st.pieces) == 2
+    assert st.value("carriageway_km") * 1000 == pytest.approx(2000 + turn, abs=ABS_M)
+    assert st.value("dual_carriageway_km") * 1000 == pytest.approx(2000, abs=ABS_M)
+    assert st.value("centerline_km") * 1000 == pytest.approx(1000 + turn, abs=ABS_M)
+
+
 def test_one_way_ways_merge_when_they_continue(tmp_path):
     """The U-turn rule splits only what turns back: a one-way road drawn as two ways stays one piece."""
     nodes = {1: (0, 0), 2: (500, 0), 3: (1000, 50)}
