@@ -335,6 +335,11 @@ def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None
     from geo import stats as gstats
 
     params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
+    from geo.sources import ZONE_MARGIN_M
+
+    if pair_distance + 2 * intersection_tolerance > ZONE_MARGIN_M:  # beyond what loading kept around the zone
+        click.echo(f"icv: warning: pairs and junction clusters reaching more than {ZONE_MARGIN_M:g} m beyond the "
+                   "zone edge are cut there (the network is loaded with that margin)", err=True)
     st = gstats.road_stats(net.stats_roads, zone, params=params, provenance=net.provenance)
     meta = gstats.stats_meta(st)
     if explain_figure:

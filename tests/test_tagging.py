@@ -161,6 +161,19 @@ def test_zone_edge_between_two_carriageways_changes_no_pairing(tmp_path):
     assert st.value("centerline_km") == pytest.approx(0.5, abs=ABS_M / 1000)
     # the margin holds what pairing and clustering need
     assert ZONE_MARGIN_M >= gstats.StatsParams().pair_distance_m + 2 * gstats.StatsParams().intersection_tolerance_m
+    # the cache keeps the margin: the same figure read back
+    from geo.sources import pull_to_cache
+
+    pull_to_cache(str(osm), zone=zone, cache_dir=tmp_path / "cache")
+    cached = load_network("cache", zone=zone, cache_dir=tmp_path / "cache")
+    assert len(cached.roads) == 1 and len(cached.surroundings) == 1
+    assert road_stats(cached.stats_roads, zone).value("centerline_km") == pytest.approx(0.5, abs=ABS_M / 1000)
+    # a pair distance beyond the margin is said on the command line
+    zf = tmp_path / "edge.geojson"
+    zf.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {
+        "name": "edge"}, "geometry": shapely.geometry.mapping(zone.geometry)}]}), encoding="utf-8")
+    r = CliRunner().invoke(cli, ["stats", "--source", str(osm), "--zone", str(zf), "--pair-distance", "300"])
+    assert r.exit_code == 0 and "icv: warning:" in r.stderr and "200 m" in r.stderr
 
 
 def test_junction_cluster_half_outside_is_counted_by_its_position(tmp_path):
