@@ -58,6 +58,21 @@ def read_ways(path: str | os.PathLike[str], counts: dict[str, int] | None = None
             if ts is not None and ts.year > 1970 and (newest is None or ts > newest):
                 newest = ts
             tags = {t.k: t.v for t in obj.tags}
+            ids: list[int] = []
+            coords: list[tuple[float, float]] = []
+            complete = True
+            for nd in obj.nodes:  # the common case first: every node placed
+                loc = nd.location
+                if not loc.valid():
+                    complete = False
+                    break
+                ids.append(nd.ref)
+                coords.append((loc.lon, loc.lat))
+            if complete:
+                n_refs += len(ids)
+                if len(ids) >= 2:
+                    ways.append(RawWay(obj.id, tags, ids, coords))
+                continue
             refs: list[int] = []
             locs: list[tuple[float, float] | None] = []
             for nd in obj.nodes:
