@@ -70,17 +70,20 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
 from pyproj import Geod
 
 from .errors import FilterError
+
+if TYPE_CHECKING:  # networkx is imported where a graph is built: loading a network does not need it
+    import networkx as nx
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -775,6 +778,8 @@ def roads_to_graph(roads: gpd.GeoDataFrame) -> nx.MultiDiGraph:
     ``ref``, ``oneway``, ``length`` (m) and ``geometry``. OSMnx functions
     (``ox.convert.to_undirected``, ``ox.stats``...) work on it.
     """
+    import networkx as nx
+
     G = nx.MultiDiGraph(crs="epsg:4326")
     starts = shapely.get_point(roads.geometry.values, 0)
     ends = shapely.get_point(roads.geometry.values, -1)

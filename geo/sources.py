@@ -23,10 +23,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
@@ -38,6 +37,9 @@ from .errors import CacheError, EmptyNetworkError, InputError
 from .provenance import Provenance, file_provenance, sha256_file
 from .roads import RoadFilter, build_roads_table, parse_filter, roads_to_graph
 from .zones import Zone
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
