@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .roads import RawWay, warn_missing_refs
+from .roads import RawWay, no_gc, warn_missing_refs
 
 _HINT = "give an OSM PBF extract (.osm.pbf), e.g. from Geofabrik or osmium extract"
 
@@ -30,9 +30,13 @@ def read_ways(path: str | os.PathLike[str], counts: dict[str, int] | None = None
     ways) and ``missing`` (refs without a location); a large share missing
     warns (:func:`geo.roads.warn_missing_refs`).
     """
+    with no_gc():  # many small tuples and lists, no cycles: collections would only rescan them
+        return _read_ways(Path(path), counts)
+
+
+def _read_ways(path: Path, counts: dict[str, int] | None) -> tuple[list[RawWay], str | None]:
     import osmium
 
-    path = Path(path)
     if os.path.getsize(path) == 0:
         raise InputError("the file is empty (0 bytes)", where=str(path), hint=_HINT)
     header_ts: str | None = None

@@ -66,10 +66,12 @@ that pair as a dual carriageway.
 
 from __future__ import annotations
 
+import gc
 import math
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -561,6 +563,24 @@ def build_roads_table(ways: Iterable[RawWay], road_filter: RoadFilter | None = N
     geopandas.GeoDataFrame
         The roads table in EPSG:4326, sorted by (u, v, first way id).
     """
+    with no_gc():
+        return _build(ways, road_filter, merge)
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building many small lists and tuples (none cyclic) otherwise
+    triggers collections that scan every live object, over and over."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _build(ways: Iterable[RawWay], road_filter: RoadFilter | None, merge: bool) -> gpd.GeoDataFrame:
     f = _flatten(ways, road_filter)
     c0, c1 = _split_at_junctions(f)
     nc = len(c0)
