@@ -82,10 +82,10 @@ import pandas as pd
 import shapely
 from pyproj import Geod
 
-from .errors import FilterError
-
-if TYPE_CHECKING:  # networkx is imported where a graph is built: loading a network does not need it
+if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
     import networkx as nx
+
+from .errors import FilterError
 
 _GEOD = Geod(ellps="WGS84")
 

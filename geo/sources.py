@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
+if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
+    import networkx as nx
+
 from . import _cache
 from ._layers import LAYER_SUFFIXES
 from ._paths import cache_dir as default_cache_dir
@@ -73,6 +76,10 @@ class Network:
                                geometry="geometry", crs=self.roads.crs)
         out.attrs = dict(self.roads.attrs)
         return out
+
+    def __repr__(self) -> str:  # short: never the whole roads table
+        return (f"Network({len(self.roads):,} pieces, {self.roads['length_m'].sum() / 1000:.1f} km, "
+                f"{self.provenance.source_kind} {self.provenance.source})")
 
     @functools.cached_property
     def graph(self) -> nx.MultiDiGraph:

@@ -95,7 +95,7 @@ Use (``icv stats``, ``icv compare``, ``icv report``)
 ----------------------------------------------------
 ::
 
-    stats = road_stats(net.roads, zone)      # zone: geo.zones.Zone (its sub-zones too)
+    stats = road_stats(net, zone)            # net: geo.sources.Network; zone: geo.zones.Zone
     stats.value("centerline_km")              # full-precision value
     stats.figure("expressway_km")             # Figure(figure, value, unit, definition)
     stats.figures(detail=False, subzones=True)  # records for a table
@@ -239,6 +239,11 @@ class RoadStats:
     subzones: dict[str, RoadStats] = field(default_factory=dict)
     provenance: Provenance | None = None
     osmnx_junctions: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:  # short: the headline figures, not the piece tables
+        km = self.figures_by_name.get("carriageway_km")
+        return (f"RoadStats(zone={self.zone_name!r}, pieces={len(self.pieces):,}, "
+                f"carriageway_km={round(km.value, 3) if km and km.value is not None else None}, crs={self.crs!r})")
 
     def figure(self, name: str) -> Figure:
         """One figure by name (``subzone:NAME/FIGURE`` for a sub-zone's).
@@ -953,7 +958,7 @@ def _as_subzones(subzones: gpd.GeoDataFrame | Mapping[str, BaseGeometry] | None)
     return dict(subzones)
 
 
-def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None, *,
+def road_stats(roads: gpd.GeoDataFrame | Any, zone: Zone | BaseGeometry | None = None, *,
                subzones: gpd.GeoDataFrame | Mapping[str, BaseGeometry] | None = None,
                zone_name: str | None = None, crs: Any = None, params: StatsParams | None = None,
                provenance: Provenance | None = None) -> RoadStats:
@@ -963,7 +968,9 @@ def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None,
     ----------
     roads
         A roads table (:mod:`geo.roads`), EPSG:4326. Its pieces are never
-        cut by loading; clipping happens here.
+        cut by loading; clipping happens here. Or a
+        :class:`geo.sources.Network`: its :attr:`~geo.sources.Network.stats_roads`
+        (the pieces near the zone too) and its provenance are used.
     zone
         A :class:`~geo.zones.Zone` (its name and sub-zones are used) or a
         lon/lat (Multi)Polygon. ``None``: nothing is clipped and there is no
@@ -991,6 +998,9 @@ def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None,
         If the roads table lacks columns, or the tolerances are out of range.
     """
     params = params or StatsParams()
+    if hasattr(roads, "stats_roads") and hasattr(roads, "provenance"):  # a geo.sources.Network
+        provenance = provenance if provenance is not None else roads.provenance
+        roads = roads.stats_roads
     missing = [c for c in ("u", "v", "osm_way_ids", "highway", "name", "name_en", "name_zh", "ref", "oneway")
                if c not in roads.columns]
     if missing:
