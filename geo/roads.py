@@ -104,7 +104,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
 PRIVATE_VALUES = frozenset({"private", "no"})
 #: Access tags for a car, most specific first (OSM's access hierarchy).
 ACCESS_HIERARCHY = ("motorcar", "motor_vehicle", "vehicle", "access")
-#: Tags whose private value keeps a way out of the network unless asked for.
+#: The access tags a car's access depends on (decided in the order of ACCESS_HIERARCHY).
 ACCESS_TAGS = ("access", "motor_vehicle", "motorcar", "vehicle")
 #: Access values that keep a way out unless ``include_private`` (see the module docstring).
 RESTRICTED_ACCESS = frozenset({"private", "no", "delivery", "customers", "permit", "residents", "agricultural",
@@ -123,8 +123,6 @@ COLUMNS = [
     "u", "v", "osm_way_ids", "highway", "name", "name_en", "name_zh", "ref",
     "oneway", "lanes", "maxspeed", "access", "length_m", "junction", "geometry",
 ]
-_ATTR_TAGS = {"name": "name", "name_en": "name:en", "name_zh": "name:zh", "ref": "ref",
-              "lanes": "lanes", "maxspeed": "maxspeed", "access": "access"}
 
 
 @dataclass(frozen=True)
@@ -322,9 +320,6 @@ def oneway_direction(tags: Mapping[str, str]) -> int:
     if tags.get("highway") in IMPLIED_ONEWAY_CLASSES:
         return 1
     return 0
-
-
-_direction = oneway_direction
 
 
 @dataclass

@@ -19,6 +19,7 @@ Road layers
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,7 +237,14 @@ def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone, margin_m: float = 0.0) -
     shapely.prepare(wide)
     if len(roads) == 0:
         return roads
-    hit = np.asarray(shapely.intersects(wide, _project(np.asarray(roads.geometry.values, dtype=object), crs)))
+    # only pieces in a lon/lat box 1.5 x the margin wider are projected and tested
+    x0, y0, x1, y1 = zone.geometry.bounds
+    dlat = 1.5 * margin_m / 111_000.0
+    dlon = dlat / max(math.cos(math.radians(max(abs(y0), abs(y1)) + dlat)), 0.01)
+    geoms = np.asarray(roads.geometry.values, dtype=object)
+    near = np.flatnonzero(shapely.intersects(shapely.box(x0 - dlon, y0 - dlat, x1 + dlon, y1 + dlat), geoms))
+    hit = np.zeros(len(roads), dtype=bool)
+    hit[near] = shapely.intersects(wide, _project(geoms[near], crs))
     return roads.loc[hit].reset_index(drop=True)
 
 
