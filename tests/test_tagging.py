@@ -535,3 +535,29 @@ def test_intersections_osmnx_equals_osmnx_on_the_subset(shared_data):
     st = road_stats(net.roads)
     assert st.value("intersections_osmnx") == _osmnx_count(net.roads, st.crs) == 338
     assert st.value("intersections") == 303
+
+
+# ---------------------------------------------------------------- the vectorized split (issue 13 item 1)
+
+def test_grid_splits_into_the_hand_counted_pieces(tmp_path):
+    """A 12 x 12 grid (tests/synthetic_osm.py) as PBF: 2·n·(n−1) = 264 one-segment pieces, (n−2)² = 100
+    four-way and 4·(n−2) = 40 three-way junctions; the corners (a row end meeting a column end, two
+    classes) stay two pieces. Its length: every segment once, summed here with pyproj."""
+    from pyproj import Geod
+
+    from synthetic_osm import write_grid_osm
+
+    n, step = 12, 0.0001
+    write_grid_osm(tmp_path / "g.osm", n, step=step)
+    net = load_network(_to_pbf(tmp_path / "g.osm", tmp_path / "g.osm.pbf"), road_filter=parse_filter("drive"))
+    roads = net.roads
+    assert len(roads) == 2 * n * (n - 1)
+    assert (roads["osm_way_ids"].map(len) == 1).all() and not roads["oneway"].any()
+    ends = np.concatenate([roads["u"], roads["v"]])
+    _, deg = np.unique(ends, return_counts=True)
+    assert (deg == 4).sum() == (n - 2) ** 2 and (deg == 3).sum() == 4 * (n - 2) and (deg == 2).sum() == 4
+    geod = Geod(ellps="WGS84")
+    lon0, lat0 = 121.19, 31.29
+    rows = sum(geod.line_length([lon0, lon0 + (n - 1) * step], [lat0 + i * step] * 2) for i in range(n))
+    cols = n * geod.line_length([lon0, lon0], [lat0, lat0 + (n - 1) * step])
+    assert roads["length_m"].sum() == pytest.approx(rows + cols, rel=1e-9)
