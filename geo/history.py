@@ -296,7 +296,7 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
     from . import _osh
     from .provenance import sha256_file
     from .roads import build_roads_table
-    from .sources import select_in_zone
+    from .sources import ZONE_MARGIN_M, select_in_zone
     from .stats import road_stats
 
     path = Path(path)
@@ -319,7 +319,8 @@ def history_from_file(path: str | Path, zone: Any, road_filter: RoadFilter, days
         if roads is None or len(roads) == 0:
             points.append(HistoryPoint(day, {}, 0))
             continue
-        roads = select_in_zone(roads, zone)
+        # the pieces near the zone too, as every network's statistics take them (pairing at the edge)
+        roads = select_in_zone(roads, zone, margin_m=ZONE_MARGIN_M)
         if len(roads) == 0:
             points.append(HistoryPoint(day, {}, 0))
             continue
