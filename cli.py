@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from geo import __version__
-from geo._atomic import write_text
 from geo._format import FORMATS, render
 from geo.errors import IcvError
 
@@ -167,6 +166,8 @@ def emit_text(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
+        from geo._atomic import write_text
+
         write_text(output, text)
         click.echo(f"wrote {output}", err=True)
 

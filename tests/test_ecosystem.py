@@ -512,3 +512,33 @@ def test_fleet_pieces_by_suffix(runner, fixtures_dir: Path, zone_file: Path, tmp
 
     veh = pd.read_csv(tmp_path / "out" / "mileage_by_vehicle.csv")
     assert len(veh) == 2 and not veh.iloc[:, 0].astype(str).str.startswith("#").any()
+
+
+# ---------------------------------------------------------------- a smaller fixed cost (issue 13, item 2)
+
+_MODULES_AFTER = """
+import sys
+from cli import cli
+try:
+    cli.main(args=sys.argv[1:], prog_name="icv", standalone_mode=False)
+finally:
+    print(" ".join(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+def _top_modules(args: list[str]) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return set(r.stderr.strip().splitlines()[-1].split())
+
+
+def test_commands_import_only_what_they_use(fixtures_dir: Path, zone_file: Path) -> None:
+    heavy = {"pandas", "geopandas", "numpy", "shapely", "pyproj", "osmnx", "networkx", "folium", "requests",
+             "pyarrow", "tqdm", "importlib_metadata"}
+    assert not _top_modules(["--help"]) & heavy
+    assert not _top_modules(["zone", "show", "jiading"]) & {"osmnx", "networkx", "folium", "requests", "tqdm"}
+    stats = _top_modules(["stats", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                          "--format", "json"])
+    assert {"geopandas", "shapely"} <= stats  # what it uses
+    assert not stats & {"osmnx", "networkx", "folium", "requests", "tqdm", "branca", "jinja2", "matplotlib"}
