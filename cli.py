@@ -84,6 +84,11 @@ def _debug(ctx: click.Context) -> bool:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Check and map the ICV test roads of Jiading (Shanghai) from OpenStreetMap.
 
+    \b
+    Example (the main job, on the main-road skeleton installed with icv):
+      icv report --source skeleton
+    Each command's --help has its own example.
+
     Data © OpenStreetMap contributors (ODbL).
     """
     ctx.ensure_object(dict)
