@@ -74,6 +74,8 @@ __all__ = [
 
 CRS_CHOICES = ("wgs84", "gcj02")
 TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows")
+#: Header of a table that can come out empty (a clean log has no bad rows): an empty CSV keeps its header.
+EMPTY_COLUMNS = {"bad_rows": ["reason", "rows", "examples"]}
 
 
 @dataclass(frozen=True)
@@ -555,6 +557,7 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     figs = {k: {"value": v.value, "unit": v.unit, "definition": v.definition}
             for k, v in fleet_figures(result).items()}
     texts = {f"mileage_{name}.{_EXT[fmt]}": render(tables[name], fmt, meta=result.meta(),
+                                                   columns=EMPTY_COLUMNS.get(name) if not tables[name] else None,
                                                    title=name.replace("_", " ")) for name in TABLES}
     texts["mileage_figures.json"] = json.dumps({"figures": figs, "meta": result.meta()}, ensure_ascii=False,
                                                indent=2) + "\n"

@@ -542,3 +542,18 @@ def test_commands_import_only_what_they_use(fixtures_dir: Path, zone_file: Path)
                           "--format", "json"])
     assert {"geopandas", "shapely"} <= stats  # what it uses
     assert not stats & {"osmnx", "networkx", "folium", "requests", "tqdm", "branca", "jinja2", "matplotlib"}
+
+
+def test_empty_fleet_table_keeps_its_header(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    from cli import cli
+
+    net = ["--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file)]
+    log = tmp_path / "log.parquet"
+    assert runner.invoke(cli, ["fleet", "simulate", *net, "--vehicles", "1", "--enterprises", "1", "--noise", "0",
+                               "-o", str(log)]).exit_code == 0
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), *net, "--out-dir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "out" / "mileage_bad_rows.csv").read_text(encoding="utf-8")
+    assert text == "reason,rows,examples\n"  # a clean synthetic log: no bad rows, and still a header
+    assert pd.read_csv(tmp_path / "out" / "mileage_bad_rows.csv").empty
