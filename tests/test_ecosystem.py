@@ -24,6 +24,7 @@ def kill(pid, sig):
         raise AssertionError("os.kill(pid, 0) terminates the process on Windows")
     return _kill(pid, sig)
 os.kill = kill
+del os.fchmod  # Windows before Python 3.13 has no os.fchmod
 from cli import main
 main(sys.argv[1:])
 """
