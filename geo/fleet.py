@@ -539,7 +539,8 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: str = "csv") -> list[Path]:
+def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: str = "csv",
+                  bom: bool = False) -> list[Path]:
     """Write km per piece (GeoParquet and CSV), every summary table and the provenance.
 
     Files: ``mileage_pieces.parquet`` (GeoParquet, EPSG:4326), ``mileage_pieces.csv``
@@ -547,7 +548,8 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     ``enterprise``, ``km``: what ``icv map mileage --fleet`` reads),
     ``mileage_<table>.<ext>`` for each of :data:`TABLES` in ``fmt``,
     ``mileage_figures.json`` (what ``icv compare --fleet-summary`` reads) and
-    ``mileage_provenance.json``. Each is written atomically.
+    ``mileage_provenance.json``. Each is written atomically; ``bom`` writes the CSV files
+    as UTF-8 with a byte-order mark (Excel on Chinese-locale Windows).
     """
     out = Path(out_dir)
     gdf = result.pieces()
@@ -566,10 +568,11 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     names = ["mileage_pieces.parquet", "mileage_pieces.csv", "mileage_pieces_by_enterprise.csv", *texts]
     written = [out / n for n in names]
     # one set: renamed together, so an interrupt never mixes new tables with old ones
+    csv_enc = "utf-8-sig" if bom else "utf-8"
     with atomic_paths(*written) as tmps:
         gdf.to_parquet(tmps[0], index=False)
-        flat.to_csv(tmps[1], index=False, encoding="utf-8")
-        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding="utf-8")
+        flat.to_csv(tmps[1], index=False, encoding=csv_enc)
+        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding=csv_enc)
         for tmp, name in zip(tmps[3:], texts, strict=True):
-            tmp.write_text(texts[name], encoding="utf-8")
+            tmp.write_text(texts[name], encoding=csv_enc if name.endswith(".csv") else "utf-8")
     return written

@@ -558,3 +558,11 @@ def test_empty_fleet_table_keeps_its_header(runner, fixtures_dir: Path, zone_fil
     text = (tmp_path / "out" / "mileage_bad_rows.csv").read_text(encoding="utf-8")
     assert text == "reason,rows,examples\n"  # a clean synthetic log: no bad rows, and still a header
     assert pd.read_csv(tmp_path / "out" / "mileage_bad_rows.csv").empty
+    # --excel: every CSV of the folder with a byte-order mark, read back the same
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), *net, "--out-dir", str(tmp_path / "xl"), "--excel"])
+    assert r.exit_code == 0, r.output
+    for f in (tmp_path / "xl").glob("*.csv"):
+        assert f.read_bytes().startswith(b"\xef\xbb\xbf"), f.name
+    a = pd.read_csv(tmp_path / "out" / "mileage_by_vehicle.csv")
+    b = pd.read_csv(tmp_path / "xl" / "mileage_by_vehicle.csv", encoding="utf-8-sig")
+    assert list(a.columns) == list(b.columns) and a["vehicle_id"].tolist() == b["vehicle_id"].tolist()
