@@ -568,11 +568,15 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     names = ["mileage_pieces.parquet", "mileage_pieces.csv", "mileage_pieces_by_enterprise.csv", *texts]
     written = [out / n for n in names]
     # one set: renamed together, so an interrupt never mixes new tables with old ones
-    csv_enc = "utf-8-sig" if bom else "utf-8"
     with atomic_paths(*written) as tmps:
         gdf.to_parquet(tmps[0], index=False)
-        flat.to_csv(tmps[1], index=False, encoding=csv_enc)
-        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding=csv_enc)
+        flat.to_csv(tmps[1], index=False, encoding="utf-8")
+        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding="utf-8")
         for tmp, name in zip(tmps[3:], texts, strict=True):
-            tmp.write_text(texts[name], encoding=csv_enc if name.endswith(".csv") else "utf-8")
+            tmp.write_text(texts[name], encoding="utf-8")
+
+        if bom:  # Excel: a byte-order mark on every CSV of the set
+            for tmp, name in zip(tmps, names, strict=True):
+                if name.endswith(".csv"):
+                    tmp.write_bytes(b"\xef\xbb\xbf" + tmp.read_bytes())
     return written
