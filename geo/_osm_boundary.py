@@ -1,0 +1,233 @@
+"""OSM boundary relations as test zones: from a local extract, or online through OSMnx.
+
+``osm:relation/ID`` names a boundary (or multipolygon) relation. From a local
+extract (``--source FILE``: .osm, .osm.gz, .osm.bz2, .osm.pbf, read by pyosmium)
+the member ways are joined into rings by :func:`shapely.polygonize_full`: the
+polygons of the ``outer`` ways minus those of the ``inner`` ways (a way without
+a role counts as outer, as in OSM's multipolygon rules). A ring that does not
+close (a member way missing from a clipped extract) is an error naming the
+relation, never a smaller zone.
+
+The next administrative level (``--subzones``) is every ``boundary=administrative``
+relation of the extract with the smallest ``admin_level`` above the zone's whose
+representative point lies in the zone.
+
+Online, :func:`relation_online` asks Nominatim through
+``osmnx.geocode_to_gdf("R<ID>", by_osmid=True)``; ``--nominatim-url`` (env
+``ICV_NOMINATIM_URL``) points it at another server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from .errors import SourceUnavailableError, ZoneError
+
+__all__ = ["parse_relation_spec", "BoundaryRelation", "relation_from_file", "relations_from_file",
+           "next_level", "relation_online"]
+
+_SPEC_RE = re.compile(r"^osm:(?:relation|rel|r)/(\d+)$", re.IGNORECASE)
+OSM_SUFFIXES = (".osm", ".osm.gz", ".osm.bz2", ".osm.pbf", ".pbf", ".osc", ".o5m")
+
+
+def parse_relation_spec(text: str) -> int | None:
+    """``osm:relation/123`` -> 123; None when ``text`` is not such a spec."""
+    m = _SPEC_RE.match(str(text).strip())
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class BoundaryRelation:
+    """A relation as read from an extract.
+
+    Attributes
+    ----------
+    id
+        OSM relation id.
+    tags
+        Its tags.
+    ways
+        (way id, role) of its way members, in order.
+    geometry
+        The assembled (Multi)Polygon, lon/lat; None before :func:`_assemble`.
+    """
+
+    id: int
+    tags: dict[str, str]
+    ways: list[tuple[int, str]]
+    geometry: BaseGeometry | None = None
+    timestamp: str | None = None
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.tags.get("name:en") or self.tags.get("name") or f"relation {self.id}"
+
+    @property
+    def admin_level(self) -> int | None:
+        try:
+            return int(self.tags.get("admin_level", ""))
+        except ValueError:
+            return None
+
+
+def _is_osm_file(path: Path) -> bool:
+    n = path.name.lower()
+    return any(n.endswith(s) for s in OSM_SUFFIXES)
+
+
+def _read(path: Path, want: set[int] | None, *, admin: bool) -> dict[int, BoundaryRelation]:
+    """Relations ``want`` (and, with ``admin``, every administrative boundary) with their ways' lines."""
+    import osmium
+
+    if not path.exists():
+        raise ZoneError("OSM extract not found", where=str(path), hint="give --source FILE.osm|.osm.pbf")
+    rels: dict[int, BoundaryRelation] = {}
+    try:
+        for r in osmium.FileProcessor(str(path), osmium.osm.RELATION):
+            tags = {t.k: t.v for t in r.tags}
+            if (want is not None and r.id in want) or (admin and tags.get("boundary") == "administrative"):
+                rels[r.id] = BoundaryRelation(r.id, tags, [(m.ref, m.role) for m in r.members if m.type == "w"],
+                                              timestamp=str(r.timestamp) if r.timestamp else None)
+        need = {w for rel in rels.values() for w, _ in rel.ways}
+        lines: dict[int, Any] = {}
+        if need:
+            for w in osmium.FileProcessor(str(path), osmium.osm.WAY | osmium.osm.NODE).with_locations():
+                if w.type_str() != "w" or w.id not in need:
+                    continue
+                try:
+                    coords = [(n.lon, n.lat) for n in w.nodes]
+                except osmium.InvalidLocationError:
+                    continue  # a node outside the extract: the way is incomplete
+                if len(coords) >= 2:
+                    lines[w.id] = shapely.LineString(coords)
+    except (RuntimeError, OSError) as e:
+        raise ZoneError(f"cannot read the OSM extract ({e})", where=str(path),
+                        hint="give an OSM XML or PBF file") from None
+    for rel in rels.values():
+        rel.missing = [w for w, _ in rel.ways if w not in lines]
+        rel.geometry = _assemble(rel, lines) if not rel.missing else None
+    return rels
+
+
+def _polygons(lines: list[Any]) -> tuple[BaseGeometry, bool]:
+    """The polygons the lines close, and whether every line was used in a ring."""
+    if not lines:
+        return shapely.Polygon(), True
+    # noded first: ways that meet mid-way (a shared border) are split there
+    noded = shapely.get_parts(shapely.union_all(lines))
+    polys, cuts, dangles, invalid = shapely.polygonize_full(noded)
+    closed = all(g.is_empty for g in (cuts, dangles, invalid))
+    return shapely.union_all(shapely.get_parts(polys)) if not polys.is_empty else shapely.Polygon(), closed
+
+
+def _assemble(rel: BoundaryRelation, lines: dict[int, Any]) -> BaseGeometry | None:
+    outer = [lines[w] for w, role in rel.ways if role in ("outer", "", "exclave") and w in lines]
+    inner = [lines[w] for w, role in rel.ways if role in ("inner", "enclave") and w in lines]
+    o, o_closed = _polygons(outer)
+    i, i_closed = _polygons(inner)
+    if o.is_empty or not (o_closed and i_closed):
+        return None
+    geom = o.difference(i) if not i.is_empty else o
+    return shapely.make_valid(geom) if not geom.is_valid else geom
+
+
+def relations_from_file(path: str | Path, ids: set[int] | None = None, *,
+                        admin: bool = False) -> dict[int, BoundaryRelation]:
+    """Read relations (``ids``, and with ``admin`` every administrative boundary) from an extract."""
+    return _read(Path(path), ids, admin=admin)
+
+
+def relation_from_file(path: str | Path, relation_id: int) -> BoundaryRelation:
+    """One relation of a local extract, its rings assembled.
+
+    Raises
+    ------
+    ZoneError
+        The file is not an OSM extract, holds no such relation, or its rings do
+        not close (member ways missing from the extract, or a broken ring).
+    """
+    p = Path(path)
+    if not _is_osm_file(p):
+        raise ZoneError(f"osm:relation/{relation_id} needs an OSM extract as --source, not {p.name!r}",
+                        hint="give --source FILE.osm|.osm.pbf holding the relation, or leave --source for "
+                             "the online lookup (--source overpass)")
+    rels = _read(p, {relation_id}, admin=False)
+    rel = rels.get(relation_id)
+    if rel is None:
+        raise ZoneError(f"no relation {relation_id} in the extract", where=str(p),
+                        hint="check the id, or use an extract that holds the boundary relation and its ways")
+    if rel.missing:
+        raise ZoneError(f"relation {relation_id} ({rel.name}) lacks {len(rel.missing)} of its {len(rel.ways)} "
+                        f"member ways in the extract (e.g. way {rel.missing[0]})", where=str(p),
+                        hint="use an extract made with complete relations (osmium extract -s complete_ways, "
+                             "or add the relation with osmium getid -r)")
+    if rel.geometry is None or rel.geometry.is_empty:
+        raise ZoneError(f"the rings of relation {relation_id} ({rel.name}) do not close", where=str(p),
+                        hint="check the relation in an editor: every outer and inner ring must be closed")
+    return rel
+
+
+def next_level(path: str | Path, parent: BoundaryRelation) -> list[BoundaryRelation]:
+    """The administrative boundaries one level below ``parent`` inside it (their rings closed)."""
+    rels = _read(Path(path), None, admin=True)
+    base = parent.admin_level or 0
+    inside = [r for r in rels.values() if r.id != parent.id and r.geometry is not None
+              and (r.admin_level or 0) > base
+              and parent.geometry.covers(r.geometry.representative_point())]
+    if not inside:
+        return []
+    level = min(r.admin_level or 0 for r in inside)
+    return sorted((r for r in inside if r.admin_level == level), key=lambda r: r.id)
+
+
+def relation_online(relation_id: int, *, nominatim_url: str | None = None, timeout: int = 60) -> tuple[BaseGeometry, dict[str, Any]]:
+    """The outline of a relation from Nominatim, via ``osmnx.geocode_to_gdf(by_osmid=True)``.
+
+    Returns
+    -------
+    (geometry, properties)
+        The (Multi)Polygon (lon/lat) and Nominatim's row (display_name, osm_id...).
+
+    Raises
+    ------
+    SourceUnavailableError
+        Nominatim cannot be reached or answers with an error.
+    ZoneError
+        Nominatim knows no such relation, or its geometry is not an area.
+    """
+    import osmnx as ox
+    import requests
+
+    saved = {k: getattr(ox.settings, k) for k in ("nominatim_url", "requests_timeout", "use_cache")}
+    try:
+        if nominatim_url:
+            ox.settings.nominatim_url = nominatim_url.rstrip("/")
+        ox.settings.requests_timeout = timeout
+        ox.settings.use_cache = False
+        gdf = ox.geocode_to_gdf(f"R{relation_id}", by_osmid=True)
+    except (requests.exceptions.RequestException, ConnectionError) as e:
+        raise SourceUnavailableError(f"Nominatim could not be reached for osm:relation/{relation_id} "
+                                     f"({type(e).__name__})", where=ox.settings.nominatim_url,
+                                     hint="check the network or --nominatim-url, or give --source FILE.osm "
+                                          "holding the relation") from None
+    except (ox._errors.InsufficientResponseError, ValueError, TypeError) as e:  # type: ignore[attr-defined]
+        raise ZoneError(f"Nominatim returned no area for osm:relation/{relation_id} ({e})",
+                        hint="check the relation id (it must be a boundary or multipolygon relation)") from None
+    finally:
+        for k, v in saved.items():
+            setattr(ox.settings, k, v)
+    if gdf.empty:
+        raise ZoneError(f"Nominatim knows no osm:relation/{relation_id}", hint="check the relation id")
+    geom = gdf.geometry.iloc[0]
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise ZoneError(f"osm:relation/{relation_id} is a {geom.geom_type} in Nominatim, not an area",
+                        hint="give a boundary or multipolygon relation")
+    props = {k: v for k, v in gdf.drop(columns=gdf.geometry.name).iloc[0].to_dict().items()}
+    return geom, props
