@@ -166,8 +166,8 @@ def relation_from_file(path: str | Path, relation_id: int) -> BoundaryRelation:
     if rel.missing:
         raise ZoneError(f"relation {relation_id} ({rel.name}) lacks {len(rel.missing)} of its {len(rel.ways)} "
                         f"member ways in the extract (e.g. way {rel.missing[0]})", where=str(p),
-                        hint="use an extract made with complete relations (osmium extract -s complete_ways, "
-                             "or add the relation with osmium getid -r)")
+                        hint="cut the extract with complete multipolygons (osmium extract -s smart), or add the "
+                             "relation and its ways (osmium getid -r FILE rID)")
     if rel.geometry is None or rel.geometry.is_empty:
         raise ZoneError(f"the rings of relation {relation_id} ({rel.name}) do not close", where=str(p),
                         hint="check the relation in an editor: every outer and inner ring must be closed")

