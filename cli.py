@@ -324,12 +324,15 @@ def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
 @zone.command("show")
 @click.argument("name")
 @output_options
-def zone_show(name: str, fmt: str, output: Path | None) -> None:
-    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones."""
+@click.option("--source", default=None, metavar="FILE",
+              help="OSM extract holding the relation when NAME is osm:relation/ID [default: Nominatim].")
+@click.option("--subzones", is_flag=True, help="Show the zone's child units as sub-zones (see `icv stats --help`).")
+def zone_show(name: str, fmt: str, output: Path | None, source: str | None, subzones: bool) -> None:
+    """Area of a zone (any --zone value) beside the reported area, and its sub-zones."""
     from geo import zones
 
     with _zone_warnings():
-        z = zones.resolve_zone(name)
+        z = zones.resolve_zone(name, source=source, subzones=subzones)
         rep = zones.reported_area(z)
     area = z.area_km2
     records: list[dict[str, Any]] = [{
@@ -628,20 +631,23 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
 @map_options("maps/mileage_share.html")
 @network_options
 @click.option("--districts", default="shanghai_districts", show_default=True,
-              help="Zone whose sub-zones are the city's districts (shipped name or file).")
-@click.option("--city", default="Shanghai", show_default=True, help="The city's place name in the reported figures.")
+              help="Zone whose sub-zones are the city's districts (shipped name, file, or a Chinese city or "
+                   "province by adcode or name: its child units).")
+@click.option("--city", default=None, help="The city's place name in the reported figures [default: the place "
+                                           "of the --districts zone, else Shanghai].")
 @click.option("--as-of", default=None, help="Use reported figures at or before this date (YYYY, YYYY-MM, YYYY-MM-DD).")
 @click.option("--figures", "figures_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Reported-figures TOML file [default: data/reported_figures.toml].")
 @click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Fleet km per road piece (CSV/Parquet: piece or osm_way_ids, enterprise, km); "
                    "loads the network given by the network options.")
-def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
+def map_mileage(districts: str, city: str | None, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
                 basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
     """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given."""
     from geo import maps, reported, zones
 
-    dz = zones.load_zone(districts)
+    dz = zones.resolve_zone(districts, subzones=True)
+    city = city or reported.place_for_zone(dz).place or "Shanghai"
     subs = dz.subzones
     if subs is None or subs.empty:
         from geo.errors import ZoneError
