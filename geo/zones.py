@@ -932,7 +932,9 @@ def zone_from_osm_relation(relation_id: int, *, source: str | Path | None = None
         if subzones:
             raise ZoneError(f"sub-zones of {where} need a local extract",
                             hint="give --source FILE.osm|.osm.pbf holding the boundary relations")
-        g, props = ob.relation_online(relation_id, nominatim_url=nominatim_url)
+        import os
+
+        g, props = ob.relation_online(relation_id, nominatim_url=nominatim_url or os.environ.get("ICV_NOMINATIM_URL"))
         geom = validate_zone_geometry(g, where=where)
         sub = None
         meta = {

