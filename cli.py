@@ -749,7 +749,8 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
                ("vehicles", "enterprises", "test_mileage_km", "share_of_city_mileage")]
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
     emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{place}: reported and computed figures",
-         meta={"network": net.provenance.summary(), "network reach": reach, **defs})
+         meta={"network": net.provenance.summary(), "network reach": reach, "reported figures": zp.how,
+               **defs})
 
 
 # ---------------------------------------------------------------- fleet

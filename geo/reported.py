@@ -804,15 +804,18 @@ def place_adcodes(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _zone_chain(zone: Any) -> tuple[list[str], str | None]:
-    """Adcodes of the zone's unit and its parents (nearest first), and how they were found."""
+def _zone_chain(zone: Any, stop: Iterable[str] = ()) -> tuple[list[str], str | None]:
+    """Adcodes of the zone's unit and its parents (nearest first), and how they were found.
+
+    The parents are not looked up when the zone's own adcode is in ``stop``.
+    """
     meta = getattr(zone, "meta", {}) or {}
     code = meta.get("adcode") or ((meta.get("source") or {}).get("select") or {}).get("adcode")
     from . import _cnmaps
 
     if code:
         chain = [str(code)] + [str(c) for c in meta.get("parents") or []]
-        if len(chain) == 1 and _cnmaps.available():
+        if len(chain) == 1 and str(code) not in set(stop) and _cnmaps.available():
             try:
                 chain += [a.adcode for a in _cnmaps.ancestors(_cnmaps.unit(str(code)))]
             except InputError:
@@ -869,7 +872,7 @@ def place_for_zone(zone: Any, *, figures: Iterable[ReportedFigure] | None = None
         for label in (meta.get("place"), getattr(zone, "name", None)):
             if isinstance(label, str) and label.casefold() in known:
                 return ZonePlace(known[label.casefold()], f"figures of {known[label.casefold()]}, the zone's place")
-    chain, how = _zone_chain(zone)
+    chain, how = _zone_chain(zone, stop=by_code)
     for i, code in enumerate(chain):
         if code in by_code:
             place = by_code[code]
