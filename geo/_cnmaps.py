@@ -493,12 +493,11 @@ def meta_for(u: AdminUnit) -> dict[str, Any]:
 
 def subzone_rows(u: AdminUnit) -> list[tuple[dict[str, Any], BaseGeometry]]:
     """(properties, WGS84 outline) of each child unit: ``name``, ``name_zh``, ``adcode``, ``name_en``."""
+    kids = children(u)
+    seen = [k.name_en for k in kids]
     out = []
-    for k in children(u):
-        out.append(({"name": k.name_en, "name_zh": k.name, "name_en": k.name_en, "adcode": int(k.adcode)},
+    for k in kids:  # two children of one pinyin keep apart by adcode
+        name = k.name_en if seen.count(k.name_en) == 1 else f"{k.name_en} ({k.adcode})"
+        out.append(({"name": name, "name_zh": k.name, "name_en": k.name_en, "adcode": int(k.adcode)},
                     outline_wgs84(k)))
     return out
-
-
-def labels(found: Sequence[AdminUnit]) -> list[str]:
-    return [u.label() for u in found]
