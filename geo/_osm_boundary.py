@@ -164,12 +164,12 @@ def relation_from_file(path: str | Path, relation_id: int) -> BoundaryRelation:
         raise ZoneError(f"no relation {relation_id} in the extract", where=str(p),
                         hint="check the id, or use an extract that holds the boundary relation and its ways")
     if rel.missing:
-        raise ZoneError(f"relation {relation_id} ({rel.name}) lacks {len(rel.missing)} of its {len(rel.ways)} "
+        raise ZoneError(f"relation {relation_id} ({rel.name!r}) lacks {len(rel.missing)} of its {len(rel.ways)} "
                         f"member ways in the extract (e.g. way {rel.missing[0]})", where=str(p),
                         hint="cut the extract with complete multipolygons (osmium extract -s smart), or add the "
                              "relation and its ways (osmium getid -r FILE rID)")
     if rel.geometry is None or rel.geometry.is_empty:
-        raise ZoneError(f"the rings of relation {relation_id} ({rel.name}) do not close", where=str(p),
+        raise ZoneError(f"the rings of relation {relation_id} ({rel.name!r}) do not close", where=str(p),
                         hint="check the relation in an editor: every outer and inner ring must be closed")
     return rel
 

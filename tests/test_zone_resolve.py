@@ -190,6 +190,7 @@ def _relation_osm(path: Path, *, drop_way: int | None = None) -> None:
     out.append(rel(1, [(101, "outer"), (106, "outer"), (102, "outer"), (103, "outer"), (104, "inner")], 8, "Testgemeinde"))
     out.append(rel(2, [(101, "outer"), (105, "outer"), (103, "outer"), (104, "inner")], 9, "West"))
     out.append(rel(3, [(106, "outer"), (102, "outer"), (105, "outer")], 9, "Ost"))
+    out.append(rel(4, [(101, "outer"), (106, "outer"), (102, "outer")], 10, "Offen"))  # a ring left open
     out.append("</osm>")
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
@@ -441,3 +442,21 @@ def test_nominatim_unreachable_is_exit_3(runner: Any, monkeypatch: pytest.Monkey
     res = runner.invoke(cli, ["zone", "show", "osm:relation/62422"])
     assert res.exit_code == 3, res.output
     assert res.stderr.startswith("icv: error: ") and "Nominatim could not be reached" in res.stderr
+
+
+def test_relation_whose_ring_does_not_close(tmp_path: Path) -> None:
+    f = tmp_path / "rel.osm"
+    _relation_osm(f)
+    with pytest.raises(ZoneError, match=r"the rings of relation 4 \('Offen'\) do not close"):
+        zones.resolve_zone("osm:relation/4", source=f)
+
+
+def test_bad_places_table(tmp_path: Path) -> None:
+    from geo.errors import ReportedFiguresError
+
+    f = tmp_path / "figures.toml"
+    f.write_text(reported.DEFAULT_PATH.read_text(encoding="utf-8") + '\n[places.Wuxi2]\nadcode = "32020"\n',
+                 encoding="utf-8")
+    assert len(reported.load_reported_figures(f)) == len(reported.load_reported_figures())
+    with pytest.raises(ReportedFiguresError, match="place 'Wuxi2': adcode is not a six-digit code"):
+        reported.place_adcodes(f)
