@@ -742,7 +742,7 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     by_class = stats.breakdown(st, "class")
     reach = rep.network_reach(net.roads, zone.geometry, share=reach_share)
     md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
-                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach, notes=notes)
+                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach, zone_notes=notes)
     _write(out_dir / "report.md", md)
     click.echo(f"wrote {out_dir / 'report.md'}", err=True)
     summary = [r for r in rows if r.get("computed") is not None or r["figure"] in

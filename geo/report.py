@@ -143,10 +143,10 @@ def _fmt(v: Any, nd: int = 2) -> str:
 def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
                     provenance: Provenance | None, maps: Mapping[str, str] | None = None,
                     by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None,
-                    notes: Sequence[str] | None = None) -> str:
+                    zone_notes: Sequence[str] | None = None) -> str:
     """The report as Markdown: comparison, statistics, definitions, maps, provenance.
 
-    ``notes`` are listed under the provenance (whose reported figures, maps skipped).
+    ``zone_notes`` are listed under the provenance (whose reported figures, maps skipped).
     """
     lines = [f"# ICV test roads of {md_escape(place)}: computed from OpenStreetMap and compared with reported "
              "figures", ""]
@@ -159,7 +159,7 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
                   f"- {OSM_ATTRIBUTION}"]
         if reach:
             lines.append(f"- network reach: {reach}")
-        lines += [f"- {md_escape(n)}" for n in notes or ()]
+        lines += [f"- {md_escape(n)}" for n in zone_notes or ()]
         lines.append("")
     lines += ["## Reported and computed", "",
               "| figure | reported | as of | source | computed | definition | delta | delta % | note |",
