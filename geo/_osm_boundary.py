@@ -2,11 +2,12 @@
 
 ``osm:relation/ID`` names a boundary (or multipolygon) relation. From a local
 extract (``--source FILE``: .osm, .osm.gz, .osm.bz2, .osm.pbf, read by pyosmium)
-the member ways are joined into rings by :func:`shapely.polygonize_full`: the
-polygons of the ``outer`` ways minus those of the ``inner`` ways (a way without
-a role counts as outer, as in OSM's multipolygon rules). A ring that does not
-close (a member way missing from a clipped extract) is an error naming the
-relation, never a smaller zone.
+the member ways are noded and joined into rings by :func:`shapely.polygonize_full`,
+and the area is what an odd number of rings enclose (inner rings are holes, an
+island in a hole is land: the result of libosmium's multipolygon assembler,
+which the tests compare it with on real extracts). A ring that does not close
+(a member way missing from a clipped extract) is an error naming the relation,
+never a smaller zone.
 
 The next administrative level (``--subzones``) is every ``boundary=administrative``
 relation of the extract with the smallest ``admin_level`` above the zone's whose
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -116,25 +118,35 @@ def _read(path: Path, want: set[int] | None, *, admin: bool) -> dict[int, Bounda
     return rels
 
 
-def _polygons(lines: list[Any]) -> tuple[BaseGeometry, bool]:
-    """The polygons the lines close, and whether every line was used in a ring."""
-    if not lines:
-        return shapely.Polygon(), True
-    # noded first: ways that meet mid-way (a shared border) are split there
-    noded = shapely.get_parts(shapely.union_all(lines))
-    polys, cuts, dangles, invalid = shapely.polygonize_full(noded)
-    closed = all(g.is_empty for g in (cuts, dangles, invalid))
-    return shapely.union_all(shapely.get_parts(polys)) if not polys.is_empty else shapely.Polygon(), closed
+_AREA_ROLES = ("outer", "inner", "", "exclave", "enclave")
+_AREA_TYPES = ("boundary", "multipolygon")
 
 
 def _assemble(rel: BoundaryRelation, lines: dict[int, Any]) -> BaseGeometry | None:
-    outer = [lines[w] for w, role in rel.ways if role in ("outer", "", "exclave") and w in lines]
-    inner = [lines[w] for w, role in rel.ways if role in ("inner", "enclave") and w in lines]
-    o, o_closed = _polygons(outer)
-    i, i_closed = _polygons(inner)
-    if o.is_empty or not (o_closed and i_closed):
+    """The area the member ways enclose, by the even-odd rule; None if a ring does not close.
+
+    The ways are noded (ways that meet mid-way are split there) and polygonized;
+    a face is inside when an odd number of ring shells hold it. So an inner ring
+    is a hole, an island in it is land again, and a pocket closed off by the
+    outer ways alone is a hole too, as libosmium's assembler has them.
+    """
+    members = [lines[w] for w, role in rel.ways if role in _AREA_ROLES and w in lines]
+    if not members:
         return None
-    geom = o.difference(i) if not i.is_empty else o
+    noded = shapely.get_parts(shapely.union_all(members))
+    polys, cuts, dangles, invalid = shapely.polygonize_full(noded)
+    if polys.is_empty or not all(g.is_empty for g in (cuts, dangles, invalid)):
+        return None
+    faces = shapely.get_parts(polys)
+    shells = shapely.polygons(shapely.get_exterior_ring(faces))
+    tree = shapely.STRtree(shells)
+    points = shapely.point_on_surface(faces)
+    pairs = tree.query(points, predicate="within")  # (point index, shell index)
+    depth = np.bincount(pairs[0], minlength=len(faces))
+    inside = faces[depth % 2 == 1]
+    if len(inside) == 0:
+        return None
+    geom = shapely.union_all(inside)
     return shapely.make_valid(geom) if not geom.is_valid else geom
 
 
@@ -163,6 +175,9 @@ def relation_from_file(path: str | Path, relation_id: int) -> BoundaryRelation:
     if rel is None:
         raise ZoneError(f"no relation {relation_id} in the extract", where=str(p),
                         hint="check the id, or use an extract that holds the boundary relation and its ways")
+    if rel.tags.get("type") not in _AREA_TYPES:
+        raise ZoneError(f"relation {relation_id} ({rel.name!r}) is type={rel.tags.get('type', '(none)')!r}, "
+                        "not an area", where=str(p), hint="give a boundary or multipolygon relation")
     if rel.missing:
         raise ZoneError(f"relation {relation_id} ({rel.name!r}) lacks {len(rel.missing)} of its {len(rel.ways)} "
                         f"member ways in the extract (e.g. way {rel.missing[0]})", where=str(p),

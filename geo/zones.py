@@ -911,10 +911,10 @@ def zone_from_osm_relation(relation_id: int, *, source: str | Path | None = None
             "place": rel.tags.get("name:en") or rel.tags.get("name"), "name_local": rel.tags.get("name"),
             "osm_relation": relation_id, "admin_level": rel.admin_level, "osm_timestamp": rel.timestamp,
             "source": {"file": src.name, "sha256": sha256_file(src),
-                       "description": f"OSM relation {relation_id} assembled from {src.name} (outer minus inner rings)"},
+                       "description": f"OSM relation {relation_id} assembled from {src.name} (outer and inner rings)"},
             "licence": OSM_ATTRIBUTION,
             "derivation": "member ways of the relation noded and polygonized (shapely.polygonize_full); "
-                          "outer polygons minus inner polygons",
+                          "the faces inside an odd number of rings (inner rings are holes)",
         }
         sub = None
         if subzones:
