@@ -499,3 +499,14 @@ def test_clipped_boundary_and_non_area_relation_on_real_extracts(shared_data: Pa
         zones.resolve_zone("osm:relation/62640", source=shared_data / "peers" / "north-bayreuth.osm.gz")
     with pytest.raises(ZoneError, match=r"is type='public_transport', not an area"):
         zones.resolve_zone("osm:relation/6828961", source=helsinki_pbf)
+
+
+def test_cnmaps_jiading_report_keeps_jiading_figures_and_the_shanghai_map(tmp_path: Path, runner: Any,
+                                                                         shared_data: Path) -> None:
+    res, md = _report(runner, shared_data / "jiading_osm_signalized.osm", "嘉定区", tmp_path / "out")
+    assert "ref\\_km:G2" in md or "ref_km:G2" in md
+    assert (tmp_path / "out" / "mileage_share.html").exists()
+    assert "figures of Jiading (adcode 310114)" in md
+    rows = json.loads(res.stdout)["rows"]
+    assert {r["place"] for r in rows if r["reported"] is not None} == {"Jiading"}
+    assert {"ref_km:G2", "ref_km:G1503"} <= {r["figure"] for r in rows}
