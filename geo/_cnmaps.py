@@ -359,7 +359,7 @@ def close_names(text: str, n: int = 3) -> list[str]:
     for k in close:
         for c in idx[k]:
             u = unit(c)
-            label = f"{u.name_en} ({u.name}, {u.adcode})"
+            label = f"{u.adcode} ({u.name}, {u.name_en})"  # the adcode first: it can be pasted
             if label not in out:
                 out.append(label)
     return out[:n]

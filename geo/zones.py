@@ -566,7 +566,11 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def load_zone(name_or_path: str | Path) -> Zone:
-    """A shipped zone by name (``data/zones/NAME.geojson``) or a zone file.
+    """A shipped zone by name (``data/zones/NAME.geojson``, any case) or a zone file.
+
+    A name that is neither goes to :func:`resolve_zone`'s name lookup: a Chinese
+    administrative unit by adcode or name (the ``cn`` extra), else a
+    :class:`~geo.errors.ZoneError` with "did you mean".
 
     A file's features are unioned into the zone; when it has several features
     with a name (or a ``subzone`` column) they become sub-zones. A file with a
@@ -840,10 +844,10 @@ def _unknown_zone(text: str) -> ZoneError:
     from . import _cnmaps
 
     shipped = list_zones()
-    close = difflib.get_close_matches(text.strip().casefold(), shipped, n=2, cutoff=0.6)
+    close = [repr(c) for c in difflib.get_close_matches(text.strip().casefold(), shipped, n=2, cutoff=0.6)]
     if _cnmaps.available():
-        close += [c for c in _cnmaps.close_names(text, n=3) if c not in close]
-    hint = (f"did you mean {' or '.join(repr(c) for c in close[:3])}? " if close else "") + \
+        close += _cnmaps.close_names(text, n=3)
+    hint = (f"did you mean {' or '.join(close[:3])}? " if close else "") + \
         f"Give a shipped zone ({', '.join(shipped) or 'none'}), a Chinese adcode or name (310114, 嘉定区, " \
         "'Daxing, Beijing'; `icv zone search TEXT`), osm:relation/ID, or a GeoJSON/GPKG/Shapefile path"
     if not _cnmaps.available() and (re.fullmatch(r"\d{6}", text.strip()) or re.search(r"[\u4e00-\u9fff]", text)):
