@@ -128,7 +128,8 @@ def load_from_options(**kw: Any):
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
+    with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
+        zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
     net = sources.load_network(
         kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
         timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),

@@ -66,6 +66,8 @@ class BoundaryRelation:
     geometry: BaseGeometry | None = None
     timestamp: str | None = None
     missing: list[int] = field(default_factory=list)
+    #: The member ways the extract has, when the rings cannot be closed (to tell where it lies).
+    partial: BaseGeometry | None = None
 
     @property
     def name(self) -> str:
@@ -115,6 +117,8 @@ def _read(path: Path, want: set[int] | None, *, admin: bool) -> dict[int, Bounda
     for rel in rels.values():
         rel.missing = [w for w, _ in rel.ways if w not in lines]
         rel.geometry = _assemble(rel, lines) if not rel.missing else None
+        present = [lines[w] for w, _ in rel.ways if w in lines]
+        rel.partial = shapely.union_all(present) if rel.geometry is None and present else None
     return rels
 
 
@@ -190,7 +194,16 @@ def relation_from_file(path: str | Path, relation_id: int) -> BoundaryRelation:
 
 
 def next_level(path: str | Path, parent: BoundaryRelation) -> list[BoundaryRelation]:
-    """The administrative boundaries one level below ``parent`` inside it (their rings closed)."""
+    """The administrative boundaries one level below ``parent`` inside it (their rings closed).
+
+    Boundaries of that level whose ways the extract lacks but whose present ways
+    run inside the zone are left out with a :class:`geo.zones.ZoneWarning`
+    naming them: the sub-zones then do not tile the zone.
+    """
+    import warnings
+
+    from .zones import ZoneWarning
+
     rels = _read(Path(path), None, admin=True)
     base = parent.admin_level or 0
     inside = [r for r in rels.values() if r.id != parent.id and r.geometry is not None
@@ -199,6 +212,13 @@ def next_level(path: str | Path, parent: BoundaryRelation) -> list[BoundaryRelat
     if not inside:
         return []
     level = min(r.admin_level or 0 for r in inside)
+    broken = [r for r in rels.values() if r.geometry is None and r.admin_level == level and r.partial is not None
+              and shapely.intersection(r.partial, parent.geometry).length > 0]
+    if broken:
+        warnings.warn(f"{Path(path).name}: {len(broken)} boundaries of admin_level {level} in the zone lack "
+                      "member ways in the extract and are left out of the sub-zones: "
+                      + ", ".join(f"relation {r.id} ({r.name!r})" for r in broken[:5])
+                      + ("..." if len(broken) > 5 else ""), ZoneWarning, stacklevel=2)
     return sorted((r for r in inside if r.admin_level == level), key=lambda r: r.id)
 
 

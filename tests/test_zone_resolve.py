@@ -510,3 +510,19 @@ def test_cnmaps_jiading_report_keeps_jiading_figures_and_the_shanghai_map(tmp_pa
     rows = json.loads(res.stdout)["rows"]
     assert {r["place"] for r in rows if r["reported"] is not None} == {"Jiading"}
     assert {"ref_km:G2", "ref_km:G1503"} <= {r["figure"] for r in rows}
+
+
+def test_incomplete_child_boundary_is_left_out_with_a_warning(tmp_path: Path, runner: Any) -> None:
+    f = tmp_path / "rel.osm"
+    _relation_osm(f)
+    extra = ('<relation id="5" version="1"><member type="way" ref="105" role="outer"/>'
+             '<member type="way" ref="999" role="outer"/><tag k="type" v="boundary"/>'
+             '<tag k="boundary" v="administrative"/><tag k="admin_level" v="9"/><tag k="name" v="Mitte"/></relation>')
+    f.write_text(f.read_text(encoding="utf-8").replace("</osm>", extra + "\n</osm>"), encoding="utf-8")
+    with pytest.warns(zones.ZoneWarning, match=r"1 boundaries of admin_level 9 .* relation 5 \('Mitte'\)"):
+        z = zones.resolve_zone("osm:relation/1", source=f, subzones=True)
+    assert list(z.subzones["name"]) == ["West", "Ost"]
+    res = runner.invoke(cli, ["stats", "--source", str(f), "--zone", "osm:relation/1", "--subzones",
+                              "--by", "subzone", "--format", "csv"])
+    assert res.exit_code == 0
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("icv: warning:") and "Mitte" in ln]
