@@ -200,7 +200,7 @@ def roads(zone: Any, net: Any, fmt: str, output: Path | None, by: str) -> None:
 
 @cli.group()
 def zone() -> None:
-    """Test zones: list the shipped ones, show one, import an outline (GCJ-02 -> WGS84)."""
+    """Test zones: list the shipped ones (or the units within one), search, show one, import an outline."""
 
 
 def _zone_warnings() -> Any:
@@ -246,7 +246,9 @@ def zone_list(fmt: str, output: Path | None, within: str | None) -> None:
                 "source": z.meta.get("source", {}).get("description", "unknown"),
             })
     emit(records, fmt, output, columns=["name", "area_km2", "subzones", "source"],
-         meta={"area": zones.AREA_METHOD}, title="Shipped test zones")
+         meta={"area": zones.AREA_METHOD,
+               "other zones": "Chinese units by adcode or name (`icv zone search TEXT`, `icv zone list --within "
+                              "310000`), osm:relation/ID, or a file"}, title="Shipped test zones")
 
 
 def _admin_unit(text: str) -> Any:
