@@ -235,7 +235,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
     st = gstats.road_stats(net.roads, z, provenance=net.provenance)
     rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, **compare_kw)
     place = cattrs["place"]
-    notes = [f"reported figures: {cattrs["zone's figures"]}"]
+    notes = ["reported figures: " + str(cattrs["zone's figures"])]
     files: dict[str, Path] = {}
     reach_share = None
     if maps:
