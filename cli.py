@@ -430,7 +430,13 @@ def _zone_list_within(within: str, fmt: str, output: Path | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Most rows shown.")
 @output_options
 def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
-    """Find zones by name or adcode: shipped zones and Chinese administrative units (嘉定, Daxing, 3101)."""
+    """Find zones by name or adcode: shipped zones and Chinese administrative units (嘉定, Daxing, 3101).
+
+    \b
+    Examples:
+      icv zone search Daxing
+      icv zone search 3101 --format csv
+    """
     from geo import _cnmaps, zones
 
     key = text.strip().casefold()
@@ -458,10 +464,10 @@ def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
 @zone.command("show")
 @click.argument("name")
 @output_options
-@click.option("--source", default=None, metavar="FILE",
+@click.option("--source", "relation_source", default=None, metavar="FILE",
               help="OSM extract holding the relation when NAME is osm:relation/ID [default: Nominatim].")
 @click.option("--subzones", is_flag=True, help="Show the zone's child units as sub-zones (see `icv stats --help`).")
-def zone_show(name: str, fmt: str, output: Path | None, source: str | None, subzones: bool) -> None:
+def zone_show(name: str, fmt: str, output: Path | None, relation_source: str | None, subzones: bool) -> None:
     """Area of a zone (any --zone value) beside the reported area, and its sub-zones.
 
     \b
@@ -473,7 +479,7 @@ def zone_show(name: str, fmt: str, output: Path | None, source: str | None, subz
     from geo import zones
 
     with _zone_warnings():
-        z = zones.resolve_zone(name, source=source, subzones=subzones)
+        z = zones.resolve_zone(name, source=relation_source, subzones=subzones)
         rep = zones.reported_area(z)
     area = z.area_km2
     records: list[dict[str, Any]] = [{

@@ -526,3 +526,13 @@ def test_incomplete_child_boundary_is_left_out_with_a_warning(tmp_path: Path, ru
                               "--by", "subzone", "--format", "csv"])
     assert res.exit_code == 0
     assert [ln for ln in res.stderr.splitlines() if ln.startswith("icv: warning:") and "Mitte" in ln]
+
+
+def test_library_compare_follows_the_zone() -> None:
+    from geo import pipeline
+
+    df = pipeline.compare("Daxing, Beijing")
+    assert set(df["place"].dropna()) == {"Beijing"} and "containing" in df.attrs["zone's figures"]
+    df = pipeline.compare(zones.Zone("h", box(24.92, 60.15, 24.96, 60.18)))
+    assert df["reported"].isna().all() and "computed figures only" in df.attrs["zone's figures"]
+    assert not df["figure"].str.startswith("ref_km:").any()
