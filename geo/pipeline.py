@@ -235,6 +235,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
         fleet = fleet_figures_from_file(fleet_summary)
     bm = gmaps.resolve_basemap(basemap, offline=offline) if maps else None  # a bad basemap fails early too
     from . import history as hist
+    from . import zones as gzones
     from .roads import parse_filter
 
     z0 = zone if isinstance(zone, gzones.Zone) else gzones.resolve_zone(zone, source=source)
