@@ -18,7 +18,7 @@ import click
 from geo import __version__
 from geo._atomic import write_text
 from geo._format import FORMATS, render
-from geo.errors import IcvError
+from geo.errors import IcvError, strip_controls
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -43,7 +43,7 @@ class IcvGroup(click.Group):
         except Exception as e:  # an error icv did not foresee: one line, details with --debug
             if _debug(ctx):
                 raise
-            click.echo(f"icv: internal error: {type(e).__name__}: {e}. Rerun with --debug for the "
+            click.echo(f"icv: internal error: {type(e).__name__}: {strip_controls(e)}. Rerun with --debug for the "
                        "traceback and report it.", err=True)
             ctx.exit(EXIT_INTERNAL)
 
@@ -207,7 +207,7 @@ def _zone_warnings() -> Any:
             yield
         for w in caught:
             if issubclass(w.category, ZoneWarning):
-                click.echo(f"icv: warning: {w.message}", err=True)
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return ctx()
@@ -518,7 +518,7 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
         mask = match.mask
         unmatched = [e.label for e in match.unmatched]
         for label in unmatched:
-            click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+            click.echo(f"icv: warning: test-road entry matches no road: {strip_controls(label)}", err=True)
     cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name, test_mask=mask, buffer_m=buffer_m,
                                 cell_size_m=cell_size_m)
     m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
@@ -701,7 +701,7 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
                                         scheduler=scheduler, provenance=net.provenance)
     for w in caught:
-        click.echo(f"icv: warning: {w.message}", err=True)
+        click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
     bad = res.bad_rows()
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
