@@ -63,3 +63,253 @@ def test_control_characters_never_reach_a_message() -> None:
     assert strip_controls("x\x1b[2J\x1b]0;pwned\x07y\u202ez\x9b1m") == "xyz"
     e = InputError("server said \x1b[31mboom\x1b[0m\x07", where="http://h/api")
     assert e.message == "http://h/api: server said boom."
+
+
+# ---------------------------------------------------------------- (b) Overpass transport: caps, redirects, credentials
+
+import gzip as _gzip  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+from shapely.geometry import box  # noqa: E402
+
+AREA = box(121.20, 31.30, 121.21, 31.31)
+
+
+def overpass_json(lat: object = 31.305, nodes: object = None, **extra: object) -> dict:
+    """A two-node primary road inside AREA, as Overpass JSON."""
+    return {"version": 0.6, "osm3s": {"timestamp_osm_base": "2024-02-29T23:59:59Z"},
+            "elements": [{"type": "node", "id": 1, "lat": lat, "lon": 121.202},
+                         {"type": "node", "id": 2, "lat": 31.305, "lon": 121.208},
+                         {"type": "way", "id": 5, "nodes": nodes if nodes is not None else [1, 2],
+                          "tags": {"highway": "primary"}}], **extra}
+
+
+class Server:
+    """A one-behaviour HTTP server on 127.0.0.1: ``handle(handler)`` writes the answer."""
+
+    def __init__(self, handle) -> None:  # noqa: ANN001
+        outer = self
+        self.requests: list[dict] = []
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization")})
+                handle(self)
+
+            do_GET = do_POST
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def send(h: BaseHTTPRequestHandler, body: bytes, status: int = 200, headers: dict | None = None) -> None:
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    if "Content-Length" not in (headers or {}):
+        h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
+@pytest.fixture()
+def serve():
+    made: list[Server] = []
+
+    def make(handle) -> Server:  # noqa: ANN001
+        s = Server(handle)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def _fetch(url: str, cache_dir: Path | None = None, **kw: object):
+    from geo._overpass import fetch_ways
+    from geo.roads import parse_filter
+
+    return fetch_ways(AREA, parse_filter("drive"), url=url, timeout=kw.pop("timeout", 3), max_retries=0,
+                      backoff=0.0, cache_dir=cache_dir, **kw)
+
+
+def test_good_answer_through_the_standin_is_read(serve, tmp_path: Path) -> None:
+    s = serve(lambda h: send(h, json.dumps(overpass_json()).encode()))
+    ways, info = _fetch(s.url, tmp_path)
+    assert [w.way_id for w in ways] == [5] and info.osm_base == "2024-02-29T23:59:59Z"
+    assert list((tmp_path / "overpass").glob("*.json"))  # the control: a good answer is cached
+
+
+def test_gzip_bomb_stops_at_the_decoded_cap(serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo.errors import SourceUnavailableError
+
+    monkeypatch.setenv("ICV_MAX_ANSWER_MB", "1")
+    bomb = _gzip.compress(b"{" + b" " * (20 * 2**20) + b"}")  # 20 MiB of spaces in 20 kB
+    assert len(bomb) < 100_000
+    s = serve(lambda h: send(h, bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(SourceUnavailableError, match=r"larger than 1 MiB once decoded.*ICV_MAX_ANSWER_MB"):
+        _fetch(s.url)
+
+
+def test_answer_over_the_cap_is_refused_before_reading(serve, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from geo.errors import SourceUnavailableError
+
+    monkeypatch.setenv("ICV_MAX_ANSWER_MB", "0.5")
+    big = json.dumps(overpass_json(pad="x" * 600_000)).encode()
+    s = serve(lambda h: send(h, big))
+    with pytest.raises(SourceUnavailableError, match=r"larger than 0.5 MiB \(Content-Length 6\d\d,\d{3} bytes\)"):
+        _fetch(s.url, tmp_path)
+    assert not list((tmp_path / "overpass").glob("*.json"))  # nothing cached
+    monkeypatch.setenv("ICV_MAX_ANSWER_MB", "2")  # the option to raise the cap
+    assert [w.way_id for w in _fetch(s.url, tmp_path)[0]] == [5]
+
+
+def test_headers_sent_one_byte_a_second_hit_the_deadline(serve) -> None:
+    from geo.errors import SourceUnavailableError
+
+    def trickle(h: BaseHTTPRequestHandler) -> None:
+        with contextlib.suppress(OSError):
+            for ch in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+                h.wfile.write(bytes([ch]))
+                h.wfile.flush()
+                time.sleep(0.2)
+    import contextlib
+
+    s = serve(trickle)
+    t0 = time.monotonic()
+    with pytest.raises(SourceUnavailableError, match=r"no answer within 2 s"):
+        _fetch(s.url, timeout=2)
+    assert time.monotonic() - t0 < 6  # each byte came within the socket timeout; the total did not
+
+
+def test_redirect_to_another_host_is_refused(serve) -> None:
+    from geo.errors import SourceUnavailableError
+
+    other = serve(lambda h: send(h, json.dumps(overpass_json()).encode()))
+    target = other.url.replace("127.0.0.1", "localhost") + "/interpreter"
+    s = serve(lambda h: send(h, b"", status=307, headers={"Location": target}))
+    with pytest.raises(SourceUnavailableError, match=r"redirects \(HTTP 307\) to another host, http://localhost"):
+        _fetch(s.url)
+    assert other.requests == []  # never asked
+
+
+def test_redirect_on_the_same_host_is_followed(serve) -> None:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        if h.path.startswith("/api/interpreter"):
+            send(h, b"", status=307, headers={"Location": "/v2/api/interpreter"})
+        else:
+            send(h, json.dumps(overpass_json()).encode())
+    s = serve(handle)
+    assert [w.way_id for w in _fetch(s.url)[0]] == [5]
+
+
+def test_credentials_are_sent_but_never_shown_cached_or_recorded(serve, tmp_path: Path) -> None:
+    import base64
+
+    s = serve(lambda h: send(h, json.dumps(overpass_json()).encode()))
+    url = s.url.replace("http://", "http://alice:s3cret@")
+    ways, info = _fetch(url, tmp_path)
+    assert s.requests[0]["auth"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert "s3cret" not in info.url and "alice" not in info.url and info.url == s.url
+    for f in (tmp_path / "overpass").rglob("*"):
+        if f.is_file():
+            assert b"s3cret" not in f.read_bytes()
+    from geo.errors import SourceUnavailableError
+
+    down = url.rsplit(":", 1)[0] + ":9/api"  # same credentials, nothing listening
+    with pytest.raises(SourceUnavailableError) as e:
+        _fetch(down)
+    assert "s3cret" not in e.value.message and "alice" not in e.value.message
+
+
+def test_credentials_stay_out_of_the_cli_output_and_cache_sidecar(serve, runner, zone_file: Path,
+                                                                    tmp_path: Path) -> None:
+    big = box(121.19, 31.29, 121.22, 31.36)
+    assert big.contains(AREA)
+    s = serve(lambda h: send(h, json.dumps(overpass_json()).encode()))
+    url = s.url.replace("http://", "http://alice:s3cret@")
+    cache = tmp_path / "cache"
+    r = runner.invoke(cli, ["pull", "--zone", str(zone_file), "--overpass-url", url, "--cache-dir", str(cache),
+                            "--timeout", "3"])
+    assert r.exit_code == 0, r.output
+    assert "s3cret" not in r.output
+    for f in cache.rglob("*"):
+        if f.is_file():
+            assert b"s3cret" not in f.read_bytes(), f
+    side = next(cache.glob("roads-*.json"))
+    assert json.loads(side.read_text())["provenance"]["source"] == s.url
+
+
+def test_server_error_text_has_no_terminal_escapes(serve) -> None:
+    from geo.errors import SourceUnavailableError
+
+    page = b"<html><body>Error: \x1b]0;pwned\x07\x1b[2Jbad query</body></html>"
+    s = serve(lambda h: send(h, page, status=400, headers={"Content-Type": "text/html"}))
+    with pytest.raises(SourceUnavailableError) as e:
+        _fetch(s.url)
+    assert "\x1b" not in e.value.message and "\x07" not in e.value.message
+    assert "Error: bad query" in e.value.message
+
+
+BAD_ANSWERS = {
+    "lat 931": (overpass_json(lat=931.0), r"node 1 has coordinates out of range \(lat=931.0"),
+    "lat as text": (overpass_json(lat="31.3"), r"node 1 has coordinates that are not numbers"),
+    "nodes not a list": (overpass_json(nodes="1,2"), r"way 5 has a node list that is not a list of ids"),
+    "elements of numbers": ({"elements": [1, 2]}, r"element #0 is a JSON int, not an object"),
+    "id as text": ({"elements": [{"type": "node", "id": "x", "lat": 1, "lon": 1}]},
+                   r"element #0 \(node\) has a missing or non-integer id"),
+    "tags of numbers": ({"elements": [{"type": "way", "id": 5, "nodes": [1], "tags": {"highway": 1}}]},
+                        r"way 5 has tags that are not text"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ANSWERS))
+def test_overpass_json_of_wrong_types_is_a_clear_error_and_never_cached(serve, tmp_path: Path, case: str) -> None:
+    from geo.errors import SourceUnavailableError
+
+    doc, msg = BAD_ANSWERS[case]
+    s = serve(lambda h: send(h, json.dumps(doc).encode()))
+    with pytest.raises(SourceUnavailableError, match=msg):
+        _fetch(s.url, tmp_path)
+    assert not list((tmp_path / "overpass").glob("*.json"))
+
+
+@pytest.mark.parametrize("body,msg", [
+    (json.dumps(overpass_json()).replace("31.305, \"lon\": 121.202", "NaN, \"lon\": 121.202"),
+     r"the answer holds NaN, which is not JSON data"),
+    ("[" * 100_000 + "]" * 100_000, r"nested too deeply"),
+], ids=["NaN coordinate", "deep nesting"])
+def test_nan_and_deep_nesting_are_clear_errors(serve, tmp_path: Path, body: str, msg: str) -> None:
+    from geo.errors import SourceUnavailableError
+
+    assert "NaN" in body or body.startswith("[[")
+    s = serve(lambda h: send(h, body.encode()))
+    with pytest.raises(SourceUnavailableError, match=msg):
+        _fetch(s.url, tmp_path)
+    assert not list((tmp_path / "overpass").glob("*.json"))
+
+
+def test_empty_answer_is_not_cached(serve, tmp_path: Path) -> None:
+    empty = {"version": 0.6, "osm3s": {"timestamp_osm_base": "2024-02-29T23:59:59Z"}, "elements": []}
+    s = serve(lambda h: send(h, json.dumps(empty).encode()))
+    ways, _ = _fetch(s.url, tmp_path)
+    assert ways == []
+    assert not list((tmp_path / "overpass").glob("*.json"))
+    _fetch(s.url, tmp_path)
+    assert len(s.requests) == 2  # asked again, not replayed from a cache
