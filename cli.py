@@ -127,12 +127,33 @@ def load_from_options(**kw: Any):
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
-    net = sources.load_network(
-        kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-        timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
-        progress=True,
-    )
+    with _input_warnings():
+        net = sources.load_network(
+            kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+            timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
+            progress=True,
+        )
     return zone, net
+
+
+def _input_warnings() -> Any:
+    """Print each :class:`geo.errors.InputWarning` (a stated repair of an input) as one warning line."""
+    import contextlib
+    import warnings
+
+    from geo.errors import InputWarning
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            yield
+        for w in caught:
+            if issubclass(w.category, InputWarning):
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return ctx()
 
 
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +186,10 @@ def pull(force: bool, **kw: Any) -> None:
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
     src = kw["source"] if kw["source"] != "cache" else "overpass"
-    path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-                                 timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
-                                 cache_dir=kw.get("cache_dir"), force=force, progress=True)
+    with _input_warnings():
+        path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+                                     timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
+                                     cache_dir=kw.get("cache_dir"), force=force, progress=True)
     click.echo(f"cached {path}")
 
 

@@ -92,3 +92,7 @@ class OutputError(IcvError):
     """An output file cannot be written where the user asked."""
 
     exit_code = 5
+
+
+class InputWarning(UserWarning):
+    """An input was read with a stated repair (duplicate ids, history versions...); one line for the user."""

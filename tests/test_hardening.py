@@ -313,3 +313,189 @@ def test_empty_answer_is_not_cached(serve, tmp_path: Path) -> None:
     assert not list((tmp_path / "overpass").glob("*.json"))
     _fetch(s.url, tmp_path)
     assert len(s.requests) == 2  # asked again, not replayed from a cache
+
+
+# ---------------------------------------------------------------- (b, c) OSM XML: caps and validation where it enters
+
+from pyproj import Geod  # noqa: E402
+
+GEOD = Geod(ellps="WGS84")
+PT = {1: (121.200, 31.300), 2: (121.201, 31.300), 3: (121.201, 31.301), 4: (121.202, 31.301)}
+
+
+def geodesic_m(*ids: int) -> float:
+    lons, lats = zip(*(PT[i] for i in ids))
+    return GEOD.line_length(lons, lats)
+
+
+def osm_doc(body: str, decl: str = '<?xml version="1.0" encoding="UTF-8"?>') -> str:
+    return f'{decl}\n<osm version="0.6" generator="test">\n{body}\n</osm>\n'
+
+
+def node(i: int, v: int | None = None, lon: object = None, lat: object = None, extra: str = "") -> str:
+    lon = PT[i][0] if lon is None else lon
+    lat = PT[i][1] if lat is None else lat
+    ver = f' version="{v}"' if v is not None else ""
+    return f'<node id="{i}"{ver} lat="{lat}" lon="{lon}"{extra}/>'
+
+
+def way(i: int, refs: list[int], v: int | None = None, extra: str = "", hw: str = "primary") -> str:
+    ver = f' version="{v}"' if v is not None else ""
+    nds = "".join(f'<nd ref="{r}"/>' for r in refs)
+    return f'<way id="{i}"{ver}{extra}>{nds}<tag k="highway" v="{hw}"/></way>'
+
+
+def read(tmp_path: Path, text: str | bytes, name: str = "t.osm"):
+    from geo._osmxml import read_ways
+
+    p = tmp_path / name
+    p.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    with warnings_caught() as caught:
+        ways, _ = read_ways(p)
+    return ways, [str(w.message) for w in caught]
+
+
+def warnings_caught():
+    import warnings
+
+    from geo.errors import InputWarning
+
+    class Ctx:
+        def __enter__(self):  # noqa: ANN204
+            self.cm = warnings.catch_warnings(record=True)
+            self.list = self.cm.__enter__()
+            warnings.simplefilter("always", InputWarning)
+            return self.list
+
+        def __exit__(self, *a: object) -> None:
+            self.cm.__exit__(*a)
+    return Ctx()
+
+
+def total_m(ways) -> float:  # noqa: ANN001
+    return sum(GEOD.line_length(*zip(*w.coords)) for w in ways)
+
+
+def test_history_file_keeps_the_highest_version_and_leaves_deleted_out(tmp_path: Path) -> None:
+    body = "".join([node(1, 1), node(2, 1), node(3, 1, lon=121.3), node(3, 2), node(4, 1),
+                    way(5, [1, 2], v=1), way(5, [1, 2, 3], v=2),          # modified: v2 counts
+                    way(6, [3, 4], v=1), '<way id="6" version="2" visible="false"/>'])  # deleted in v2
+    ways, warns = read(tmp_path, osm_doc(body), "h.osh")
+    assert sorted(w.way_id for w in ways) == [5]
+    assert total_m(ways) == pytest.approx(geodesic_m(1, 2, 3), abs=1e-6)  # node 3 at its v2 position
+    assert len(warns) == 1 and "3 older versions and 1 deleted elements left out" in warns[0]
+
+
+def test_history_versions_in_any_order(tmp_path: Path) -> None:
+    body = "".join([node(1, 1), node(2, 1), node(3, 1), way(5, [1, 2, 3], v=3), way(5, [1, 2], v=2)])
+    ways, _ = read(tmp_path, osm_doc(body))
+    assert total_m(ways) == pytest.approx(geodesic_m(1, 2, 3), abs=1e-6)
+
+
+def test_josm_deleted_way_is_not_counted(tmp_path: Path) -> None:
+    body = "".join([node(1), node(2), node(3), way(5, [1, 2], extra=' action="modify"'),
+                    way(6, [2, 3], extra=' action="delete"')])
+    ways, warns = read(tmp_path, osm_doc(body))
+    assert [w.way_id for w in ways] == [5]
+    assert total_m(ways) == pytest.approx(geodesic_m(1, 2), abs=1e-6)
+    assert "1 deleted elements left out" in warns[0]
+
+
+def test_duplicate_way_id_is_counted_once_with_a_warning(tmp_path: Path) -> None:
+    body = "".join([node(1), node(2), node(3), way(5, [1, 2]), way(5, [1, 2]), way(7, [2, 3])])
+    ways, warns = read(tmp_path, osm_doc(body))
+    assert sorted(w.way_id for w in ways) == [5, 7]
+    assert total_m(ways) == pytest.approx(geodesic_m(1, 2) + geodesic_m(2, 3), abs=1e-6)
+    assert warns == [f"{tmp_path / 't.osm'}: 1 repeated ways of the same id and version (way 5): the first of "
+                     "each is used, none is counted twice"]
+
+
+def test_duplicate_node_at_another_position_keeps_the_first_with_a_warning(tmp_path: Path) -> None:
+    body = "".join([node(1), node(2), node(2, lon=121.5), node(1), way(5, [1, 2])])
+    ways, warns = read(tmp_path, osm_doc(body))
+    assert ways[0].coords == [PT[1], PT[2]]
+    assert len(warns) == 1 and "1 repeated nodes of the same id and version at another position (node 2)" in warns[0]
+
+
+@pytest.mark.parametrize("lat,shown", [("31,37", "'31,37'"), ("", "''"), ("0x1f", "'0x1f'"), ("1_0", "'1_0'")])
+def test_malformed_latitude_is_an_error_naming_the_node(tmp_path: Path, lat: str, shown: str) -> None:
+    body = "".join([node(1), node(2, lat=lat), way(5, [1, 2])])
+    with pytest.raises(InputError) as e:
+        read(tmp_path, osm_doc(body))
+    assert f"node 2 of way 5 has coordinates that are not decimal degrees (lon=121.201, lat={shown})" in e.value.message
+
+
+def test_latitude_out_of_range_is_an_error(tmp_path: Path) -> None:
+    body = "".join([node(1), node(2, lat="931.3"), way(5, [1, 2])])
+    with pytest.raises(InputError, match=r"node 2 of way 5 has coordinates out of range \(lon=121.201, lat=931.3\)"):
+        read(tmp_path, osm_doc(body))
+
+
+@pytest.mark.parametrize("where", ["node", "way", "ref"])
+def test_ids_beyond_64_bits_are_an_error(tmp_path: Path, where: str) -> None:
+    big = 2**63
+    body = {"node": node(1) + node(2) + f'<node id="{big}" lat="31.3" lon="121.2"/>' + way(5, [1, 2]),
+            "way": node(1) + node(2) + way(big, [1, 2]),
+            "ref": node(1) + node(2) + way(5, [1, big])}[where]
+    with pytest.raises(InputError, match=r"64-bit"):
+        read(tmp_path, osm_doc(body))
+    ok = node(1) + node(2) + way(2**63 - 1, [1, 2])
+    assert [w.way_id for w in read(tmp_path, osm_doc(ok))[0]] == [2**63 - 1]  # the largest id still reads
+
+
+def test_gbk_declaration_is_one_clear_error(tmp_path: Path) -> None:
+    doc = osm_doc(node(1) + node(2) + way(5, [1, 2]).replace("</way>", '<tag k="name" v="嘉定"/></way>'),
+                  decl='<?xml version="1.0" encoding="GBK"?>').encode("gbk")
+    with pytest.raises(InputError, match=r"encoding the reader cannot decode.*iconv -f GBK -t UTF-8"):
+        read(tmp_path, doc)
+
+
+def test_huge_comment_is_refused_quickly(tmp_path: Path) -> None:
+    doc = osm_doc(node(1) + node(2) + "<!--" + "x" * (30 << 20) + "-->" + way(5, [1, 2]))
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=r"an XML comment longer than 1 MiB \(near byte"):
+        read(tmp_path, doc)
+    assert time.monotonic() - t0 < 10
+    # a huge tag value (OSM allows 255 characters)
+    doc = osm_doc(node(1) + node(2) + way(5, [1, 2]).replace("</way>", f'<tag k="name" v="{"y" * (3 << 20)}"/></way>'))
+    with pytest.raises(InputError, match=r"an XML text or attribute value longer than 1 MiB"):
+        read(tmp_path, doc)
+    # a comment full of angle brackets is caught by the comment count
+    doc = osm_doc(node(1) + "<!--" + "<>" * (1 << 20) + "-->" + node(2) + way(5, [1, 2]))
+    with pytest.raises(InputError, match=r"an XML comment longer than 1 MiB"):
+        read(tmp_path, doc)
+    ok = osm_doc(node(1) + "<!-- " + "<b>" * 1000 + " -->" + node(2) + way(5, [1, 2]))
+    assert total_m(read(tmp_path, ok)[0]) == pytest.approx(geodesic_m(1, 2), abs=1e-6)
+
+
+def test_decompressed_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bz2
+
+    nodes = "".join(f'<node id="{i}" lat="31.3" lon="121.2"/>\n' for i in range(10, 60_000))
+    doc = osm_doc(node(1) + node(2) + way(5, [1, 2]) + nodes)
+    assert len(doc) > 2 << 20
+    monkeypatch.setenv("ICV_MAX_DECOMPRESSED_MB", "1")
+    with pytest.raises(InputError, match=r"decompresses to more than 1 MiB.*ICV_MAX_DECOMPRESSED_MB"):
+        read(tmp_path, bz2.compress(doc.encode()), "big.osm.bz2")
+    monkeypatch.setenv("ICV_MAX_DECOMPRESSED_MB", "8")  # raised: the same file reads
+    assert [w.way_id for w in read(tmp_path, bz2.compress(doc.encode()), "big.osm.bz2")[0]] == [5]
+    monkeypatch.delenv("ICV_MAX_DECOMPRESSED_MB")
+    import geo._osmxml as ox_
+
+    monkeypatch.setattr(ox_, "_RATIO_FROM", 1 << 20)  # the ratio rule, without writing 64 MiB
+    bomb = _gzip.compress(osm_doc(node(1) + node(2) + way(5, [1, 2])
+                                  + '<node id="9" lat="31.3" lon="121.2"/>\n' * 60_000).encode(), compresslevel=9)
+    assert len(doc) / len(bomb) > ox_.MAX_RATIO  # repetitive nodes compress >100 times
+    with pytest.raises(InputError, match=r"a decompression bomb"):
+        read(tmp_path, bomb, "bomb.osm.gz")
+
+
+def test_cli_prints_the_repair_warning(runner, zone_file: Path, tmp_path: Path) -> None:
+    p = tmp_path / "dup.osm"
+    p.write_text(osm_doc(node(1) + node(2) + way(5, [1, 2]) + way(5, [1, 2])))
+    r = runner.invoke(cli, ["roads", "--source", str(p), "--zone", str(zone_file), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert "icv: warning: " in r.stderr and "1 repeated ways of the same id and version (way 5)" in r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert [(x["highway"], x["pieces"], x["km"]) for x in rows] == [("primary", 1, round(geodesic_m(1, 2) / 1000, 3)),
+                                                                    ("total", 1, round(geodesic_m(1, 2) / 1000, 3))]
