@@ -131,10 +131,13 @@ def csv_safe(value: Any) -> Any:
 
 def csv_safe_frame(df: Any) -> Any:
     """A copy of a pandas DataFrame with every text cell passed through :func:`csv_safe`."""
+    from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype == object or str(out[c].dtype).startswith("string"):
-            out[c] = out[c].map(csv_safe)
+        col = out[c]
+        if not (is_numeric_dtype(col) or is_bool_dtype(col) or is_datetime64_any_dtype(col)):
+            out[c] = col.astype(object).map(csv_safe)
     out.columns = [csv_safe(str(c)) for c in out.columns]
     return out
 

@@ -499,3 +499,133 @@ def test_cli_prints_the_repair_warning(runner, zone_file: Path, tmp_path: Path) 
     rows = json.loads(r.stdout)["rows"]
     assert [(x["highway"], x["pieces"], x["km"]) for x in rows] == [("primary", 1, round(geodesic_m(1, 2) / 1000, 3)),
                                                                     ("total", 1, round(geodesic_m(1, 2) / 1000, 3))]
+
+
+# ---------------------------------------------------------------- (c) fleet logs
+
+from test_robustness import _FLEET_HDR, _FLEET_ROWS, FIXTURE_OSM, assert_one_line_error  # noqa: E402
+
+
+def fleet_run(runner, tmp_path: Path, zone_file: Path, content: str | bytes, name: str = "log.csv",  # noqa: ANN001
+              extra: list[str] | None = None):
+    log = tmp_path / name
+    log.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), "--source", str(FIXTURE_OSM), "--zone", str(zone_file),
+                            "--format", "json", *(extra or [])])
+    return log, r
+
+
+def fleet_km(r) -> float:  # noqa: ANN001
+    return {row["figure"]: row["value"] for row in json.loads(r.stdout)["tables"]["summary"]}["test mileage km"]
+
+
+def test_iso_offset_without_minutes_is_an_offset(runner, tmp_path: Path, zone_file: Path) -> None:
+    import pandas as pd
+
+    from geo._fleet_io import parse_time_strings
+
+    same = ["2024-03-01T08:00:00+08", "2024-03-01T08:00:00+0800", "2024-03-01T08:00:00+08:00",
+            "2024-03-01T00:00:00Z", "2024-03-01T08:00:00"]  # the last: naive = China Standard Time
+    assert set(parse_time_strings(pd.Series(same)).tolist()) == {1_709_251_200 * 10**9}
+    rows = [_FLEET_ROWS[0].replace("+08:00", "+08"), _FLEET_ROWS[1].replace("2024-03-01T08:00:10+08:00",
+                                                                            "2024-03-01T00:00:10Z"),
+            _FLEET_ROWS[2].replace("+08:00", "+08")]
+    _, r = fleet_run(runner, tmp_path, zone_file, _FLEET_HDR + "\n".join(rows) + "\n")
+    assert r.exit_code == 0, r.output
+    assert "bad rows" not in r.stderr  # taken as UTC, the +08 rows would run 8 h behind the Z row
+    assert fleet_km(r) == pytest.approx(0.19, abs=0.006)
+
+
+@pytest.mark.parametrize("stamp", ["2100-01-01T00:00:00+08:00", "1970-01-01T00:00:05Z"])
+def test_implausible_timestamp_is_a_bad_row_not_a_track_breaker(runner, tmp_path: Path, zone_file: Path,
+                                                                stamp: str) -> None:
+    odd = f"v1,上汽,{stamp},121.2005,31.3000"
+    _, r = fleet_run(runner, tmp_path, zone_file, _FLEET_HDR + "\n".join([_FLEET_ROWS[0], odd, *_FLEET_ROWS[1:]]) + "\n")
+    assert r.exit_code == 0, r.output
+    assert "icv: 1 bad rows not used (implausible timestamp: 1)" in r.stderr
+    assert fleet_km(r) == pytest.approx(0.19, abs=0.006)  # the rest of the track still counts
+
+
+def test_one_vehicle_id_in_two_enterprises_is_a_reported_conflict(runner, tmp_path: Path, zone_file: Path) -> None:
+    rows = [*_FLEET_ROWS, "v1,蔚来,2024-03-01T09:00:00+08:00,121.2000,31.3000"]
+    log, r = fleet_run(runner, tmp_path, zone_file, _FLEET_HDR + "\n".join(rows) + "\n")
+    assert_one_line_error(r, 2, str(log), "vehicle 'v1' appears under two enterprises, '上汽' (row 1) and '蔚来' (row 4)",
+                          "give each enterprise's vehicles distinct ids")
+
+
+@pytest.mark.parametrize("name,content,frag", [
+    ("log.csv", _FLEET_HDR, "the log holds no rows (a header only?)"),
+    ("route.gpx", '<?xml version="1.0"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">'
+                  '<rte><name>v1</name><rtept lat="31.3" lon="121.2"/><rtept lat="31.3" lon="121.201"/></rte></gpx>',
+     "the GPX file holds no track points"),
+], ids=["header-only CSV", "GPX with only a route"])
+def test_empty_fleet_log_is_exit_2(runner, tmp_path: Path, zone_file: Path, name: str, content: str,
+                                   frag: str) -> None:
+    log, r = fleet_run(runner, tmp_path, zone_file, content, name)
+    assert_one_line_error(r, 2, str(log), frag)
+
+
+def test_empty_parquet_log_is_exit_2(runner, tmp_path: Path, zone_file: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    log = tmp_path / "log.parquet"
+    pq.write_table(pa.table({c: pa.array([], pa.string()) for c in ("vehicle_id", "enterprise", "timestamp",
+                                                                      "lon", "lat")}), log)
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), "--source", str(FIXTURE_OSM), "--zone", str(zone_file)])
+    assert_one_line_error(r, 2, str(log), "the log holds no rows")
+
+
+def test_plain_csv_named_gz_is_one_clear_error(runner, tmp_path: Path, zone_file: Path) -> None:
+    log, r = fleet_run(runner, tmp_path, zone_file, _FLEET_HDR + "\n".join(_FLEET_ROWS) + "\n", "log.csv.gz")
+    assert_one_line_error(r, 2, str(log), "the file is named .gz but is not gzip-compressed", "rename it to .csv")
+    log.write_bytes(_gzip.compress((_FLEET_HDR + "\n".join(_FLEET_ROWS) + "\n").encode()))  # the control
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), "--source", str(FIXTURE_OSM), "--zone", str(zone_file),
+                            "--format", "json"])
+    assert r.exit_code == 0 and fleet_km(r) == pytest.approx(0.19, abs=0.006)
+
+
+def test_leftover_sidecar_never_labels_a_real_log_synthetic(tmp_path: Path) -> None:
+    import hashlib
+    import warnings
+
+    from geo._fleet_io import FleetLog, FleetLogWarning, sidecar_path
+
+    log = tmp_path / "log.csv"
+    log.write_text(_FLEET_HDR + "\n".join(_FLEET_ROWS) + "\n")
+    side = sidecar_path(log)
+    side.write_text(json.dumps({"synthetic": True, "log_sha256": "0" * 64}))  # an earlier simulated log's
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FleetLogWarning)
+        assert FleetLog(log).info.synthetic is False
+    assert any("does not belong to this log (its checksum differs)" in str(w.message) for w in caught)
+    side.write_text(json.dumps({"synthetic": True}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert FleetLog(log).info.synthetic is False
+    side.write_text(json.dumps({"synthetic": True, "log_sha256": hashlib.sha256(log.read_bytes()).hexdigest()}))
+    assert FleetLog(log).info.synthetic is True  # its own sidecar still marks it
+
+
+def test_simulated_csv_is_still_marked_synthetic(runner, tmp_path: Path, zone_file: Path) -> None:
+    from geo._fleet_io import FleetLog
+
+    out = tmp_path / "sim.csv"
+    r = runner.invoke(cli, ["fleet", "simulate", "--source", str(FIXTURE_OSM), "--zone", str(zone_file),
+                            "--vehicles", "1", "--enterprises", "1", "--trips", "1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert FleetLog(out).info.synthetic is True
+
+
+def test_formula_ids_are_neutralised_in_fleet_csv_outputs(runner, tmp_path: Path, zone_file: Path) -> None:
+    rows = [x.replace("v1,上汽", "=HYPERLINK(\"http://e\"),@SUM(A1)") for x in _FLEET_ROWS]
+    out = tmp_path / "out"
+    _, r = fleet_run(runner, tmp_path, zone_file, _FLEET_HDR + "\n".join(rows) + "\n",
+                     extra=["--format", "csv", "--out-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    with open(out / "mileage_pieces_by_enterprise.csv", newline="", encoding="utf-8") as fh:
+        ents = {row["enterprise"] for row in csv.DictReader(fh)}
+    assert ents == {"'@SUM(A1)"}
+    cells = [c for f in out.glob("*.csv") for row in csv.reader(open(f, newline="", encoding="utf-8")) for c in row]
+    assert "'=HYPERLINK(\"http://e\")" in cells
+    assert not [c for c in cells if c.lstrip()[:1] in ("=", "@")]
