@@ -300,9 +300,11 @@ def zone_show(name: str, fmt: str, output: Path | None) -> None:
               help="Folder for NAME.geojson and NAME.json [default: data/zones].")
 @click.option("--source-note", default=None, help="Where the outline comes from (for the sidecar).")
 @click.option("--licence", default=None, help="The outline's licence (for the sidecar).")
+@click.option("--layer", default=None, help="The layer holding the zone, for files with several (GeoPackage).")
 @output_options
 def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...], out_dir: Path | None,
-                source_note: str | None, licence: str | None, fmt: str, output: Path | None) -> None:
+                source_note: str | None, licence: str | None, fmt: str, output: Path | None,
+                layer: str | None = None) -> None:
     """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
 
     \b
@@ -316,7 +318,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
 
     with _zone_warnings():
         path = zones.import_zone(file, crs=crs, name=name, select=list(select) or None, out_dir=out_dir,
-                                 source_description=source_note, licence=licence)
+                                 source_description=source_note, licence=licence, layer=layer)
         z = zones.load_zone(path)
     emit([{"name": z.name, "features": z.meta.get("features"), "area_km2": round(z.area_km2, 3),
            "subzones": 0 if z.subzones is None else len(z.subzones), "file": str(path),

@@ -687,8 +687,10 @@ def _zone_stats(prep: _Prepared, zone: BaseGeometry | None, zone_name: str | Non
     zone_p = _project(np.array([zone], dtype=object), crs)[0] if zone is not None else None
     if zone_p is not None and not zone_p.is_valid:
         # a valid lon/lat outline can turn invalid by a rounding-sized sliver once projected
-        zone_p = shapely.union_all([g for g in shapely.get_parts(shapely.make_valid(zone_p))
-                                    if g.geom_type == "Polygon"])
+        # every polygon of the repair, however nested (a MultiPolygon inside a GeometryCollection too)
+        from .zones import polygonal_parts
+
+        zone_p = polygonal_parts(shapely.make_valid(zone_p))
     area = zone_area_km2(zone) if zone is not None else None
     clipped, status = _clip(prep.lines, zone_p)
     clipped_m = np.nan_to_num(shapely.length(np.where(status > 0, clipped, None)).astype(float))

@@ -629,3 +629,123 @@ def test_formula_ids_are_neutralised_in_fleet_csv_outputs(runner, tmp_path: Path
     cells = [c for f in out.glob("*.csv") for row in csv.reader(open(f, newline="", encoding="utf-8")) for c in row]
     assert "'=HYPERLINK(\"http://e\")" in cells
     assert not [c for c in cells if c.lstrip()[:1] in ("=", "@")]
+
+
+# ---------------------------------------------------------------- (d) zones
+
+import geopandas as gpd  # noqa: E402
+import shapely  # noqa: E402
+from shapely.geometry import MultiPolygon, Polygon  # noqa: E402
+
+
+def _bowtie_with_spike(x0: float = 121.19, y0: float = 31.29, s: float = 0.02) -> Polygon:
+    """Invalid: a bow-tie with a spike. shapely.make_valid gives GeometryCollection(MultiPolygon, LineString)."""
+    pts = [(0, 0), (2, 2), (2, 0), (0, 2), (0, 3), (0, 2), (0, 0)]
+    return Polygon([(x0 + s * x, y0 + s * y) for x, y in pts])
+
+
+def test_polygonal_parts_keep_nested_multipolygons() -> None:
+    from geo.zones import polygonal_parts
+
+    bad = _bowtie_with_spike(0, 0, 1)
+    fixed = shapely.make_valid(bad)
+    assert fixed.geom_type == "GeometryCollection" and fixed.geoms[0].geom_type == "MultiPolygon"
+    kept = polygonal_parts(fixed)
+    assert kept.geom_type == "MultiPolygon" and kept.area == pytest.approx(2.0)  # two unit triangles
+    # the old rule (top-level Polygons only) kept nothing
+    assert [g for g in shapely.get_parts(fixed) if g.geom_type == "Polygon"] == []
+
+
+def test_zone_repaired_in_projection_keeps_its_area_and_its_roads() -> None:
+    from geo import sources, stats
+    from geo.zones import polygonal_parts
+
+    net = sources.load_network(str(FIXTURE_OSM))
+    bad = _bowtie_with_spike()
+    st_bad = stats.road_stats(net.roads, bad)
+    # independently: plain shapely in UTM 51N, the repaired zone's polygons kept
+    utm = net.roads.to_crs(32651)
+    zone_p = gpd.GeoSeries([bad], crs=4326).to_crs(32651).iloc[0]
+    zone_p = shapely.union_all([g for g in shapely.get_parts(shapely.make_valid(zone_p).geoms[0])])
+    expect_km = float(sum(shapely.length(shapely.intersection(utm.geometry.values, zone_p)))) / 1000
+    assert expect_km > 0.3
+    assert st_bad.figure("carriageway_km").value == pytest.approx(expect_km, rel=1e-9)  # was 0 km
+
+
+def _zone_file(tmp_path: Path, geom, name: str = "z.geojson") -> Path:  # noqa: ANN001
+    """A one-feature GeoJSON written as plain text (no GDAL: the name is taken literally here too)."""
+    f = tmp_path / name
+    f.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "z"}, "geometry": shapely.geometry.mapping(geom)}]}))
+    return f
+
+
+def test_naive_antimeridian_zone_is_refused(runner, tmp_path: Path) -> None:
+    f = _zone_file(tmp_path, Polygon([(179, -17), (-179, -17), (-179, -16), (179, -16)]))
+    r = runner.invoke(cli, ["zone", "show", str(f)])
+    assert_one_line_error(r, 2, "z.geojson feature #0 (z): the outline crosses the antimeridian (an edge runs from "
+                                "lon 179 to -179", "ogr2ogr -wrapdateline")
+    # split at 180°, it is refused too (one projection cannot hold both sides), never measured as 2.3 M km²
+    split = MultiPolygon([Polygon([(179, -17), (180, -17), (180, -16), (179, -16)]),
+                          Polygon([(-180, -17), (-179, -17), (-179, -16), (-180, -16)])])
+    f2 = _zone_file(tmp_path, split, "split.geojson")
+    r = runner.invoke(cli, ["zone", "show", str(f2)])
+    assert_one_line_error(r, 2, "the zone lies on both sides of the antimeridian", "give each side as a zone")
+    # each side alone has the right area (pyproj geodesic area)
+    east = _zone_file(tmp_path, split.geoms[0], "east.geojson")
+    r = runner.invoke(cli, ["zone", "show", str(east), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    geodesic = abs(GEOD.geometry_area_perimeter(split.geoms[0])[0]) / 1e6
+    assert json.loads(r.stdout)["rows"][0]["area_km2"] == pytest.approx(geodesic, rel=1e-3)
+
+
+def test_whole_world_zone_is_one_clear_error(runner, tmp_path: Path) -> None:
+    f = _zone_file(tmp_path, box(-180, -90, 180, 90))
+    for args in (["zone", "show", str(f)], ["stats", "--source", str(FIXTURE_OSM), "--zone", str(f)]):
+        r = runner.invoke(cli, args)
+        assert_one_line_error(r, 2, "the outline spans 360° of longitude and 180° of latitude (at most 60° each)")
+
+
+def _two_layer_gpkg(tmp_path: Path) -> Path:
+    f = tmp_path / "layers.gpkg"
+    gpd.GeoDataFrame({"name": ["far"]}, geometry=[box(100, 10, 100.01, 10.01)], crs=4326).to_file(f, layer="far")
+    gpd.GeoDataFrame({"name": ["near"]}, geometry=[box(121.19, 31.29, 121.22, 31.36)], crs=4326).to_file(
+        f, layer="near")
+    return f
+
+
+def test_multi_layer_file_needs_layer(runner, tmp_path: Path) -> None:
+    f = _two_layer_gpkg(tmp_path)
+    r = runner.invoke(cli, ["zone", "show", str(f)])
+    assert_one_line_error(r, 2, "layers.gpkg: the file holds 2 layers (far, near)", "--layer NAME")
+    out = tmp_path / "zones"
+    r = runner.invoke(cli, ["zone", "import", str(f), "--crs", "wgs84", "--layer", "near", "--name", "near",
+                            "--out-dir", str(out), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    z = gpd.read_file(out / "near.geojson")
+    assert z.geometry.iloc[0].bounds == pytest.approx((121.19, 31.29, 121.22, 31.36))
+    r = runner.invoke(cli, ["zone", "import", str(f), "--crs", "wgs84", "--layer", "nope", "--out-dir", str(out)])
+    assert_one_line_error(r, 2, "no layer 'nope' in the file (layers: far, near)")
+
+
+@pytest.mark.parametrize("name", ["a!b.geojson", "x;y.geojson", "new\nline.geojson", "zip:a.geojson"])
+def test_zone_path_is_taken_literally(runner, tmp_path: Path, name: str) -> None:
+    # a decoy the virtual-path reading would open instead (b.geojson for a!b.geojson)
+    _zone_file(tmp_path, box(100, 10, 100.01, 10.01), "b.geojson")
+    f = _zone_file(tmp_path, box(121.19, 31.29, 121.22, 31.36), name)
+    r = runner.invoke(cli, ["zone", "show", str(f), "--format", "json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)["meta"]
+    assert meta["bounds (lon/lat)"] == "121.19000, 31.29000, 121.22000, 31.36000"
+
+
+def test_shapefile_with_odd_name_reads_its_sidecars(runner, tmp_path: Path) -> None:
+    f = tmp_path / "a!b.shp"
+    gpd.GeoDataFrame({"name": ["z"]}, geometry=[box(121.19, 31.29, 121.22, 31.36)], crs=4326).to_file(
+        tmp_path / "plain.shp")
+    for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+        if (tmp_path / f"plain{ext}").exists():
+            (tmp_path / f"plain{ext}").rename(tmp_path / f"a!b{ext}")
+    r = runner.invoke(cli, ["zone", "show", str(f), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["meta"]["bounds (lon/lat)"] == "121.19000, 31.29000, 121.22000, 31.36000"
