@@ -28,6 +28,9 @@ class IcvGroup(click.Group):
     """A click group that turns :class:`geo.errors.IcvError` into one clear line."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from geo._atomic import clear_protected_inputs
+
+        clear_protected_inputs()  # the inputs of this run only
         try:
             return super().invoke(ctx)
         except IcvError as e:
@@ -87,7 +90,17 @@ def emit(records: Sequence[Mapping[str, Any]], fmt: str, output: Path | None, *,
 
 def emit_text(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        try:
+            click.echo(text, nl=False)
+        except OSError as e:  # a full disk or a closed pipe behind stdout (> /dev/full)
+            import os
+
+            from geo.errors import OutputError
+
+            with __import__("contextlib").suppress(OSError, ValueError):
+                sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+            raise OutputError(f"cannot write the output to stdout ({e.strerror or e})",
+                              hint="free some space, or give -o FILE") from None
     else:
         write_text(output, text)
         click.echo(f"wrote {output}", err=True)
@@ -127,6 +140,7 @@ def load_from_options(**kw: Any):
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     with _input_warnings():
         net = sources.load_network(
             kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
@@ -134,6 +148,39 @@ def load_from_options(**kw: Any):
             progress=True,
         )
     return zone, net
+
+
+def _protect(*paths: Any) -> None:
+    """No output of this run may overwrite these input files (``-o`` = the OSM extract, the log...)."""
+    from geo._atomic import check_not_an_input, protect_inputs
+
+    protect_inputs(*(p for p in paths if p is not None and str(p) not in ("", "cache", "overpass", "skeleton")))
+    ctx = click.get_current_context(silent=True)
+    out = ctx.params.get("output") if ctx is not None else None
+    if out is not None:  # refused now, before the long work
+        check_not_an_input(out)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse NaN and infinity for a number option (click's ranges let both through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
+
+
+def _scheduler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``local``, ``local:N`` (N >= 1) or a Dask scheduler address ``tcp://HOST:PORT`` (tls://, ucx://, inproc://)."""
+    import re
+
+    if value is None:
+        return None
+    v = value.strip()
+    if re.fullmatch(r"local(:[1-9]\d{0,3})?", v) or re.fullmatch(r"(tcp|tls|ucx|inproc)://[^\s/:]+(:\d{1,5})?/?", v):
+        return v
+    raise click.BadParameter(f"{value!r} is not 'local', 'local:N' (N >= 1 workers) or a scheduler address "
+                             "such as tcp://HOST:8786.", ctx=ctx, param=param)
 
 
 def _input_warnings() -> Any:
@@ -185,6 +232,7 @@ def pull(force: bool, **kw: Any) -> None:
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     src = kw["source"] if kw["source"] != "cache" else "overpass"
     with _input_warnings():
         path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
@@ -316,6 +364,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
     """
     from geo import zones
 
+    _protect(file)
     with _zone_warnings():
         path = zones.import_zone(file, crs=crs, name=name, select=list(select) or None, out_dir=out_dir,
                                  source_description=source_note, licence=licence, layer=layer)
@@ -389,6 +438,7 @@ def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
 def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    _protect(path)
     from geo import fleet
 
     return fleet.fleet_figures_from_file(path)
@@ -512,6 +562,7 @@ def _read_test_roads(ctx: click.Context, param: click.Parameter, value: Path | N
         return None
     from geo.testroads import load_test_roads
 
+    _protect(value)
     return load_test_roads(value)
 
 
@@ -527,8 +578,9 @@ def _wrote_map(path: Path) -> None:
               help="Roads open for testing: CSV of names/refs (name,ref,from,to,note) or GeoJSON lines. "
                    "Without it every road of the filter counts.")
 @click.option("--buffer-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
-              metavar="M", help="Share of the zone's area within M metres of a test road.")
+              metavar="M", callback=_finite, help="Share of the zone's area within M metres of a test road.")
 @click.option("--cell-size-m", type=click.FloatRange(min=10), default=1000.0, show_default=True, metavar="M",
+              callback=_finite,
               help="Side of the square grid cells (local UTM).")
 def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
                  offline: bool, output: Path) -> None:
@@ -571,6 +623,7 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
     from geo import maps, reported, zones
 
     dz = zones.load_zone(districts)
+    _protect(fleet_path, figures_path, dz.meta.get("path"))
     subs = dz.subzones
     if subs is None or subs.empty:
         from geo.errors import ZoneError
@@ -682,7 +735,7 @@ def fleet() -> None:
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same log).")
-@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True, callback=_finite,
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
@@ -709,7 +762,7 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Coordinates of the log (GCJ-02 is what Amap-based loggers write).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=500_000, show_default=True,
               help="Rows read and matched at a time (bounds memory).")
-@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]", callback=_scheduler,
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
@@ -720,6 +773,7 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
 
     from geo import fleet as fleet_mod
 
+    _protect(log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,

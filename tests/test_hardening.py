@@ -749,3 +749,84 @@ def test_shapefile_with_odd_name_reads_its_sidecars(runner, tmp_path: Path) -> N
     r = runner.invoke(cli, ["zone", "show", str(f), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["meta"]["bounds (lon/lat)"] == "121.19000, 31.29000, 121.22000, 31.36000"
+
+
+# ---------------------------------------------------------------- (e) outputs and options
+
+def test_output_onto_an_input_is_refused(runner, tmp_path: Path, zone_file: Path) -> None:
+    src = tmp_path / "extract.osm"
+    src.write_bytes(FIXTURE_OSM.read_bytes())
+    before = src.read_bytes()
+    link = tmp_path / "link.osm"
+    link.symlink_to(src)
+    hard = tmp_path / "hard.osm"
+    os.link(src, hard)
+    for out in (src, tmp_path / "." / "extract.osm", link, hard):
+        r = runner.invoke(cli, ["roads", "--source", str(src), "--zone", str(zone_file), "-o", str(out)])
+        assert_one_line_error(r, 5, f"the output {out} is the input {src}: writing it would destroy the input")
+        assert src.read_bytes() == before
+    zone_before = zone_file.read_bytes()
+    r = runner.invoke(cli, ["roads", "--source", str(src), "--zone", str(zone_file), "-o", str(zone_file)])
+    assert_one_line_error(r, 5, "is the input")
+    assert zone_file.read_bytes() == zone_before
+    log = tmp_path / "log.csv"
+    log.write_text(_FLEET_HDR + "\n".join(_FLEET_ROWS) + "\n")
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zone_file),
+                            "--format", "csv", "-o", str(log)])
+    assert_one_line_error(r, 5, "is the input")
+    assert log.read_text().startswith(_FLEET_HDR)
+    tr = tmp_path / "test_roads.csv"
+    tr.write_text("name,ref,from,to,note\nA Road,,,,\n")
+    r = runner.invoke(cli, ["map", "coverage", "--source", str(src), "--zone", str(zone_file), "--test-roads", str(tr),
+                            "-o", str(tr)])
+    assert_one_line_error(r, 5, "is the input")
+    # the control: another name is written
+    r = runner.invoke(cli, ["roads", "--source", str(src), "--zone", str(zone_file), "-o", str(tmp_path / "r.txt")])
+    assert r.exit_code == 0, r.output
+
+
+def test_255_byte_output_name_is_written(runner, tmp_path: Path, zone_file: Path) -> None:
+    for name in ("r" * 250 + ".json", "路" * 83 + ".json", "a." * 127 + "j"):
+        assert len(name.encode()) <= 255
+        out = tmp_path / name
+        r = runner.invoke(cli, ["roads", "--source", str(FIXTURE_OSM), "--zone", str(zone_file), "--format", "json",
+                                "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        assert json.loads(out.read_text())["rows"][-1]["highway"] == "total"
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # no temporary file left
+
+
+def test_stdout_to_dev_full_is_one_line_exit_5(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-c", "from cli import main; main()", "zone", "list"], cwd=root,
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 5, p.stderr
+    assert p.stderr == "icv: error: cannot write the output to stdout (No space left on device). " \
+                       "Free some space, or give -o FILE.\n"
+
+
+@pytest.mark.parametrize("args,frag", [
+    (["fleet", "simulate", "--noise", "nan", "-o", "x.csv"], "Invalid value for '--noise': nan is not a finite number."),
+    (["fleet", "simulate", "--noise", "inf", "-o", "x.csv"], "Invalid value for '--noise': inf is not a finite number."),
+    (["map", "coverage", "--buffer-m", "inf"], "Invalid value for '--buffer-m': inf is not a finite number."),
+    (["map", "coverage", "--cell-size-m", "nan"], "Invalid value for '--cell-size-m': nan is not a finite number."),
+    (["fleet", "mileage", "log.csv", "--scheduler", "local:0"], "'local:0' is not 'local', 'local:N' (N >= 1 workers)"),
+    (["fleet", "mileage", "log.csv", "--scheduler", "junk://x"], "'junk://x' is not 'local', 'local:N'"),
+])
+def test_bad_numbers_and_schedulers_are_usage_errors(runner, tmp_path: Path, zone_file: Path, args: list[str],
+                                                     frag: str) -> None:
+    r = runner.invoke(cli, [*args, "--source", str(FIXTURE_OSM), "--zone", str(zone_file)])
+    assert r.exit_code == 2, r.output
+    assert frag in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("value", ["local", "local:2", "tcp://10.0.0.1:8786", "tls://sched.example:8786"])
+def test_good_scheduler_values_pass(value: str) -> None:
+    from cli import _scheduler
+
+    assert _scheduler(None, None, value) == value  # type: ignore[arg-type]
