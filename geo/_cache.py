@@ -8,11 +8,13 @@ serialized by a lock file, so two ``icv pull`` runs at once cannot corrupt it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,14 +51,49 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def _lock(cache_dir: Path, key: str) -> Iterator[None]:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f".{key}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+def _lock(cache_dir: Path, key: str, shared: bool = False) -> Iterator[None]:
+    """An flock on ``.KEY.lock``; a reader of a read-only cache folder goes without one.
+
+    Nothing can write into a folder the run cannot write either, so a reader
+    needs no lock there; a writer gets a CacheError naming the folder.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheError(f"cannot create the cache folder ({e.strerror or e})", where=str(cache_dir),
+                         hint="give a writable --cache-dir (or ICV_CACHE_DIR)") from e
+    lock = cache_dir / f".{key}.lock"
+    try:  # never block on a FIFO or follow a link planted under the lock's name
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            yield
+            return
+        raise CacheError(f"cannot write the cache's lock file ({e.strerror or e})", where=str(lock),
+                         hint="give a writable --cache-dir (or ICV_CACHE_DIR), or remove what stands there") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CacheError("the cache's lock file is not a regular file", where=str(lock),
+                             hint="remove it; icv makes it again")
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _regular_file(path: Path, what: str) -> None:
+    """Refuse a cache file that is not a regular file (a FIFO would hang, /dev/zero never ends)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CacheError(f"cannot read the {what} ({e.strerror or e})", where=str(path),
+                         hint="run `icv pull --force` to fetch it again") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"the {what} is not a regular file (a pipe, a device or a link to one)", where=str(path),
+                         hint="remove it and run `icv pull --force` to fetch it again")
 
 
 def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str,
@@ -85,9 +122,11 @@ def read_sidecar(cache_dir: Path, key: str) -> dict | None:
     """The sidecar of a cache entry, or None when it is missing or unreadable."""
     side = cache_paths(cache_dir, key)[1]
     try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        _regular_file(side, "cache sidecar")
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, CacheError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def read_cache(cache_dir: Path, key: str, zone_sha256: str | None = None) -> tuple[gpd.GeoDataFrame, Provenance]:
@@ -103,12 +142,17 @@ def read_cache(cache_dir: Path, key: str, zone_sha256: str | None = None) -> tup
     if not data.exists() or not side.exists():
         raise CacheError(f"no cached network {key!r} in {cache_dir}",
                          hint="run `icv pull` first, or pass --source FILE (.osm, .osm.pbf, .geojson)")
-    with _lock(cache_dir, key):
+    with _lock(cache_dir, key, shared=True):
+        _regular_file(side, "cache sidecar")
+        _regular_file(data, "cached data")
         try:
             sidecar = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CacheError("the cache sidecar is unreadable", where=str(side),
                              hint="run `icv pull --force` to fetch it again") from e
+        if not isinstance(sidecar, dict):
+            raise CacheError(f"the cache sidecar is JSON but not an object (a {type(sidecar).__name__})",
+                             where=str(side), hint="run `icv pull --force` to fetch it again")
         if zone_sha256 and sidecar.get("zone_sha256") not in (None, zone_sha256):
             raise CacheError("the cached network was pulled for another outline of a zone with this name",
                              where=str(data), hint="run `icv pull --force` for this zone, or rename the zone file")

@@ -337,6 +337,13 @@ def _watch_cache(stamps: list[str | None]) -> Iterator[None]:
     original: Callable[[str], Any] = _ox_http._retrieve_from_cache
 
     def retrieve(key: str) -> Any:
+        path = _ox_http._resolve_cache_filepath(key)
+        if path.exists() and not path.is_file():  # a FIFO would hang the read, /dev/zero never end
+            log.warning("ignoring Overpass cache entry %s: not a regular file", path)
+            return None
+        if path.is_symlink():
+            log.warning("ignoring Overpass cache entry %s: a symbolic link", path)
+            return None
         try:
             data = original(key)
         except (ValueError, UnicodeDecodeError):
@@ -356,6 +363,9 @@ def _watch_cache(stamps: list[str | None]) -> Iterator[None]:
     def save(url: str, response_json: Any, ok: bool) -> None:
         # an empty answer (server hiccup, wrong area) would be replayed forever: never cached
         if isinstance(response_json, dict) and response_json.get("elements") and not _invalid_answer(response_json):
+            path = _ox_http._resolve_cache_filepath(url)
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                path.unlink()  # writing into a FIFO would block, into a link would write elsewhere
             original_save(url, response_json, ok)
 
     original_save = _ox_http._save_to_cache

@@ -830,3 +830,95 @@ def test_good_scheduler_values_pass(value: str) -> None:
     from cli import _scheduler
 
     assert _scheduler(None, None, value) == value  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- (e) the cache
+
+def _pulled(runner, tmp_path: Path, zone_file: Path) -> tuple[Path, Path, Path]:  # noqa: ANN001
+    cache = tmp_path / "cache"
+    r = runner.invoke(cli, ["pull", "--source", str(FIXTURE_OSM), "--zone", str(zone_file), "--cache-dir", str(cache)])
+    assert r.exit_code == 0, r.output
+    return cache, next(cache.glob("roads-*.parquet")), next(cache.glob("roads-*.json"))
+
+
+def _roads_from_cache(runner, zone_file: Path, cache: Path):  # noqa: ANN001
+    return runner.invoke(cli, ["roads", "--zone", str(zone_file), "--cache-dir", str(cache), "--format", "json"])
+
+
+@pytest.mark.parametrize("doc", ["[1, 2]", "\"text\"", "null", "3"])
+def test_sidecar_that_is_json_but_not_an_object(runner, tmp_path: Path, zone_file: Path, doc: str) -> None:
+    cache, _, side = _pulled(runner, tmp_path, zone_file)
+    side.write_text(doc)
+    r = _roads_from_cache(runner, zone_file, cache)
+    assert_one_line_error(r, 4, str(side), "the cache sidecar is JSON but not an object", "icv pull --force")
+    r = runner.invoke(cli, ["pull", "--source", str(FIXTURE_OSM), "--zone", str(zone_file), "--cache-dir", str(cache)])
+    assert r.exit_code == 0, r.output  # pulled again, not crashed
+    assert isinstance(json.loads(side.read_text()), dict)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_cache_folder_is_still_readable(runner, tmp_path: Path, zone_file: Path) -> None:
+    cache, _, _ = _pulled(runner, tmp_path, zone_file)
+    for lock in cache.glob(".*.lock"):
+        lock.unlink()
+    cache.chmod(0o555)
+    try:
+        r = _roads_from_cache(runner, zone_file, cache)
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(cli, ["pull", "--force", "--source", str(FIXTURE_OSM), "--zone", str(zone_file),
+                                "--cache-dir", str(cache)])
+        assert_one_line_error(r, 4, "cannot write the cache's lock file (Permission denied)")
+    finally:
+        cache.chmod(0o755)
+
+
+def test_read_only_cache_folder_through_the_lock_logic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same as above for root (which ignores permissions): os.open fails as on a read-only mount."""
+    import errno as _errno
+
+    from geo import _cache
+    from geo.errors import CacheError
+
+    real_open = os.open
+
+    def ro_open(path, flags, *a):  # noqa: ANN001, ANN202
+        if str(path).endswith(".lock"):
+            raise OSError(_errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *a)
+    monkeypatch.setattr(os, "open", ro_open)
+    with _cache._lock(tmp_path, "k", shared=True):
+        pass  # a reader goes on without the lock
+    with pytest.raises(CacheError, match=r"cannot write the cache's lock file \(Read-only file system\)"):
+        with _cache._lock(tmp_path, "k"):
+            pass
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+@pytest.mark.parametrize("which", ["data", "sidecar", "lock"])
+def test_cache_file_replaced_by_a_fifo_or_dev_zero_does_not_hang(runner, tmp_path: Path, zone_file: Path,
+                                                                  kind: str, which: str) -> None:
+    cache, data, side = _pulled(runner, tmp_path, zone_file)
+    target = {"data": data, "sidecar": side, "lock": next(cache.glob(".*.lock"))}[which]
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    t0 = time.monotonic()
+    r = _roads_from_cache(runner, zone_file, cache)
+    assert time.monotonic() - t0 < 20
+    frag = {"data": "the cached data is not a regular file", "sidecar": "the cache sidecar is not a regular file",
+            "lock": "cannot write the cache's lock file"}[which]  # O_NOFOLLOW: ELOOP; a FIFO: ENXIO
+    assert_one_line_error(r, 4, str(target), frag)
+
+
+def test_overpass_cache_entry_replaced_by_a_fifo_is_fetched_again(serve, tmp_path: Path) -> None:
+    s = serve(lambda h: send(h, json.dumps(overpass_json()).encode()))
+    _fetch(s.url, tmp_path)
+    entry = next((tmp_path / "overpass").glob("*.json"))
+    entry.unlink()
+    os.mkfifo(entry)
+    t0 = time.monotonic()
+    ways, info = _fetch(s.url, tmp_path)
+    assert time.monotonic() - t0 < 20 and [w.way_id for w in ways] == [5] and not info.from_cache
+    assert len(s.requests) == 2
