@@ -922,3 +922,166 @@ def test_overpass_cache_entry_replaced_by_a_fifo_is_fetched_again(serve, tmp_pat
     ways, info = _fetch(s.url, tmp_path)
     assert time.monotonic() - t0 < 20 and [w.way_id for w in ways] == [5] and not info.from_cache
     assert len(s.requests) == 2
+
+
+# ---------------------------------------------------------------- fuzz: fleet reader (CSV, GPX), Overpass JSON
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from geo.errors import IcvError  # noqa: E402
+
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+_cell = st.one_of(
+    st.sampled_from(["", "nan", "NaN", "inf", "-1", "0", "1e400", "0x1f", "31,37", "=1+1", "@x", "\t-2", "嘉定",
+                     "2024-03-01T08:00:00+08", "2024-03-01T08:00:00Z", "2100-01-01T00:00:00", "1709251200",
+                     "1709251200000", "yesterday", "\"", "\x1b[2J", "121.2", "31.3"]),
+    st.text(max_size=12),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+
+
+def _csv_text(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["vehicle_id", "enterprise", "timestamp", "lon", "lat", "speed"])
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _consume(path: Path) -> int:
+    import warnings
+
+    from geo._fleet_io import NAT, FleetLog
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log = FleetLog(path, chunk_rows=7)
+        n = 0
+        for ch in log.chunks():
+            assert len(ch.lon) == len(ch.lat) == len(ch.t_ns) == len(ch.vehicle) == len(ch) 
+            assert ch.t_ns.dtype == np.int64 and ch.lon.dtype == np.float64
+            ok = ch.t_ns != NAT
+            assert (ch.t_ns[ok] > -2**62).all()
+            assert ch.vehicle.max(initial=-1) < len(ch.vehicle_names)
+            n += len(ch)
+    return n
+
+
+import numpy as np  # noqa: E402
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(_cell, min_size=0, max_size=8), max_size=25), raw_tail=st.binary(max_size=20))
+def test_fuzz_fleet_csv_reader(tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]],
+                               raw_tail: bytes) -> None:
+    p = tmp_path_factory.mktemp("fz") / "log.csv"
+    p.write_bytes(_csv_text(rows).encode("utf-8") + raw_tail)
+    try:
+        n = _consume(p)
+    except IcvError as e:
+        assert "\n" not in e.message and e.exit_code == 2
+        return
+    assert 0 <= n <= len(rows) + raw_tail.count(b"\n") + 1
+
+
+_attr = st.one_of(_cell, st.none())
+
+
+@st.composite
+def _gpx(draw) -> str:  # noqa: ANN001
+    from xml.sax.saxutils import escape, quoteattr
+
+    parts = ['<?xml version="1.0" encoding="UTF-8"?><gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1">']
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["trk", "rte", "wpt"]))
+        if kind == "wpt":
+            parts.append(f'<wpt lat={quoteattr(draw(_cell))} lon={quoteattr(draw(_cell))}/>')
+            continue
+        parts.append(f"<{kind}>")
+        if draw(st.booleans()):
+            parts.append(f"<name>{escape(draw(_cell))}</name>")
+        if draw(st.booleans()):
+            parts.append(f"<type>{escape(draw(_cell))}</type>")
+        pt = "trkpt" if kind == "trk" else "rtept"
+        if kind == "trk":
+            parts.append("<trkseg>")
+        for _ in range(draw(st.integers(0, 4))):
+            lat, lon = draw(_attr), draw(_attr)
+            attrs = (f" lat={quoteattr(lat)}" if lat is not None else "") + (f" lon={quoteattr(lon)}" if lon is not None
+                                                                                else "")
+            t = draw(_attr)
+            parts.append(f"<{pt}{attrs}>" + (f"<time>{escape(t)}</time>" if t is not None else "") + f"</{pt}>")
+        if kind == "trk":
+            parts.append("</trkseg>")
+        parts.append(f"</{kind}>")
+    parts.append("</gpx>")
+    text = "".join(parts)
+    cut = draw(st.integers(0, 3))
+    return text[: len(text) - cut * 7] if cut else text  # sometimes truncated
+
+
+@FUZZ
+@given(doc=_gpx())
+def test_fuzz_fleet_gpx_reader(tmp_path_factory: pytest.TempPathFactory, doc: str) -> None:
+    p = tmp_path_factory.mktemp("fz") / "log.gpx"
+    p.write_text(doc, encoding="utf-8")
+    try:
+        n = _consume(p)
+    except IcvError as e:
+        assert "\n" not in e.message and e.exit_code == 2
+        return
+    assert n == doc.count("<trkpt")
+
+
+_num = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**20, 10**20),
+                 st.sampled_from([31.3, 121.2, 931.0, -91.0, 180.0001]), st.text(max_size=5), st.none(), st.booleans())
+_element = st.one_of(
+    st.fixed_dictionaries({"type": st.just("node"), "id": st.one_of(st.integers(-5, 5), st.integers(2**63 - 2, 2**64),
+                                                                    st.text(max_size=3)),
+                           "lat": st.one_of(st.floats(31.30, 31.31), _num),
+                           "lon": st.one_of(st.floats(121.20, 121.21), _num)}),
+    st.fixed_dictionaries({"type": st.just("way"), "id": st.integers(1, 5),
+                           "nodes": st.one_of(st.lists(st.integers(-2, 6), max_size=5), st.text(max_size=3)),
+                           "tags": st.one_of(st.just({"highway": "primary"}),
+                                             st.dictionaries(st.text(max_size=3), st.one_of(st.text(max_size=3),
+                                                                                            st.integers()), max_size=2))}),
+    st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4)),
+                 lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=3), c, max_size=3)),
+                 max_leaves=8),
+)
+_answer = st.one_of(
+    st.builds(lambda els: {"version": 0.6, "osm3s": {"timestamp_osm_base": "2024-02-29T23:59:59Z"}, "elements": els},
+              st.lists(_element, max_size=8)),
+    st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=4)),
+                 lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=4), c, max_size=3)),
+                 max_leaves=10),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    holder: dict[str, bytes] = {"body": b"{}"}
+    s = Server(lambda h: send(h, holder["body"]))
+    yield s, holder
+    s.close()
+
+
+@FUZZ
+@given(doc=_answer, nan=st.booleans())
+def test_fuzz_overpass_json_reader(fuzz_server, doc: object, nan: bool) -> None:
+    import math
+
+    server, holder = fuzz_server
+    body = json.dumps(doc)
+    if nan:  # NaN and Infinity are what Python's json writes for floats JSON has no word for
+        body = body.replace("31.3", "NaN", 1).replace("121.2", "Infinity", 1)
+    holder["body"] = body.encode()
+    try:
+        ways, _ = _fetch(server.url, None, timeout=5)
+    except IcvError as e:
+        assert "\n" not in e.message and e.exit_code in (2, 3)
+        return
+    for w in ways:  # whatever was accepted is real OSM data
+        assert len(w.node_ids) == len(w.coords) >= 2
+        assert all(math.isfinite(x) and math.isfinite(y) and abs(x) <= 180 and abs(y) <= 90 for x, y in w.coords)
