@@ -80,8 +80,9 @@ class _Guard(io.RawIOBase):
         self.total += len(chunk)
         if self.compressed and (self.total > self.size_cap
                                 or (self.total > _RATIO_FROM and self.total > MAX_RATIO * self.on_disk)):
-            raise InputError(f"the file decompresses to more than {self.total / 2**20:,.0f} MiB "
-                             f"({self.on_disk:,} bytes on disk): a decompression bomb?", where=str(self.path),
+            raise InputError(f"the file decompresses to more than {self.total / 2**20:,.0f} MiB from "
+                             f"{self.on_disk:,} bytes on disk; refused as a possible decompression bomb",
+                             where=str(self.path),
                              hint="check the file; to read a genuine huge extract, convert it to .osm.pbf "
                                   "or raise ICV_MAX_DECOMPRESSED_MB")
         step = self.token_cap  # a stretch inside a piece of this size cannot pass the cap
@@ -400,9 +401,10 @@ def _warn_repairs(path: Path, counts: dict[str, int], examples: dict[str, list[i
         ex = examples[key]
         return ", ".join(str(i) for i in ex[:5]) + (" ..." if len(ex) > 5 else "")
     if counts["older"] or counts["deleted"]:
-        warnings.warn(f"{path}: {counts['older']:,} older versions and {counts['deleted']:,} deleted elements left "
-                      "out (history or edited file): the highest version of each id is used", InputWarning,
-                      stacklevel=3)
+        what = " and ".join(x for x in (f"{counts['older']:,} older versions" if counts["older"] else "",
+                                        f"{counts['deleted']:,} deleted elements" if counts["deleted"] else "") if x)
+        warnings.warn(f"{path}: {what} left out (history or edited file): the highest version of each id is used, "
+                      "deleted ones not at all", InputWarning, stacklevel=3)
     if counts["dup_way"]:
         warnings.warn(f"{path}: {counts['dup_way']:,} repeated ways of the same id and version (way {ids('dup_way')})"
                       ": the first of each is used, none is counted twice", InputWarning, stacklevel=3)
