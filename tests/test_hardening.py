@@ -1086,3 +1086,32 @@ def test_fuzz_overpass_json_reader(fuzz_server, doc: object, nan: bool) -> None:
     for w in ways:  # whatever was accepted is real OSM data
         assert len(w.node_ids) == len(w.coords) >= 2
         assert all(math.isfinite(x) and math.isfinite(y) and abs(x) <= 180 and abs(y) <= 90 for x, y in w.coords)
+
+
+def test_road_on_a_shared_subzone_border_is_counted_once(tmp_path: Path) -> None:
+    from geo import sources, stats, zones
+
+    # a road running north along lon 121.2, the border of two sub-zones, and one crossing it
+    pts = {1: (121.2, 31.30), 2: (121.2, 31.31), 3: (121.195, 31.305), 4: (121.205, 31.305)}
+    body = "".join(f'<node id="{i}" lat="{la}" lon="{lo}"/>' for i, (lo, la) in pts.items())
+    body += way(5, [1, 2]) + way(6, [3, 4], hw="secondary")
+    src = tmp_path / "border.osm"
+    src.write_text(osm_doc(body))
+    # the border shares the road's nodes, as OSM boundaries drawn along roads do
+    west = Polygon([(121.19, 31.29), (121.2, 31.29), (121.2, 31.30), (121.2, 31.31), (121.2, 31.32), (121.19, 31.32)])
+    east = Polygon([(121.2, 31.29), (121.21, 31.29), (121.21, 31.32), (121.2, 31.32), (121.2, 31.31), (121.2, 31.30)])
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": n}, "geometry": shapely.geometry.mapping(b)}
+        for n, b in (("west", west), ("east", east))]}
+    zf = tmp_path / "two.geojson"
+    zf.write_text(json.dumps(fc))
+    zone = zones.load_zone(zf)
+    net = sources.load_network(str(src), zone=zone)
+    st = stats.road_stats(net.roads, zone)
+    utm = net.roads.to_crs(32651).set_index(net.roads["highway"]).geometry.length  # plain shapely, metres
+    border_km, crossing_km = utm["primary"] / 1000, utm["secondary"] / 1000
+    km = {n: st.subzones[n].figure("carriageway_km").value for n in ("west", "east")}
+    assert st.figure("carriageway_km").value == pytest.approx(border_km + crossing_km, rel=1e-9)
+    assert km["west"] == pytest.approx(border_km + crossing_km / 2, abs=1e-4)  # the border road: first sub-zone
+    assert km["east"] == pytest.approx(crossing_km / 2, abs=1e-4)  # was border_km + crossing_km / 2
+    assert km["west"] + km["east"] == pytest.approx(st.figure("carriageway_km").value, rel=1e-9)
