@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -52,36 +51,47 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def _lock(cache_dir: Path, key: str, shared: bool = False) -> Iterator[None]:
-    """An flock on ``.KEY.lock``; a reader of a read-only cache folder goes without one.
+    """A lock on ``.KEY.lock`` (filelock: flock on POSIX, msvcrt locking on Windows).
 
-    Nothing can write into a folder the run cannot write either, so a reader
-    needs no lock there; a writer gets a CacheError naming the folder.
+    A reader (``shared``) of a cache folder it cannot write goes without one:
+    nothing can write there either. A lock path that is not a regular file (a
+    FIFO, a link to a device) is refused rather than opened, which could hang.
     """
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CacheError(f"cannot create the cache folder ({e.strerror or e})", where=str(cache_dir),
                          hint="give a writable --cache-dir (or ICV_CACHE_DIR)") from e
-    lock = cache_dir / f".{key}.lock"
-    try:  # never block on a FIFO or follow a link planted under the lock's name
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o666)
+    lock_path = cache_dir / f".{key}.lock"
+    try:
+        st = os.lstat(lock_path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise CacheError("the cache's lock file is not a regular file (a pipe, a device or a link)",
+                         where=str(lock_path), hint="remove it; icv makes it again")
+    if shared and st is None and not os.access(cache_dir, os.W_OK):
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():  # off Windows without fcntl it falls back to a soft lock, and says so
+        warnings.simplefilter("ignore")
+        from filelock import FileLock
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire()
     except OSError as e:
         if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
             yield
             return
-        raise CacheError(f"cannot write the cache's lock file ({e.strerror or e})", where=str(lock),
-                         hint="give a writable --cache-dir (or ICV_CACHE_DIR), or remove what stands there") from e
+        raise CacheError(f"cannot write the cache's lock file ({e.strerror or e})", where=str(lock_path),
+                         hint="give a writable --cache-dir (or ICV_CACHE_DIR)") from e
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CacheError("the cache's lock file is not a regular file", where=str(lock),
-                             hint="remove it; icv makes it again")
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def _regular_file(path: Path, what: str) -> None:

@@ -156,7 +156,7 @@ class _Progress(io.RawIOBase):
 def _open(path: Path, progress: bool = False) -> IO[bytes]:
     name = path.name.lower()
     raw: IO[bytes] = open(path, "rb")
-    if progress:
+    if progress and sys.stderr.isatty():  # a bar only on a terminal; tqdm is not even imported otherwise
         from tqdm import tqdm
 
         bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"reading {path.name}",
@@ -333,6 +333,8 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
     except (EOFError, OSError) as e:
         raise InputError(f"cannot decompress or read the file ({e})", where=str(path),
                          hint="the file may be truncated: download it again") from e
+    except InputError:  # (an InputError is a ValueError too)
+        raise
     except (ValueError, LookupError) as e:  # expat: "multi-byte encodings are not supported", unknown encoding
         raise InputError(f"the XML declaration names an encoding the reader cannot decode ({e})", where=str(path),
                          hint="convert the file to UTF-8, e.g. `iconv -f GBK -t UTF-8`, and declare "

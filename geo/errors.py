@@ -3,11 +3,17 @@
 Every error a user can cause or meet carries a one-line message saying what went
 wrong, where, and what to do; the CLI prints that line and exits with
 ``exit_code``. Tracebacks are shown only with ``--debug``.
+
+As OSMnx's errors do, each also subclasses the builtin it refines, so library
+users can catch them as such: bad input is a :class:`ValueError`, an
+unreachable server a :class:`ConnectionError`, cache and output faults an
+:class:`OSError`.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: C0/C1 control characters (ESC of terminal sequences, BEL, NUL...) and the bidi
 #: overrides that reorder text on screen; whitespace controls become spaces.
@@ -37,6 +43,12 @@ class IcvError(Exception):
         self.hint = hint
         super().__init__(self.message)
 
+    def __str__(self) -> str:  # OSError's own __str__ would show errno fields
+        return self.message
+
+    def __reduce__(self) -> Any:  # picklable (Dask workers send errors back)
+        return (_rebuild, (type(self), self.what, self.where, self.hint))
+
     @property
     def message(self) -> str:
         """One line: what, where, what to do."""
@@ -50,7 +62,7 @@ class IcvError(Exception):
         return " ".join(strip_controls(line).split())
 
 
-class InputError(IcvError):
+class InputError(IcvError, ValueError):
     """A file or value given by the user cannot be used (bad format, bad content)."""
 
     exit_code = 2
@@ -76,19 +88,19 @@ class ReportedFiguresError(InputError):
     """The reported-figures table is malformed (unknown figure, missing source, bad date)."""
 
 
-class SourceUnavailableError(IcvError):
+class SourceUnavailableError(IcvError, ConnectionError):
     """A remote source (Overpass) cannot be reached or keeps failing."""
 
     exit_code = 3
 
 
-class CacheError(IcvError):
+class CacheError(IcvError, OSError):
     """The project's cache is missing or corrupted."""
 
     exit_code = 4
 
 
-class OutputError(IcvError):
+class OutputError(IcvError, OSError):
     """An output file cannot be written where the user asked."""
 
     exit_code = 5
@@ -96,3 +108,7 @@ class OutputError(IcvError):
 
 class InputWarning(UserWarning):
     """An input was read with a stated repair (duplicate ids, history versions...); one line for the user."""
+
+
+def _rebuild(cls: type[IcvError], what: str, where: str | None, hint: str | None) -> IcvError:
+    return cls(what, where=where, hint=hint)
