@@ -68,7 +68,6 @@ def test_control_characters_never_reach_a_message() -> None:
 # ---------------------------------------------------------------- (b) Overpass transport: caps, redirects, credentials
 
 import gzip as _gzip  # noqa: E402
-import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
@@ -659,7 +658,6 @@ def test_polygonal_parts_keep_nested_multipolygons() -> None:
 
 def test_zone_repaired_in_projection_keeps_its_area_and_its_roads() -> None:
     from geo import sources, stats
-    from geo.zones import polygonal_parts
 
     net = sources.load_network(str(FIXTURE_OSM))
     bad = _bowtie_with_spike()
@@ -960,7 +958,7 @@ def _consume(path: Path) -> int:
         log = FleetLog(path, chunk_rows=7)
         n = 0
         for ch in log.chunks():
-            assert len(ch.lon) == len(ch.lat) == len(ch.t_ns) == len(ch.vehicle) == len(ch) 
+            assert len(ch.lon) == len(ch.lat) == len(ch.t_ns) == len(ch.vehicle) == len(ch)
             assert ch.t_ns.dtype == np.int64 and ch.lon.dtype == np.float64
             ok = ch.t_ns != NAT
             assert (ch.t_ns[ok] > -2**62).all()
