@@ -249,13 +249,13 @@ def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _scheduler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``local``, ``local:N`` (N >= 1) or a Dask scheduler address ``tcp://HOST:PORT`` (tls://, ucx://, inproc://)."""
+    """``local``, ``local:N`` (N >= 1) or a Dask scheduler address (tcp://, tls://, ucx://, inproc://, ws://)."""
     import re
 
     if value is None:
         return None
     v = value.strip()
-    if re.fullmatch(r"local(:[1-9]\d{0,3})?", v) or re.fullmatch(r"(tcp|tls|ucx|inproc)://[^\s/:]+(:\d{1,5})?/?", v):
+    if re.fullmatch(r"local(:[1-9]\d{0,3})?", v) or re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/:][^\s]*", v):
         return v
     raise click.BadParameter(f"{value!r} is not 'local', 'local:N' (N >= 1 workers) or a scheduler address "
                              "such as tcp://HOST:8786.", ctx=ctx, param=param)

@@ -824,7 +824,8 @@ def test_bad_numbers_and_schedulers_are_usage_errors(runner, tmp_path: Path, zon
     assert not (tmp_path / "x.csv").exists()
 
 
-@pytest.mark.parametrize("value", ["local", "local:2", "tcp://10.0.0.1:8786", "tls://sched.example:8786"])
+@pytest.mark.parametrize("value", ["local", "local:2", "tcp://10.0.0.1:8786", "tls://sched.example:8786",
+                                   "inproc://192.0.2.2/32642/1"])
 def test_good_scheduler_values_pass(value: str) -> None:
     from cli import _scheduler
 
