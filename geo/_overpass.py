@@ -452,6 +452,15 @@ def _invalid_answer(data: Any) -> str | None:
             nodes = el.get("nodes")
             if not isinstance(nodes, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
                 return f"{label} has a node list that is not a list of ids"
+            if len(nodes) < 2:
+                return f"{label} has {len(nodes)} nodes (a way has at least 2)"
+    # the query ends in `>;`: every node of every way is in the answer, or the answer is cut
+    have = {el["id"] for el in elements if el.get("type") == "node"}
+    for el in elements:
+        if el.get("type") == "way":
+            missing = next((n for n in el["nodes"] if n not in have), None)
+            if missing is not None:
+                return f"way {el['id']} references node {missing}, which the answer does not hold (a cut answer?)"
     return None
 
 
