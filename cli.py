@@ -71,9 +71,35 @@ class IcvGroup(click.Group):
         except Exception as e:  # an error icv did not foresee: one line, details with --debug
             if _debug(ctx):
                 raise
+            if _stdout_broken(e):  # a status line to a full disk or a closed pipe (> /dev/full)
+                click.echo(f"icv: error: cannot write the output to stdout ({e.strerror}). Free some space, "
+                           "or give -o FILE.", err=True)
+                ctx.exit(5)
             click.echo(f"icv: internal error: {type(e).__name__}: {strip_controls(e)}. Rerun with --debug for the "
                        "traceback and report it.", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+def _stdout_broken(e: BaseException) -> bool:
+    """Whether ``e`` is a failed write to stdout (then stdout is swapped for /dev/null)."""
+    import errno
+    import os
+
+    if not isinstance(e, OSError) or e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT):
+        return False
+    tb, to_stdout = e.__traceback__, False
+    while tb is not None:  # raised inside click.echo(..., err=False)?
+        f = tb.tb_frame
+        if f.f_code.co_name == "echo" and f.f_code.co_filename.endswith(os.path.join("click", "utils.py")):
+            to_stdout = not f.f_locals.get("err") and f.f_locals.get("file") in (None, sys.stdout)
+        tb = tb.tb_next
+    if not to_stdout:
+        return False
+    try:
+        sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+    except OSError:
+        pass
+    return True
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -804,12 +804,19 @@ def test_stdout_to_dev_full_is_one_line_exit_5(tmp_path: Path) -> None:
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    with open("/dev/full", "w") as full:
-        p = subprocess.run([sys.executable, "-c", "from cli import main; main()", "zone", "list"], cwd=root,
-                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
-    assert p.returncode == 5, p.stderr
-    assert p.stderr == "icv: error: cannot write the output to stdout (No space left on device). " \
-                       "Free some space, or give -o FILE.\n"
+    zone = tmp_path / "z.geojson"
+    zone.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                    "geometry": shapely.geometry.mapping(box(121.19, 31.29, 121.22, 31.36))}]}))
+    # a table (emit) and a status line (`cached ...`, click.echo)
+    for args in (["zone", "list"], ["pull", "--source", str(FIXTURE_OSM), "--zone", str(zone), "--cache-dir",
+                                    str(tmp_path / "c")]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([sys.executable, "-c", "from cli import main; main()", *args], cwd=root,
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert p.returncode == 5, p.stderr
+        assert p.stderr.endswith("icv: error: cannot write the output to stdout (No space left on device). "
+                                 "Free some space, or give -o FILE.\n"), p.stderr
+        assert p.stderr.count("icv: error:") == 1 and "Traceback" not in p.stderr and "Exception" not in p.stderr
 
 
 @pytest.mark.parametrize("args,frag", [
