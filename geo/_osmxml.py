@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError, InputWarning
-from .roads import RawWay, split_runs
+from .roads import RawWay, split_runs, warn_missing_refs
 
 _HINT = "give an OSM XML file (.osm, .osm.bz2, .osm.gz) as exported by osmium, JOSM or Overpass"
 #: Longest XML token (comment, text, tag) accepted, bytes: an OSM tag value has at most 255
@@ -201,7 +201,8 @@ def _line_is_utf8(path: Path, line: int) -> bool:
     return True
 
 
-def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[list[RawWay], str | None]:
+def read_ways(path: str | os.PathLike[str], progress: bool = False,
+              counts: dict[str, int] | None = None) -> tuple[list[RawWay], str | None]:
     """Road ways of an OSM XML file and its data timestamp (a progress bar on stderr with ``progress``).
 
     Returns
@@ -211,6 +212,10 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
     timestamp
         Overpass ``<meta osm_base>`` if present, else the newest element
         ``timestamp`` attribute, else ``None``.
+
+    ``counts``, if given, receives ``refs`` (way node refs of the highway
+    ways) and ``missing`` (refs to nodes absent from the file or without
+    coordinates); a large share missing warns (:func:`geo.roads.warn_missing_refs`).
     """
     path = Path(path)
     _sniff(path)
@@ -223,7 +228,7 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
     node_version: dict[int, int] = {}
     way_version: dict[int, int] = {}
     way_at: dict[int, int] = {}  # way id -> index in pending (None slots once replaced)
-    counts = {"older": 0, "deleted": 0, "dup_way": 0, "dup_node_moved": 0}
+    repairs = {"older": 0, "deleted": 0, "dup_way": 0, "dup_node_moved": 0}
     dup_examples: dict[str, list[int]] = {"dup_way": [], "dup_node_moved": []}
     osm_base: str | None = None
     newest: str | None = None
@@ -248,20 +253,20 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
                     deleted = _is_deleted(el)
                     lon_s, lat_s = el.get("lon"), el.get("lat")
                     if seen is not None and version < seen:
-                        counts["older"] += 1
+                        repairs["older"] += 1
                     elif seen is not None and version == seen:
                         # a duplicated node: the first is kept; say so when it moved
                         if not deleted and locations.get(nid) != _coords(lon_s, lat_s):
-                            counts["dup_node_moved"] += 1
+                            repairs["dup_node_moved"] += 1
                             dup_examples["dup_node_moved"].append(nid)
                     else:
                         if seen is not None:
-                            counts["older"] += 1
+                            repairs["older"] += 1
                         node_version[nid] = version
                         locations.pop(nid, None)
                         bad_nodes.pop(nid, None)
                         if deleted:
-                            counts["deleted"] += 1
+                            repairs["deleted"] += 1
                         elif lon_s is None and lat_s is None:
                             pass  # a node without coordinates: ways treat it as missing
                         else:
@@ -289,23 +294,23 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
                     version = _version(el)
                     seen = way_version.get(wid) if wid is not None else None
                     if seen is not None and version < seen:
-                        counts["older"] += 1
+                        repairs["older"] += 1
                         el.clear()
                         continue
                     if seen is not None and version == seen:
-                        counts["dup_way"] += 1  # a duplicated way: the first is kept, never counted twice
+                        repairs["dup_way"] += 1  # a duplicated way: the first is kept, never counted twice
                         dup_examples["dup_way"].append(wid)
                         el.clear()
                         continue
                     if seen is not None:
-                        counts["older"] += 1
+                        repairs["older"] += 1
                         at = way_at.pop(wid, None)
                         if at is not None:
                             pending[at] = None  # type: ignore[call-overload]
                     if wid is not None:
                         way_version[wid] = version
                     if _is_deleted(el):
-                        counts["deleted"] += 1
+                        repairs["deleted"] += 1
                     elif "highway" in tags:
                         try:
                             wid = int(wid_s)
@@ -353,7 +358,8 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
                                  where=str(path), hint="fix or remove the node; coordinates must be WGS84 degrees "
                                                        "written with a decimal point, e.g. lat=\"31.37\"")
         ways.extend(split_runs(wid, tags, refs, locations, ts))
-    _warn_repairs(path, counts, dup_examples)
+    _warn_repairs(path, repairs, dup_examples)
+    _count_refs(str(path), [p for p in pending if p is not None], locations, counts)
     return ways, osm_base or newest
 
 
@@ -414,3 +420,13 @@ def _warn_repairs(path: Path, counts: dict[str, int], examples: dict[str, list[i
         warnings.warn(f"{path}: {counts['dup_node_moved']:,} repeated nodes of the same id and version at another "
                       f"position (node {ids('dup_node_moved')}): the first position is used", InputWarning,
                       stacklevel=3)
+
+
+def _count_refs(where: str, pending: list[tuple[int, dict[str, str], list[int], str | None]],
+                locations: dict[int, tuple[float, float]], counts: dict[str, int] | None) -> None:
+    """Count way node refs without a location; warn when their share is large."""
+    total = sum(len(refs) for _, _, refs, _ in pending)
+    missing = sum(1 for _, _, refs, _ in pending for r in refs if r not in locations)
+    if counts is not None:
+        counts.update(refs=total, missing=missing)
+    warn_missing_refs(where, missing, total)
