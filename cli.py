@@ -662,17 +662,40 @@ def fleet() -> None:
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
+@click.option("--interval", "interval_s", type=click.FloatRange(1, 60), default=1.0, show_default=True,
+              help="Seconds between fixes (1-60).")
+@click.option("--drift", "drift_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Correlation time (s) of the GPS error, AR(1) drift; 0: independent between fixes.")
+@click.option("--outliers", "outlier_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of fixes with an outlier error (0.5-2 x --outlier-m).")
+@click.option("--outlier-m", type=click.FloatRange(min=0), default=100.0, show_default=True,
+              help="Typical size of an outlier error, metres.")
+@click.option("--dropouts", "dropout_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Chance per fix that a 5-30 s dropout (no fixes) starts.")
+@click.option("--via", "via_points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Up to this many via junctions per trip (routes that are not shortest paths).")
+@click.option("--loops", "loop_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips that loop back to their start.")
+@click.option("--uturns", "uturn_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips with a U-turn (on two-way pieces only).")
+@click.option("--park-logging", "park_log_probability", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Share of stops between trips logged in place (truth 0 km).")
+@click.option("--parked", "parked_vehicles", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra vehicles that stand still while logging (truth 0 km).")
+@click.option("--speed-heading/--no-speed-heading", default=True, show_default=True,
+              help="Log speed and heading columns.")
 def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
-                   noise_m: float, crs: str) -> None:
-    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer."""
+                   noise_m: float, crs: str, **more: Any) -> None:
+    """Write a SYNTHETIC fleet log and its known answer (one-way respecting trips, GPS noise, stops)."""
     from geo import simulate
 
     params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,
-                                noise_m=noise_m, crs=crs)
+                                noise_m=noise_m, crs=crs, **more)
     sim = simulate.simulate_fleet(net.roads, params, network_provenance=net.provenance)
     files = simulate.write_simulation(sim, output)
-    click.echo(f"simulated {len(sim.log):,} fixes of {vehicles} vehicles ({enterprises} enterprises), "
-               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), coordinates {crs}; SYNTHETIC")
+    click.echo(f"simulated {len(sim.log):,} fixes of {len(sim.vehicles)} vehicles ({enterprises} enterprises), "
+               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), a fix every {params.interval_s:g} s, "
+               f"coordinates {crs}; SYNTHETIC")
     for f in files:
         click.echo(f"wrote {f}")
 
