@@ -9,7 +9,7 @@ default, never the project's: pyvalhalla's tile builder needs Python 3.12), as a
 ``build`` runs ``valhalla_build_tiles`` on the same OSM data icv reads (converted to PBF by
 ``osmium``) and writes ``TILE_DIR/valhalla.json``. ``match`` reads traces
 (``{"traces": [{"id": ..., "lon": [...], "lat": [...], "t": [...]}], "gps_accuracy": m,
-"search_radius": m}``), calls ``Actor.trace_attributes`` with ``shape_match=map_snap`` per
+"search_radius": m, "trace_options": {...}}``), calls ``Actor.trace_attributes`` with ``shape_match=map_snap`` per
 trace and writes, per trace, the matched shape (lon/lat), the edges' OSM way ids and shape
 index ranges, and the seconds spent inside Valhalla. Traces Meili cannot match are recorded
 with their error, never dropped.
@@ -67,9 +67,14 @@ def match(tile_dir: str, traces_json: str, out_json: str) -> None:
 
     cfg = json.loads((Path(tile_dir) / "valhalla.json").read_text(encoding="utf-8"))
     req_in = json.loads(Path(traces_json).read_text(encoding="utf-8"))
-    cfg["meili"]["default"]["gps_accuracy"] = req_in["gps_accuracy"]
-    cfg["meili"]["default"]["search_radius"] = req_in["search_radius"]
-    cfg["meili"]["customizable"] = []
+    # the settings go into the config, for the "auto" mode (it overrides the defaults' search radius
+    # and turn penalty) as well as the defaults
+    cfg["meili"]["default"]["max_search_radius"] = max(req_in["search_radius"],
+                                                       cfg["meili"]["default"].get("max_search_radius", 100))
+    sets = {"gps_accuracy": req_in["gps_accuracy"], "search_radius": req_in["search_radius"],
+            **req_in.get("trace_options", {})}
+    cfg["meili"]["default"].update(sets)
+    cfg["meili"]["auto"].update(sets)
     actor = Actor(cfg)
     out = []
     spent = 0.0
@@ -77,7 +82,7 @@ def match(tile_dir: str, traces_json: str, out_json: str) -> None:
         shape = [{"lon": lo, "lat": la, "time": int(t)} for lo, la, t in zip(tr["lon"], tr["lat"], tr["t"])]
         req = {"shape": shape, "costing": "auto", "shape_match": "map_snap", "use_timestamps": True,
                "trace_options": {"gps_accuracy": req_in["gps_accuracy"], "search_radius": req_in["search_radius"],
-                                 "breakage_distance": 3000},
+                                 "breakage_distance": 3000, **req_in.get("trace_options", {})},
                "filters": {"attributes": ["edge.way_id", "edge.begin_shape_index", "edge.end_shape_index",
                                           "edge.length", "shape"], "action": "include"}}
         t0 = time.perf_counter()
