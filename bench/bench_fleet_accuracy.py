@@ -68,7 +68,7 @@ from pyproj import Transformer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- bench_fleet_accuracy:begin -->", "<!-- bench_fleet_accuracy:end -->"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("ICV_SHARED_DATA") or ROOT.parent / "shared" / "data")
 NETWORKS = ("helsinki", "jiading", "skeleton", "bayreuth")
 INTERVALS = (1, 5, 10, 30)
 NOISES = (5, 15, 30)

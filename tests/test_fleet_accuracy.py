@@ -14,7 +14,6 @@ standing vehicles: the reasons of issue 9) are ``xfail(strict=False)`` for ``sna
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +35,13 @@ def matcher_kinds() -> list[str]:
     return [*kinds, "hmm"]
 
 
-def mileage(path: Path, roads, kind: str, matcher=None):
-    """icv's whole mileage path with the matcher ``kind``."""
-    names = {f.name: f for f in dataclasses.fields(fleet.MileageParams)}
-    sig = inspect.signature(fleet.compute_mileage).parameters
-    for key in ("matcher_kind", "method", "algorithm", "matcher_name"):
-        if key in names:
-            return fleet.compute_mileage(path, roads, params=fleet.MileageParams(**{key: kind}), matcher=matcher)
-        if key in sig:
-            return fleet.compute_mileage(path, roads, matcher=matcher, **{key: kind})
+def mileage(path: Path, roads, kind: str):
+    """icv's whole mileage path with the matcher ``kind`` (``MileageParams.matcher`` where it exists)."""
+    if "matcher" in {f.name for f in dataclasses.fields(fleet.MileageParams)}:
+        return fleet.compute_mileage(path, roads, params=fleet.MileageParams(matcher=kind))
     if kind != "snap":
         pytest.skip(f"this icv offers no choice of matcher ({kind!r} asked)")
-    return fleet.compute_mileage(path, roads, matcher=matcher)
+    return fleet.compute_mileage(path, roads)
 
 
 def scores(res, sim) -> tuple[float, float, float]:
