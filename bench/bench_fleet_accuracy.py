@@ -39,7 +39,14 @@ Usage::
     python bench/bench_fleet_accuracy.py --write           # and write bench/RESULTS.md
     PYTHONPATH=/work/wt-hmm python bench/bench_fleet_accuracy.py --matcher hmm
 
-Generated data go to ``--work`` (default ``/tmp/icv_bench_accuracy``), never into the repository.
+Setup of the Meili side (outside the repository; the project itself never depends on it)::
+
+    /root/.pyenv/versions/3.12.1/bin/python3 -m venv /work/valhalla-venv   # any Python 3.12
+    /work/valhalla-venv/bin/pip install pyvalhalla==3.9.1
+    apt-get install -y osmium-tool                                          # the osmium command
+
+Without it (or with ``--no-meili``) the icv side runs alone. Generated data go to ``--work``
+(default ``/tmp/icv_bench_accuracy``), never into the repository.
 """
 
 from __future__ import annotations
