@@ -406,7 +406,12 @@ def main() -> None:
         log(f"speed {name}: {len(logdf):,} fixes, icv {row['icv_pps']:,.0f} pts/s, Meili "
             f"{row.get('meili_pps', float('nan')):,.0f} pts/s, osmnx nearest_edges {row['osmnx_pps']:,.0f} pts/s")
     out = args.json or work / f"rows-{label}.json"
-    out.write_text(json.dumps({"rows": rows, "speed": speed, "machine": machine(),
+    try:  # which code matched: the commit of the tree geo was imported from
+        commit = subprocess.run(["git", "-C", str(Path(geo.__file__).parent), "log", "-1", "--format=%h %s"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "?"
+    out.write_text(json.dumps({"rows": rows, "speed": speed, "machine": machine(), "commit": commit,
                                "icv_version": getattr(geo, "__version__", "?")}, indent=1), encoding="utf-8")
     log(f"wrote {out}")
     if args.write:
@@ -467,7 +472,8 @@ def write_results(work: Path) -> None:
               "pyvalhalla 3.9.1 ships it for `auto` (turn penalty 200, interpolation distance 10 m). Meili *tuned* "
               "adds Valhalla's advice for jittery traces: `turn_penalty_factor` 500 and `interpolation_distance` "
               "max(10, 2 x noise) m.", "",
-              "Runs: " + "; ".join(f"matcher `{m}`: {d['machine']} (icv {d.get('icv_version')})" for m, d in runs), "",
+              "Runs: " + "; ".join(f"matcher `{m}`: {d['machine']} (icv {d.get('icv_version')}, code at "
+                                   f"{d.get('commit', '?')})" for m, d in runs), "",
               "Each cell: total km vs truth · recall · precision. " + GOAL[0].upper() + GOAL[1:] + ".", "",
               "| network | interval s | noise m | speed+heading | fixes | truth km | "
               + " | ".join(f"icv `{m}`" for m in labels) + " | Meili | Meili tuned | "
