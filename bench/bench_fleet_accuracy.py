@@ -525,6 +525,18 @@ def write_results(work: Path) -> None:
             lines.append(f"\nicv `{m}` points per second over Meili's on the same small logs (the faster Meili "
                          f"profile, per case; icv's fixed costs per log included): median {np.median(q):.1f}x, "
                          f"lowest {q.min():.1f}x.")
+    def mean_err(rows, sel):
+        d = [100 * (r["icv_km"] - r["truth_km"]) / r["truth_km"] for r in rows if sel(r)]
+        return f"{np.mean(d):+.1f} %" if d else "—"
+
+    lines += ["", "Where the matchers miss (mean km error over the networks):", ""]
+    for m in labels:
+        rr = allr[m]
+        lines.append(
+            f"- `{m}`: 30 s logs with speed+heading {mean_err(rr, lambda r: r['interval_s'] == 30 and r['speed_heading'])}"
+            f", without {mean_err(rr, lambda r: r['interval_s'] == 30 and not r['speed_heading'])}; 1-5 s logs with "
+            f"30 m noise and no speed/heading {mean_err(rr, lambda r: r['interval_s'] <= 5 and r['noise_m'] >= 30 and not r['speed_heading'])}"
+            f", with speed+heading {mean_err(rr, lambda r: r['interval_s'] <= 5 and r['noise_m'] >= 30 and r['speed_heading'])}.")
     lines += ["", "Reading it: one seed, 10 moving vehicles and one parked vehicle per case (5 trips each, via "
               "points, 10 % loops, 10 % U-turns, 30 % of stops between trips logged in place), AR(1) noise with a "
               "20 s correlation time, 0.3 % outliers of 40-160 m, 0.2 % dropout starts of 5-30 s. Points per second "
