@@ -185,6 +185,15 @@ def run_icv(path: Path, roads: Any, kind: str) -> tuple[Any, float]:
     return res, time.perf_counter() - t
 
 
+def same_pieces(truth: pd.DataFrame, roads: Any) -> bool:
+    """Whether a cached truth's piece ids still name the same pieces (same end nodes) of ``roads``."""
+    i = truth["piece"].to_numpy()
+    if len(i) and i.max() >= len(roads):
+        return False
+    return bool(np.array_equal(roads["u"].to_numpy()[i].astype(str), truth["u"].to_numpy().astype(str))
+                and np.array_equal(roads["v"].to_numpy()[i].astype(str), truth["v"].to_numpy().astype(str)))
+
+
 def piece_metrics(matched: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Recall and precision by km (see the module docstring)."""
     hit = np.minimum(matched, truth).sum()
@@ -341,9 +350,14 @@ def main() -> None:
                 cases.mkdir(exist_ok=True)
                 lps = {sh: cases / f"{key}_{'sh' if sh else 'nosh'}.parquet" for sh in (True, False)}
                 tp = truth_path(lps[True])
-                if args.reuse and all(x.exists() for x in lps.values()) and tp.exists():
+                tdf = pd.read_csv(tp) if args.reuse and all(x.exists() for x in lps.values()) and tp.exists() else None
+                if tdf is not None and not same_pieces(tdf, roads):
+                    log(f"{key}: the cached truth names other pieces (the roads table changed): simulating anew")
+                    tdf = None
+                    for c in cases.glob(f"{key}.meili*.json"):
+                        c.unlink()
+                if tdf is not None:
                     # the logs of an earlier run (e.g. made by this worktree's simulator, matched by another's)
-                    tdf = pd.read_csv(tp)
                     logdf = pd.read_parquet(lps[True])
                 else:
                     sim = simulate_fleet(roads, sim_params(interval, noise, args.seed, args.vehicles, args.trips),
