@@ -123,6 +123,8 @@ class LogInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     malformed_lines: int = 0
+    #: vehicles whose GPX track had no usable times (ordered traces; filled while reading)
+    untimed: set[str] = field(default_factory=set)
 
     @property
     def synthetic(self) -> bool:
