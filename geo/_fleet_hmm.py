@@ -54,6 +54,7 @@ from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_start
 from ._fleet_match import PieceMatcher
 
 _NO = -1
+_DEBUG = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class HmmParams:
     route_factor: float = 2.0
     window: int = 256
     overlap: int = 32
+    still_sigmas: float = 4.0
 
     @property
     def beta(self) -> float:
@@ -86,14 +88,9 @@ class HmmParams:
 
     @property
     def still_window(self) -> int:
-        """Fixes on each side compared for standing still: enough to average the noise, at most ~20 s."""
-        want = int(np.ceil(2.0 * (self.sigma_m / 4.0) ** 2))
-        by_time = max(1, int(20.0 / max(self.interval_s, 0.1)))
-        return int(np.clip(min(want, by_time), 1, 20))
-
-    def still_move_m(self, base: float) -> float:
-        w = self.still_window
-        return base + 2.5 * self.sigma_m * np.sqrt(2.0 / w)
+        """Fixes on each side compared for standing still: about 20 s (a moving vehicle's mean
+        moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
+        return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
 
 
 # ---------------------------------------------------------------- routes
@@ -227,8 +224,10 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
 
     Noise: the median distance from the fixes to the nearest piece (within 300
     m) over 0.6745, the median of a half-normal distribution: the across-road
-    component of the noise. Interval: the median time step of consecutive fixes
-    of a vehicle. ``None`` where the sample says nothing.
+    component of the noise; for logs of 2 s or denser, at least the robust
+    (median) estimate from second differences of consecutive fixes. Interval:
+    the median time step of consecutive fixes of a vehicle. ``None`` where the
+    sample says nothing.
     """
     ok = np.isfinite(x) & np.isfinite(y)
     sig = None
@@ -244,6 +243,15 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
         itv = float(np.median((t_ns[1:] - t_ns[:-1])[same]) / 1e9)
+    if itv is not None and itv <= 2.0:
+        # dense logs: white noise shows in second differences (variance 6 sigma^2 per axis), which
+        # the distance to the nearest piece underestimates where pieces are close together
+        tri = np.flatnonzero(same[:-1] & same[1:]
+                             & ((t_ns[2:] - t_ns[:-2]) <= 4.0e9) & ok[:-2] & ok[1:-1] & ok[2:])
+        if len(tri) >= 20:
+            d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
+            s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
+            sig = s2 if sig is None else max(sig, min(s2, 80.0))
     return sig, itv
 
 
@@ -359,19 +367,29 @@ class HmmEngine(MileageEngine):
             names = self.vehicle_names
             untimed = np.array([names[c] in self.untimed for c in P["veh"].tolist()], dtype=bool)
         T = np.where(untimed, 0, P["t"])
-        # ---- standing still
+        # ---- standing still: mean of up to w fixes after vs up to w before, within the noise
         spd = P["speed"]
         w = h.still_window
         cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
-        full = (idx - w >= gs) & (idx + w <= gend)
-        i0, i1 = np.clip(idx - w, 0, n), np.clip(idx + w + 1, 0, n)
-        bx = (cx[idx] - cx[i0]) / w
-        by = (cy[idx] - cy[i0]) / w
-        ax_ = (cx[i1] - cx[np.minimum(idx + 1, n)]) / w
-        ay_ = (cy[i1] - cy[np.minimum(idx + 1, n)]) / w
-        moved = np.hypot(ax_ - bx, ay_ - by)
-        still = np.where(np.isfinite(spd), spd < p.still_speed_mps, full & (moved < h.still_move_m(p.still_move_m)))
+        nb_ = np.minimum(w, idx - gs)
+        nf_ = np.minimum(w, gend - idx)
+        i0 = idx - nb_
+        i1 = idx + nf_ + 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bx = (cx[idx] - cx[i0]) / nb_
+            by = (cy[idx] - cy[i0]) / nb_
+            ax_ = (cx[i1] - cx[idx + 1]) / nf_
+            ay_ = (cy[i1] - cy[idx + 1]) / nf_
+            moved = np.hypot(ax_ - bx, ay_ - by)
+            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(1.0 / nb_ + 1.0 / nf_)
+        still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
+        # a track's first and last fix: as their neighbour
+        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
+        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
+        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
+        still = np.where(np.isfinite(spd), spd < p.still_speed_mps, still_xy)
         H = np.flatnonzero(~still)  # fixes that take part in the matching
+        if _DEBUG: print("still", still.sum(), n)
         # ---- candidates: the nearest pieces of each matched fix, as directed states
         c = m.candidates(X[H], Y[H])
         cp = m.sub_piece[c.sub]
@@ -512,6 +530,7 @@ class HmmEngine(MileageEngine):
                 prev_fix = prevH[cur]
                 chosen[prev_fix] = bp[chosen[cur]]
                 cur = prev_fix[~seg_start[prev_fix]]
+        if _DEBUG: print("ns", ns, "chosen", (chosen >= 0).sum(), "H", len(H), "seg", seg_start.sum())
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
                         s_exit, s_entry, Lg, untimed)
 
