@@ -53,8 +53,6 @@ import shapely
 from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_starts
 from ._fleet_match import PieceMatcher
 
-_NO = -1
-_DEBUG = False
 
 
 @dataclass(frozen=True)
@@ -66,13 +64,15 @@ class HmmParams:
     max_pieces: int = 5
     beta_m: float | None = None
     back_penalty: float = 2.0
-    uturn_penalty_m: float = 80.0
+    uturn_penalty_m: float = 200.0
     heading_weight: float = 3.0
     route_bound_m: float = 3000.0
-    route_factor: float = 2.0
+    route_factor: float = 4.0
     window: int = 256
     overlap: int = 32
     still_sigmas: float = 4.0
+    #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
+    decimate_speed_mps: float = 8.0
 
     @property
     def beta(self) -> float:
@@ -85,6 +85,12 @@ class HmmParams:
     @property
     def slack(self) -> float:
         return 6.0 * self.sigma_m + 50.0
+
+    @property
+    def decimate(self) -> int:
+        """Match every k-th fix: a step of a dense log should be larger than ~3 sigma of noise."""
+        return int(np.clip(np.floor(3.0 * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
+                           1, 30))
 
     @property
     def still_window(self) -> int:
@@ -353,7 +359,7 @@ class HmmEngine(MileageEngine):
             sl = slice(lo - base, hi - base)
             k = np.arange(lo, hi)
             parts.append({**{kk: v[sl] for kk, v in b.items()}, "win": np.full(hi - lo, wi, dtype=np.int64),
-                          "commit": (k >= c0) & (k < c1)})
+                          "commit": (k >= c0) & (k < c1), "kidx": k})
         P = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
         n = len(P["t"])
         win = P["win"]
@@ -388,8 +394,9 @@ class HmmEngine(MileageEngine):
         still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
         still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
         still = np.where(np.isfinite(spd), spd < p.still_speed_mps, still_xy)
-        H = np.flatnonzero(~still)  # fixes that take part in the matching
-        if _DEBUG: print("still", still.sum(), n)
+        # fixes that take part in the matching: the moving ones; where the noise is large against
+        # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
+        H = np.flatnonzero(~still & (P["kidx"] % h.decimate == 0))
         # ---- candidates: the nearest pieces of each matched fix, as directed states
         c = m.candidates(X[H], Y[H])
         cp = m.sub_piece[c.sub]
@@ -530,7 +537,6 @@ class HmmEngine(MileageEngine):
                 prev_fix = prevH[cur]
                 chosen[prev_fix] = bp[chosen[cur]]
                 cur = prev_fix[~seg_start[prev_fix]]
-        if _DEBUG: print("ns", ns, "chosen", (chosen >= 0).sum(), "H", len(H), "seg", seg_start.sum())
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
                         s_exit, s_entry, Lg, untimed)
 
@@ -591,15 +597,22 @@ class HmmEngine(MileageEngine):
             for i in broke[:max(0, 20 - len(ex))].tolist():
                 ex.append((self.vehicle_names[int(P["veh"][pb[i]])], int(T[pa[i]]), int(T[pb[i]]),
                            "no plausible route between the fixes"))
-        # piece of every committed fix: its state's, a standing fix keeps its last matched fix's
+        # piece of every committed fix: its state's; a fix left out of the matching (standing,
+        # or between matched fixes of a dense log) that of the last matched fix before it, else after
         piece_fix = np.full(n, -1, dtype=np.int64)
         has = chosen >= 0
         piece_fix[has] = s_piece[chosen[has]]
+        inH = np.zeros(n, dtype=bool)
+        inH[H] = True
         gs = _group_starts(win)
-        src = np.where(has | ~still, np.arange(n), -1)
-        last = np.maximum.accumulate(src)
-        okl = last >= gs
-        piece_fix = np.where(still & okl, piece_fix[np.maximum(last, 0)], piece_fix)
+        ar = np.arange(n)
+        last = np.maximum.accumulate(np.where(inH, ar, -1))
+        nxt = np.minimum.accumulate(np.where(inH, ar, n)[::-1])[::-1]
+        ge_ = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
+        gend = np.repeat(ge_, np.diff(np.r_[-1, ge_]))
+        fill = np.where(last >= gs, piece_fix[np.maximum(last, 0)], -1)
+        fill = np.where((fill < 0) & (nxt <= gend), piece_fix[np.minimum(nxt, n - 1)], fill)
+        piece_fix = np.where(inH, piece_fix, fill)
         fw = np.flatnonzero(commit)
         # off-network: pairs with a fix without candidates, or broken
         off = ~gap & ~both
