@@ -2,9 +2,9 @@
 
 States
 ------
-Each fix gets up to ``max_pieces`` candidate pieces within the matcher's
-radius (:mod:`geo._fleet_match`; the radius adapts to the log's estimated
-noise). A candidate is a *directed* state: a one-way piece in its own
+Each fix gets the candidate pieces within the matcher's radius
+(:mod:`geo._fleet_match`; the radius adapts to the log's estimated noise)
+whose emission cost is within ``emission_cut`` of the nearest one's. A candidate is a *directed* state: a one-way piece in its own
 direction, a two-way piece in both. ``off`` is the geodesic distance from the
 state's entry node to the snapped location.
 
@@ -61,7 +61,8 @@ class HmmParams:
 
     sigma_m: float = 5.0
     interval_s: float = 1.0
-    max_pieces: int = 5
+    #: candidates whose emission cost exceeds the nearest one's by more than this are dropped
+    emission_cut: float = 10.0
     beta_m: float | None = None
     back_penalty: float = 2.0
     uturn_penalty_m: float = 200.0
@@ -334,12 +335,13 @@ class HmmEngine(MileageEngine):
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
         W, L = self.h.window, self.h.overlap
-        jobs = []  # (code, lo, hi, commit_lo, commit_hi) in kept-index
+        jobs = []  # (code, lo, hi, commit_lo, commit_hi, ends the track) in kept-index
         for code, b in self.buf.items():
             total = self.base[code] + len(b["t"])
             nxt = self.next[code]
             while total >= nxt + W + L or (final and total > nxt):
-                jobs.append((code, max(0, nxt - L), min(total, nxt + W + L), nxt, min(total, nxt + W)))
+                jobs.append((code, max(0, nxt - L), min(total, nxt + W + L), nxt, min(total, nxt + W),
+                             final and nxt + W + L >= total))
                 nxt += W
             self.next[code] = nxt
         if not jobs:
@@ -351,15 +353,15 @@ class HmmEngine(MileageEngine):
                 self.buf[code] = {k: v[drop:] for k, v in self.buf[code].items()}
                 self.base[code] += drop
 
-    def _windows(self, jobs: list[tuple[int, int, int, int, int]]) -> None:
+    def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> None:
         h, p, m, R = self.h, self.p, self.m, self.routes
         parts = []
-        for wi, (code, lo, hi, c0, c1) in enumerate(jobs):
+        for wi, (code, lo, hi, c0, c1, end) in enumerate(jobs):
             b, base = self.buf[code], self.base[code]
             sl = slice(lo - base, hi - base)
             k = np.arange(lo, hi)
             parts.append({**{kk: v[sl] for kk, v in b.items()}, "win": np.full(hi - lo, wi, dtype=np.int64),
-                          "commit": (k >= c0) & (k < c1), "kidx": k})
+                          "commit": (k >= c0) & (k < c1), "kidx": k, "last": end & (k == hi - 1)})
         P = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
         n = len(P["t"])
         win = P["win"]
@@ -396,19 +398,27 @@ class HmmEngine(MileageEngine):
         still = np.where(np.isfinite(spd), spd < p.still_speed_mps, still_xy)
         # fixes that take part in the matching: the moving ones; where the noise is large against
         # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
-        H = np.flatnonzero(~still & (P["kidx"] % h.decimate == 0))
+        # (and always the track's last fix, and the fixes on both sides of a time gap)
+        tg = np.r_[np.diff(P["t"]) > 3e9 * h.decimate * h.interval_s, False]
+        tg = (tg | np.r_[False, tg[:-1]]) & ~untimed
+        H = np.flatnonzero(~still & ((P["kidx"] % h.decimate == 0) | P["last"] | tg))
         # ---- candidates: the nearest pieces of each matched fix, as directed states
         c = m.candidates(X[H], Y[H])
-        cp = m.sub_piece[c.sub]
-        o = np.lexsort((c.dist, cp, c.point))
-        pt, pc, dd, sb, fr = c.point[o], cp[o], c.dist[o], c.sub[o], c.frac[o]
+        pt, dd = c.point, c.dist  # grouped by fix
+        # only candidates whose emission is not hopeless against the nearest one's
+        if len(pt):
+            starts, grp = c.groups()
+            dmin = np.minimum.reduceat(dd, starts)[grp]
+            k_ = (dd * dd - dmin * dmin) <= 2.0 * h.emission_cut * h.sigma_m ** 2
+            pt, dd, sb, fr = pt[k_], dd[k_], c.sub[k_], c.frac[k_]
+        else:
+            sb, fr = c.sub, c.frac
+        pc = m.sub_piece[sb]
+        # the nearest sub-segment of each (fix, piece)
+        o = np.lexsort((dd, pt * m.n_pieces + pc))
+        pt, pc, dd, sb, fr = pt[o], pc[o], dd[o], sb[o], fr[o]
         first = np.r_[True, (pt[1:] != pt[:-1]) | (pc[1:] != pc[:-1])] if len(pt) else np.zeros(0, bool)
         pt, pc, dd, sb, fr = pt[first], pc[first], dd[first], sb[first], fr[first]
-        o = np.lexsort((dd, pt))
-        pt, pc, dd, sb, fr = pt[o], pc[o], dd[o], sb[o], fr[o]
-        rank = np.arange(len(pt)) - _group_starts(pt) if len(pt) else np.zeros(0, np.int64)
-        k_ = rank < h.max_pieces
-        pt, pc, dd, sb, fr = pt[k_], pc[k_], dd[k_], sb[k_], fr[k_]
         pos = (m.sub_along[sb] + fr * m.sub_len[sb]) * m.piece_scale[pc]  # geodesic m from u
         two = ~m.piece_oneway[pc]
         nd = 1 + two.astype(np.int64)
@@ -428,6 +438,13 @@ class HmmEngine(MileageEngine):
             rad = np.radians(np.where(use_h, gh, 0.0))
             cos = (np.sin(rad) * m.ux[s_sub] + np.cos(rad) * m.uy[s_sub]) * sdir
             emis = emis + np.where(use_h, h.heading_weight * (1.0 - cos), 0.0)
+            # against the GPS heading of a moving vehicle: out, unless the fix has nothing else
+            against = use_h & (cos < -0.3)
+            if against.any():
+                n_ok = np.bincount(s_pt[~against], minlength=n)
+                keep_s = ~against | (n_ok[s_pt] == 0)
+                s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir = (
+                    a[keep_s] for a in (s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir))
         ns = len(s_pt)
         st_cnt = np.bincount(s_pt, minlength=n)
         st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
