@@ -689,8 +689,11 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
+@click.option("--matcher", type=click.Choice(["hmm", "snap"]), default="hmm", show_default=True,
+              help="hmm: HMM map matching along routed paths (sparse or noisy logs); snap: nearest piece "
+                   "per fix (dense 1 Hz logs with little noise, fastest).")
 def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None, crs: str, chunk_rows: int,
-                  scheduler: str | None, out_dir: Path | None) -> None:
+                  scheduler: str | None, out_dir: Path | None, matcher: str = "hmm") -> None:
     """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage."""
     import warnings
 
@@ -699,7 +702,8 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
-                                        scheduler=scheduler, provenance=net.provenance)
+                                        scheduler=scheduler, provenance=net.provenance,
+                                        params=fleet_mod.MileageParams(matcher=matcher))
     for w in caught:
         click.echo(f"icv: warning: {w.message}", err=True)
     bad = res.bad_rows()

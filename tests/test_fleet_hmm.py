@@ -170,3 +170,74 @@ def test_results_do_not_depend_on_chunks_or_windows(row3, tmp_path: Path) -> Non
         assert base.by_vehicle() == other.by_vehicle()
     total = geod_len([(0, 0), (900, 0)]) * 2 * 3
     assert base.on_network_km * 1000 == pytest.approx(total, rel=0.02)
+
+
+def _gpx(tracks: list[tuple[str | None, str | None, np.ndarray, list[str] | None]]) -> str:
+    from test_fleet import TO_LL, X0, Y0
+
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<gpx version="1.1" creator="test" '
+           'xmlns="http://www.topografix.com/GPX/1/1">']
+    for name, typ, xy, times in tracks:
+        out.append("<trk>" + (f"<name>{name}</name>" if name else "") + (f"<type>{typ}</type>" if typ else "")
+                   + "<trkseg>")
+        lon, lat = TO_LL.transform(X0 + xy[:, 0], Y0 + xy[:, 1])
+        for i, (a, b) in enumerate(zip(lon, lat)):
+            t = f"<time>{times[i]}</time>" if times else ""
+            out.append(f'<trkpt lat="{b:.8f}" lon="{a:.8f}">{t}</trkpt>')
+        out.append("</trkseg></trk>")
+    out.append("</gpx>")
+    return "\n".join(out)
+
+
+def test_gpx_without_times_or_type_is_an_ordered_trace(row3, tmp_path: Path) -> None:
+    # fixes every 100 m, no <time> and no <type>; a second track with one time for every point
+    xy = line_points((50, 0), (850, 0), 100.0)
+    same = ["2024-03-01T08:00:00+08:00"] * len(xy)
+    p = tmp_path / "walk.gpx"
+    p.write_text(_gpx([("car-1", None, xy, None), (None, "ACME", xy[::-1], same)]), encoding="utf-8")
+    res = fleet.compute_mileage(p, row3.roads, params=HMM)
+    want = geod_len([(50, 0), (850, 0)])
+    by = {v["vehicle_id"]: v for v in res.by_vehicle()}
+    assert set(by) == {"car-1", "walk-trk2"}
+    assert by["car-1"]["on_network_km"] * 1000 == pytest.approx(want, abs=0.5)
+    assert by["walk-trk2"]["on_network_km"] * 1000 == pytest.approx(want, abs=0.5)
+    assert by["car-1"]["enterprise"] == "walk" and by["walk-trk2"]["enterprise"] == "ACME"
+    assert sum(res.totals.bad.values()) == 0  # 100 m "in 1 s" is no jump: times are not known
+    assert res.untimed == ("car-1", "walk-trk2")
+    summary = {r["figure"]: r["value"] for r in res.summary()}
+    assert summary["ordered traces"] == 2 and summary["driving hours"] == 0
+    assert any("enterprise set to the file name 'walk'" in w for w in res.log.warnings)
+    assert any("ordered traces" in w for w in res.log.warnings)
+
+
+def test_cli_matcher_option_and_noise_in_the_summary(row3, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli import cli
+    import geopandas as gpd
+    import json
+
+    src = tmp_path / "row3_src.geojson"
+    ways = [{"xy": [(0, 0), (300, 0)]}, {"xy": [(300, 0), (600, 0)]}, {"xy": [(600, 0), (900, 0)]}]
+    write_layer(src, ways)
+    zf = tmp_path / "z.geojson"
+    gpd.GeoDataFrame({"name": ["z"]}, geometry=[zone_of(-100, -100, 1000, 400).geometry], crs=4326).to_file(zf)
+    df = track(np.array([[100.0, 0.0], [700.0, 0.0]]))
+    df["timestamp"] = [1_700_000_000, 1_700_000_030]
+    log = tmp_path / "two.csv"
+    df.to_csv(log, index=False)
+    got = {}
+    for mt in ("hmm", "snap"):
+        r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zf),
+                                     "--format", "json", "--matcher", mt, "--out-dir", str(tmp_path / mt)])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        summ = {row["figure"]: row["value"] for row in doc["tables"]["summary"]}
+        assert summ["matcher"] == mt and summ["sampling interval s"] == 30
+        assert "estimated GPS noise m" in summ
+        meta = json.loads((tmp_path / mt / "mileage_figures.json").read_text(encoding="utf-8"))["meta"]
+        assert meta["matcher"] == mt and meta["sampling_interval_s"] == 30
+        got[mt] = summ["on-network km"]
+    assert got["hmm"] * 1000 == pytest.approx(geod_len([(100, 0), (700, 0)]), abs=0.1)
+    r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--matcher", "meili"])
+    assert r.exit_code != 0 and "meili" in r.output
