@@ -132,6 +132,16 @@ class RouteTable:
         first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
         self.ekey, self.epiece = key[first], epiece[first]
         self.csr = csr_matrix((w[first], (tail[first], head[first])), shape=(self.n_nodes, self.n_nodes))
+        # node positions (metric CRS): where the pieces start and end
+        self.node_x = np.zeros(self.n_nodes)
+        self.node_y = np.zeros(self.n_nodes)
+        if len(m.sub_piece):
+            first = np.flatnonzero(m.sub_first)
+            last = np.flatnonzero(m.sub_last)
+            self.node_x[self.pu[m.sub_piece[first]]] = m.ax[first]
+            self.node_y[self.pu[m.sub_piece[first]]] = m.ay[first]
+            self.node_x[self.pv[m.sub_piece[last]]] = m.ax[last] + m.dx[last]
+            self.node_y[self.pv[m.sub_piece[last]]] = m.ay[last] + m.dy[last]
         self.bound = float(bound_m)
         self.max_cached = max_cached
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -469,20 +479,10 @@ class HmmEngine(MileageEngine):
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])[prp]
         dt_s = ((T[pb] - T[pa]) / 1e9)[prp]
         unt = untimed[pb][prp]
-        same_piece = s_piece[sa_] == s_piece[sb_]
-        delta = s_off[sb_] - s_off[sa_]
-        fwd = same_piece & (sdir[sa_] == sdir[sb_]) & (delta >= -h.back_tol)
-        rev = same_piece & (sdir[sa_] != sdir[sb_])
-        other = ~fwd
-        r = np.full(len(sa_), np.inf)
-        oi = np.flatnonzero(other)
-        sp = R.dist(s_exit[sa_[oi]], s_entry[sb_[oi]])
-        r[oi] = (Lg[sa_[oi]] - s_off[sa_[oi]]) + sp + s_off[sb_[oi]]
-        kind = np.where(fwd, 0, 2)
-        r_rev = np.abs(s_pos[sb_] - s_pos[sa_])
-        use_rev = rev & (r_rev + h.uturn_penalty_m < r)
-        kind = np.where(use_rev, 1, kind)
-        r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r))
+        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
+             "L": Lg}
+        fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         cost = np.abs(r - d_st) / h.beta
         cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / h.beta, 0.0)
         cost = cost + np.where(use_rev, h.uturn_penalty_m / h.beta, 0.0)
@@ -576,17 +576,10 @@ class HmmEngine(MileageEngine):
         both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
         sa, sb = chosen[pa[both]], chosen[pb[both]]
         at = pb[both]
-        same_piece = s_piece[sa] == s_piece[sb]
-        delta = s_off[sb] - s_off[sa]
-        fwd = same_piece & (sdir[sa] == sdir[sb]) & (delta >= -self.h.back_tol)
-        rev = same_piece & (sdir[sa] != sdir[sb])
-        r_rev = np.abs(s_pos[sb] - s_pos[sa])
-        oi = np.flatnonzero(~fwd)
-        spd = np.full(len(sa), np.inf)
-        spd[oi] = R.dist(s_exit[sa[oi]], s_entry[sb[oi]])
-        r_route = (Lg[sa] - s_off[sa]) + spd + s_off[sb]
-        use_rev = rev & (r_rev + self.h.uturn_penalty_m < r_route)
-        route = ~fwd & ~use_rev
+        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
+             "L": Lg}
+        fwd, use_rev, route, delta, r_rev, _ = self._pair_routes(S, sa, sb, d_st[both], dt[both] / 1e9,
+                                                                 untimed[pb[both]])
         c_piece, c_sub, c_m, c_at = [], [], [], []
         # same directed state: signed distance (standing jitter telescopes)
         f = np.flatnonzero(fwd)
@@ -637,6 +630,34 @@ class HmmEngine(MileageEngine):
         self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], gs, untimed)
         if self.point_log is not None:
             self.point_log.append((P["row"][fw].copy(), piece_fix[fw].copy()))
+
+    def _pair_routes(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, d_st: np.ndarray,
+                     dt_s: np.ndarray, unt: np.ndarray) -> tuple[np.ndarray, ...]:
+        """How state ``sa`` leads to state ``sb`` (see the module docstring).
+
+        Returns the masks ``fwd`` (same directed state), ``use_rev`` (U-turn on the
+        piece) and ``route`` (through the graph), the signed advance ``delta`` on
+        the same state, the U-turn distance and the routed distance (``inf``
+        where longer than any plausible route: those are not looked up).
+        """
+        h, p, R = self.h, self.p, self.routes
+        same_piece = S["piece"][sa] == S["piece"][sb]
+        delta = S["off"][sb] - S["off"][sa]
+        fwd = same_piece & (S["dir"][sa] == S["dir"][sb]) & (delta >= -h.back_tol)
+        rev = same_piece & (S["dir"][sa] != S["dir"][sb])
+        ends = (S["L"][sa] - S["off"][sa]) + S["off"][sb]
+        ex, en = S["exit"][sa], S["entry"][sb]
+        limit = np.minimum(h.route_factor * d_st + h.slack,
+                           np.where(unt, np.inf, p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack))
+        # a route is at least the straight line between the nodes (less a margin for the scale)
+        lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
+        look = np.flatnonzero(~fwd & (lower <= limit))
+        r_route = np.full(len(sa), np.inf)
+        r_route[look] = ends[look] + R.dist(ex[look], en[look])
+        r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
+        use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
+        route = ~fwd & ~use_rev
+        return fwd, use_rev, route, delta, r_rev, r_route
 
     @property
     def _mid_sub(self) -> np.ndarray:
