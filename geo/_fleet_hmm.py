@@ -111,7 +111,7 @@ class RouteTable:
     cached (an upper-bounded origin-destination table built as needed).
     """
 
-    def __init__(self, m: PieceMatcher, bound_m: float, max_cached: int = 20_000_000) -> None:
+    def __init__(self, m: PieceMatcher, bound_m: float, max_cached: int = 8_000_000) -> None:
         from scipy.sparse import csr_matrix
 
         n = m.n_pieces
@@ -424,11 +424,15 @@ class HmmEngine(MileageEngine):
         else:
             sb, fr = c.sub, c.frac
         pc = m.sub_piece[sb]
-        # the nearest sub-segment of each (fix, piece)
-        o = np.lexsort((dd, pt * m.n_pieces + pc))
-        pt, pc, dd, sb, fr = pt[o], pc[o], dd[o], sb[o], fr[o]
-        first = np.r_[True, (pt[1:] != pt[:-1]) | (pc[1:] != pc[:-1])] if len(pt) else np.zeros(0, bool)
-        pt, pc, dd, sb, fr = pt[first], pc[first], dd[first], sb[first], fr[first]
+        # the nearest sub-segment of each (fix, piece): a fix's candidates come in sub-segment
+        # order (the index's cell lists are), so each piece's are one run
+        if len(pt):
+            gst = np.flatnonzero(np.r_[True, (pt[1:] != pt[:-1]) | (pc[1:] != pc[:-1])])
+            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(pt)]))
+            mins = np.minimum.reduceat(dd, gst)
+            hit = np.flatnonzero(dd == mins[gid])
+            first = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
+            pt, pc, dd, sb, fr = pt[first], pc[first], dd[first], sb[first], fr[first]
         pos = (m.sub_along[sb] + fr * m.sub_len[sb]) * m.piece_scale[pc]  # geodesic m from u
         two = ~m.piece_oneway[pc]
         nd = 1 + two.astype(np.int64)
