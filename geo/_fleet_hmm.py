@@ -158,9 +158,12 @@ class RouteTable:
         missing = np.array([s for s in sources.tolist() if s not in self._cache], dtype=np.int64)
         if len(missing) == 0:
             return
-        if self._cached + 2000 * len(missing) > self.max_cached:
+        per = self._cached / max(len(self._cache), 1) if self._cache else 500.0
+        if self._cached + per * len(missing) > self.max_cached:
+            # full: start again with the sources asked for now (distances are exact either way)
             self._cache.clear()
             self._cached = 0
+            missing = np.asarray(sources, dtype=np.int64)
         batch = max(1, min(512, 4_000_000 // max(self.n_nodes, 1)))
         for b0 in range(0, len(missing), batch):
             idx = missing[b0:b0 + batch]
@@ -645,19 +648,24 @@ class HmmEngine(MileageEngine):
         where longer than any plausible route: those are not looked up).
         """
         h, p, R = self.h, self.p, self.routes
-        same_piece = S["piece"][sa] == S["piece"][sb]
+        pa_, pb_ = S["piece"][sa], S["piece"][sb]
+        same_piece = pa_ == pb_
         delta = S["off"][sb] - S["off"][sa]
-        fwd = same_piece & (S["dir"][sa] == S["dir"][sb]) & (delta >= -h.back_tol)
-        rev = same_piece & (S["dir"][sa] != S["dir"][sb])
-        ends = (S["L"][sa] - S["off"][sa]) + S["off"][sb]
-        ex, en = S["exit"][sa], S["entry"][sb]
-        limit = np.minimum(h.route_factor * d_st + h.slack,
-                           np.where(unt, np.inf, p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack))
+        dsame = S["dir"][sa] == S["dir"][sb]
+        fwd = same_piece & dsame & (delta >= -h.back_tol)
+        rev = same_piece & ~dsame
+        r_route = np.full(len(sa), np.inf)
+        o = np.flatnonzero(~fwd)
+        so, to = sa[o], sb[o]
+        ends = (S["L"][so] - S["off"][so]) + S["off"][to]
+        ex, en = S["exit"][so], S["entry"][to]
+        limit = h.route_factor * d_st[o] + h.slack
+        timed = ~unt[o]
+        limit[timed] = np.minimum(limit[timed], p.max_speed_mps * np.maximum(dt_s[o][timed], 0.0) + h.slack)
         # a route is at least the straight line between the nodes (less a margin for the scale)
         lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
-        look = np.flatnonzero(~fwd & (lower <= limit))
-        r_route = np.full(len(sa), np.inf)
-        r_route[look] = ends[look] + R.dist(ex[look], en[look])
+        look = np.flatnonzero(lower <= limit)
+        r_route[o[look]] = ends[look] + R.dist(ex[look], en[look])
         r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
         use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
         route = ~fwd & ~use_rev

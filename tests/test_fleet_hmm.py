@@ -241,3 +241,13 @@ def test_cli_matcher_option_and_noise_in_the_summary(row3, tmp_path: Path) -> No
     assert got["hmm"] * 1000 == pytest.approx(geod_len([(100, 0), (700, 0)]), abs=0.1)
     r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--matcher", "meili"])
     assert r.exit_code != 0 and "meili" in r.output
+
+
+def test_route_cache_that_fills_up_gives_the_same_routes(row3) -> None:
+    m = fleet.build_matcher(row3.roads)
+    big, tiny = RouteTable(m, 5000.0), RouteTable(m, 5000.0, max_cached=3)
+    src = np.r_[big.pu, big.pv]
+    tgt = np.r_[big.pv[::-1], big.pu]
+    for _ in range(3):  # the tiny cache is cleared again and again
+        assert np.array_equal(big.dist(src, tgt), tiny.dist(src, tgt))
+        assert [a.tolist() for a in big.path_pieces(src, tgt)] == [a.tolist() for a in tiny.path_pieces(src, tgt)]
