@@ -1,27 +1,43 @@
 """Fleet test mileage: where the test vehicles drove, in km per road piece.
 
 :func:`compute_mileage` reads a fleet log (CSV, Parquet or GPX; see
-:mod:`geo._fleet_io` for columns, encodings and the synthetic marker), snaps
-every valid point to a road piece (:mod:`geo._fleet_match`: a grid index in
-EPSG:32651, heading- and continuity-aware, dual carriageways by direction) and
-attributes each pair of consecutive points of a vehicle to pieces
-(:mod:`geo._fleet_engine`). It returns a :class:`MileageResult` with km per
-road piece, per named road, per class, per sub-zone, per enterprise and per
-vehicle, the network coverage, and every bad row counted by reason.
+:mod:`geo._fleet_io` for columns, encodings and the synthetic marker),
+estimates its GPS noise and sampling interval from its first 100,000 rows,
+matches it to the road pieces and attributes the distance between consecutive
+fixes of each vehicle to pieces. Two matchers (``MileageParams.matcher``):
+
+``hmm`` (default, :mod:`geo._fleet_hmm`)
+    HMM map matching (Newson & Krumm; FMM): candidates within a radius of at
+    least 4 x the estimated noise, routes on the directed road graph, Viterbi
+    per vehicle; right for sparse (5-30 s) and noisy (15-30 m) logs, logs
+    without speed/heading, ordered traces and routed gaps.
+``snap`` (:mod:`geo._fleet_match`, :mod:`geo._fleet_engine`)
+    The nearest piece per fix (a grid index in EPSG:32651, heading- and
+    continuity-aware, dual carriageways by direction); several times faster;
+    right for dense (1-2 s), clean logs with speed and heading.
+
+It returns a :class:`MileageResult` with km per road piece, per named road,
+per class, per sub-zone, per enterprise and per vehicle, the network coverage,
+every bad row counted by reason, and the estimated noise and interval.
 
 Definitions
 -----------
 km on a piece
-    Distance along the matched piece between consecutive points of a vehicle
-    (signed in the direction of travel, so standing-still jitter cancels),
-    through the shared junction when consecutive points lie on adjacent
-    pieces; the straight GPS distance, half to each piece, when they lie on
-    pieces that do not touch. Scaled so that a piece driven end to end counts
-    its geodesic ``length_m``. Pairs more than ``max_gap_s`` (60 s) apart are
-    gaps and count nowhere.
+    ``hmm``: distance along the matched, routed path between consecutive
+    fixes: partial pieces at both ends, every piece in between its whole
+    length; on one piece, signed in the direction of travel (jitter cancels);
+    a standing vehicle adds nothing. ``snap``: distance along the matched piece
+    between consecutive points of a vehicle (signed in the direction of
+    travel), through the shared junction when consecutive points lie on
+    adjacent pieces; the straight GPS distance, half to each piece, when they
+    lie on pieces that do not touch. Scaled so that a piece driven end to end
+    counts its geodesic ``length_m``. Pairs more than ``max_gap_s`` (60 s)
+    apart are gaps and count nowhere, unless ``hmm`` finds a plausible route
+    between them.
 off-network km
-    Straight GPS distance of pairs with a point farther than ``radius_m`` (35
-    m) from every piece.
+    Straight GPS distance of pairs with a point farther than the radius (35
+    m, or 4 x the estimated noise) from every piece; with ``hmm`` also of pairs
+    it could not follow (no plausible route: reported as unfollowed pairs).
 test mileage
     On-network km plus off-network km of all vehicles (gaps excluded).
 driven piece
