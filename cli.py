@@ -710,6 +710,9 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
         click.echo(f"icv: {sum(r['rows'] for r in bad)} bad rows not used ({counts})", err=True)
+    if res.totals.unconnected_pairs and res.matcher == "hmm":
+        click.echo(f"icv: {res.totals.unconnected_pairs} pairs of fixes with no plausible route between them: "
+                   "tracks broken there, the hops counted off-network (see the unfollowed table)", err=True)
     if out_dir is not None:
         for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt):
             click.echo(f"wrote {f}", err=True)

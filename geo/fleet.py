@@ -91,7 +91,8 @@ __all__ = [
 
 CRS_CHOICES = ("wgs84", "gcj02")
 MATCHERS = ("hmm", "snap")
-TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows")
+TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows",
+          "unfollowed")
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,11 @@ class MileageResult:
         return [{"reason": r, "rows": int(t.bad.get(r, 0)),
                  "examples": ",".join(str(x) for x in t.bad_examples.get(r, []))}
                 for r in REASONS if t.bad.get(r, 0)]
+
+    def unfollowed(self) -> list[dict[str, Any]]:
+        """Pairs of fixes the HMM matcher could not follow (the first 20): vehicle, time range, why."""
+        return [{"vehicle_id": v, "from": _iso(t0), "to": _iso(t1), "why": why}
+                for v, t0, t1, why in self.totals.break_examples]
 
     # ---------------------------------------------------------------- coverage
     def _centerline(self) -> pd.DataFrame:

@@ -136,6 +136,8 @@ def test_unfollowable_pair_breaks_the_track_and_is_reported(tmp_path: Path) -> N
                                                      abs=0.5)
     assert res.off_network_km * 1000 == pytest.approx(math.hypot(10, 60), abs=0.5)
     assert any(r["figure"] == "unfollowed pairs" and r["value"] == 1 for r in res.summary())
+    (row,) = res.unfollowed()
+    assert row["vehicle_id"] == "V1" and row["from"] < row["to"] and "route" in row["why"]
 
 
 def test_route_table_is_one_way_aware(dual) -> None:
