@@ -157,6 +157,7 @@ class MileageResult:
     interval_s: float | None = None
     #: vehicles whose tracks had no usable times (ordered traces)
     untimed: tuple[str, ...] = ()
+    _cov: Any = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- per piece
     @property
@@ -377,22 +378,30 @@ class MileageResult:
         """
         if len(self.roads) == 0:
             return []
+        if self._cov is None:  # computed once: summary, by_enterprise and the tables all ask
+            self._cov = self._coverage()
+        return [dict(r) for r in self._cov]
+
+    def _coverage(self) -> list[dict[str, Any]]:
         cl = self._centerline()
         scopes = [("all", self.piece_km)]
         for e in sorted(self.totals.enterprise_piece_um):
             scopes.append((f"enterprise:{e}", np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9))
         piece = cl["piece"].to_numpy()
-        partners = list(cl["partners"])
         cl_m = cl["centerline_m"].to_numpy()
         cw_m = cl["clipped_m"].to_numpy()
+        # partners as flat (row, partner piece) pairs, so each scope is one bincount
+        counts = np.array([len(ps) if ps is not None else 0 for ps in cl["partners"]], dtype=np.int64)
+        p_row = np.repeat(np.arange(len(piece)), counts)
+        p_of = (np.concatenate([np.asarray(ps, dtype=np.int64) for ps in cl["partners"] if ps is not None and len(ps)])
+                if counts.sum() else np.zeros(0, dtype=np.int64))
+        tot_cl, tot_cw = cl_m.sum() / 1000, cw_m.sum() / 1000
         out = []
         for scope, km in scopes:
             drv = self.driven(km)
             d = drv[piece]
             # a carriageway counts for the centerline when it or its opposite partner was driven
-            d_cl = d | np.array([any(drv[q] for q in ps) if ps is not None and len(ps) else False
-                                 for ps in partners], dtype=bool) if len(piece) else d
-            tot_cl, tot_cw = cl_m.sum() / 1000, cw_m.sum() / 1000
+            d_cl = d | (np.bincount(p_row, weights=drv[p_of], minlength=len(piece)) > 0)
             got_cl, got_cw = cl_m[d_cl].sum() / 1000, cw_m[d].sum() / 1000
             out.append({"scope": scope, "network_centerline_km": round(float(tot_cl), 3),
                         "driven_centerline_km": round(float(got_cl), 3),

@@ -32,7 +32,8 @@ def row3(tmp_path: Path):
 @pytest.fixture()
 def dual(tmp_path: Path):
     """A dual carriageway: eastbound y = 0 and westbound y = 20, one-way, 1 km, joined at both ends."""
-    ways = [{"xy": [(0, 0), (1000, 0)], "oneway": "yes"}, {"xy": [(1000, 20), (0, 20)], "oneway": "yes"},
+    ways = [{"xy": [(0, 0), (1000, 0)], "oneway": "yes", "name": "双向路"},
+            {"xy": [(1000, 20), (0, 20)], "oneway": "yes", "name": "双向路"},
             {"xy": [(1000, 0), (1000, 20)], "highway": "tertiary"}, {"xy": [(0, 20), (0, 0)], "highway": "tertiary"}]
     return sources.load_network(write_layer(tmp_path / "dual.geojson", ways), zone=zone_of(-100, -100, 1100, 120))
 
@@ -253,3 +254,22 @@ def test_route_cache_that_fills_up_gives_the_same_routes(row3) -> None:
     for _ in range(3):  # the tiny cache is cleared again and again
         assert np.array_equal(big.dist(src, tgt), tiny.dist(src, tgt))
         assert [a.tolist() for a in big.path_pieces(src, tgt)] == [a.tolist() for a in tiny.path_pieces(src, tgt)]
+
+
+def test_coverage_counts_a_carriageway_with_its_driven_partner(dual, tmp_path: Path) -> None:
+    east = line_points((0, 0), (1000, 0), 10.0)
+    log = tmp_path / "east.csv"
+    track(east).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, dual.roads, zone=zone_of(-100, -100, 1100, 120), params=HMM)
+    cl = res._centerline()
+    drv = res.driven()
+    # the same by a plain loop over the partners
+    d_cl = [bool(drv[p]) or any(bool(drv[q]) for q in (ps if ps is not None else [])) for p, ps in
+            zip(cl["piece"], cl["partners"])]
+    want = cl["centerline_m"].to_numpy()[np.array(d_cl)].sum() / 1000
+    cov = res.coverage()
+    assert cov[0]["driven_centerline_km"] == pytest.approx(round(want, 3))
+    eb, wb = piece_of(dual.roads, (0, 0), (1000, 0)), piece_of(dual.roads, (1000, 20), (0, 20))
+    assert drv[eb] and not drv[wb]
+    assert any(eb in (ps if ps is not None else []) for ps in cl["partners"])  # the pair is paired
+    assert res.coverage() == cov and res.coverage() is not res.coverage()  # cached, handed out as copies
