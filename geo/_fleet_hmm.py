@@ -587,19 +587,19 @@ class HmmEngine(MileageEngine):
              "L": Lg}
         fwd, use_rev, route, delta, r_rev, _ = self._pair_routes(S, sa, sb, d_st[both], dt[both] / 1e9,
                                                                  untimed[pb[both]])
-        c_piece, c_sub, c_m, c_at = [], [], [], []
-        # same directed state: signed distance (standing jitter telescopes)
-        f = np.flatnonzero(fwd)
-        c_piece.append(s_piece[sb[f]]); c_sub.append(s_sub[sb[f]]); c_m.append(delta[f]); c_at.append(at[f])
+        # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
+        f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
         u = np.flatnonzero(use_rev)
-        c_piece.append(s_piece[sb[u]]); c_sub.append(s_sub[sb[u]]); c_m.append(r_rev[u]); c_at.append(at[u])
         ri = np.flatnonzero(route)
-        c_piece.append(s_piece[sa[ri]]); c_sub.append(s_sub[sa[ri]])
-        c_m.append(Lg[sa[ri]] - s_off[sa[ri]]); c_at.append(at[ri])
-        c_piece.append(s_piece[sb[ri]]); c_sub.append(s_sub[sb[ri]]); c_m.append(s_off[sb[ri]]); c_at.append(at[ri])
+        c_piece = [s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]
+        c_sub = [s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]
+        c_m = [delta[f], r_rev[u], Lg[sa[ri]] - s_off[sa[ri]], s_off[sb[ri]]]
+        c_at = [at[f], at[u], at[ri], at[ri]]
         which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]])
-        c_piece.append(mid); c_sub.append(self._mid_sub[mid] if len(mid) else mid)
-        c_m.append(m.piece_length_m[mid]); c_at.append(at[ri][which])
+        c_piece.append(mid)
+        c_sub.append(self._mid_sub[mid] if len(mid) else mid)
+        c_m.append(m.piece_length_m[mid])
+        c_at.append(at[ri][which])
         c_piece = np.concatenate(c_piece).astype(np.int64)
         c_sub = np.concatenate(c_sub).astype(np.int64)
         c_um = np.rint(np.concatenate(c_m) * UM).astype(np.int64)
@@ -608,9 +608,7 @@ class HmmEngine(MileageEngine):
         broke = np.flatnonzero((chosen[pa] >= 0) & (chosen[pb] >= 0) & seg_start[pb] & ~gap)
         if len(broke):
             tot.unconnected_pairs += len(broke)
-            ex = getattr(tot, "break_examples", None)
-            if ex is None:
-                ex = tot.break_examples = []
+            ex = tot.break_examples
             for i in broke[:max(0, 20 - len(ex))].tolist():
                 ex.append((self.vehicle_names[int(P["veh"][pb[i]])], int(T[pa[i]]), int(T[pb[i]]),
                            "no plausible route between the fixes"))
