@@ -345,6 +345,9 @@ class HmmEngine(MileageEngine):
         self._drain(True)
         return self.totals
 
+    #: Fixes matched at once (their candidates and state pairs: some tens of MiB).
+    _GROUP_FIXES = 32_768
+
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
         W, L = self.h.window, self.h.overlap
@@ -359,7 +362,17 @@ class HmmEngine(MileageEngine):
             self.next[code] = nxt
         if not jobs:
             return
-        self._windows(jobs)
+        # windows are independent: matched a group at a time, so the state pairs stay small
+        group: list = []
+        size = 0
+        for j in jobs:
+            group.append(j)
+            size += j[2] - j[1]
+            if size >= self._GROUP_FIXES:
+                self._windows(group)
+                group, size = [], 0
+        if group:
+            self._windows(group)
         for code in {j[0] for j in jobs}:
             drop = max(0, self.next[code] - L - self.base[code])
             if drop:
