@@ -37,7 +37,7 @@ reported with the vehicle and time, never a crash.
 
 Km along the matched path: every piece of the routed path between two fixes
 gets its km (partial pieces at both ends, whole pieces in between). A standing
-vehicle (GPS speed under ``still_speed_mps``, or without speed the mean
+vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
 position of the ``w`` fixes after within a noise-calibrated distance of that of
 the ``w`` before) does not take part in the matching: it adds no km whatever
 the noise; it keeps the piece of its last matched fix.
@@ -421,7 +421,8 @@ class HmmEngine(MileageEngine):
         nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
         still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
         still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
-        still = np.where(np.isfinite(spd), spd < p.still_speed_mps, still_xy)
+        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
+        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
         # fixes that take part in the matching: the moving ones; where the noise is large against
         # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
         # (and always the track's last fix, and the fixes on both sides of a time gap)
