@@ -226,7 +226,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                   overpass_url=overpass_url, timeout=timeout, memory=memory, cache_dir=cache_dir, progress=progress,
                   fallback_overpass=fallback_overpass)
     step(2, n, f"road statistics of {len(net.roads):,} pieces")
-    st = gstats.road_stats(net.roads, z, provenance=net.provenance)
+    st = gstats.road_stats(net.stats_roads, z, provenance=net.provenance)  # with the margin around the zone
     place = z.meta.get("place") or z.name
     rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=place, **compare_kw)
     files: dict[str, Path] = {}
