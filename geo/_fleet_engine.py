@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fleet_io import NAT, RawChunk
+from ._fleet_io import NAT, PLAUSIBLE_FROM_NS, RawChunk, plausible_until_ns
 from ._fleet_match import PieceMatcher
 
 #: Bad-row reasons, in the order they are checked.
@@ -68,6 +68,7 @@ REASONS = (
     "missing coordinates",
     "coordinates out of range",
     "unparsable timestamp",
+    "implausible timestamp",
     "backwards timestamp",
     "repeated timestamp",
     "jump over max speed",
@@ -92,6 +93,9 @@ class EngineParams:
     detour_slack_m: float = 15.0
     lookahead: int = 2
     examples_per_reason: int = 5
+    #: metres added to ``max_speed_mps * dt`` before a step is a jump: two fixes' noise
+    #: (set from the log's estimated noise by geo.fleet, so a noisy 1 Hz log loses no valid fix)
+    jump_slack_m: float = 0.0
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Totals:
     bad: Counter = field(default_factory=Counter)
     bad_examples: dict[str, list[int]] = field(default_factory=dict)
     unconnected_pairs: int = 0
+    #: pairs the HMM matcher could not follow: (vehicle, t0_ns, t1_ns, why), the first few
+    break_examples: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.piece_um is None:
@@ -127,6 +133,7 @@ class Totals:
         self.subzone_um += other.subzone_um
         self.zone_um += other.zone_um
         self.unconnected_pairs += other.unconnected_pairs
+        self.break_examples = sorted([*self.break_examples, *other.break_examples])[:20]
         for e, arr in other.enterprise_piece_um.items():
             if e in self.enterprise_piece_um:
                 self.enterprise_piece_um[e] = self.enterprise_piece_um[e] + arr
@@ -176,6 +183,7 @@ class MileageEngine:
         self.m = matcher
         self.crs = crs
         self.p = params or EngineParams()
+        self._until_ns = plausible_until_ns()
         self.totals = Totals(matcher.n_pieces, matcher.n_subzones)
         self.vehicle_names: list[str] = []
         self._vcode: dict[str, int] = {}
@@ -239,7 +247,8 @@ class MileageEngine:
         nan_xy = ~(np.isfinite(lon) & np.isfinite(lat))
         out = ~nan_xy & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ((lon == 0) & (lat == 0)))
         for mask, r in ((veh < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
-                        (out, "coordinates out of range"), (t == NAT, "unparsable timestamp")):
+                        (out, "coordinates out of range"), (t == NAT, "unparsable timestamp"),
+                        ((t != NAT) & ((t < PLAUSIBLE_FROM_NS) | (t > self._until_ns)), "implausible timestamp")):
             reason[(reason == 0) & mask] = _R[r]
         has_v = veh >= 0
         for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
@@ -637,6 +646,7 @@ class MileageEngine:
         if n < 2:
             return keep, why
         vmax = self.p.max_speed_mps
+        slack = self.p.jump_slack_m
         same = np.r_[False, veh[1:] == veh[:-1]]
 
         def verdict(i: int, j: int) -> int:
@@ -645,13 +655,13 @@ class MileageEngine:
                 return _R["backwards timestamp"]
             if dt == 0:
                 return _R["repeated timestamp"]
-            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9:
+            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9 + slack:
                 return _R["jump over max speed"]
             return 0
 
         dt = np.r_[0, np.diff(t)].astype(np.float64)
         d = np.r_[0.0, np.hypot(np.diff(x), np.diff(y))]
-        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9))
+        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9 + slack))
         fl = np.flatnonzero(flag)
         if len(fl) == 0:
             return keep, why
