@@ -1170,22 +1170,46 @@ def fleet() -> None:
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
+@click.option("--interval", "interval_s", type=click.FloatRange(1, 60), default=1.0, show_default=True,
+              help="Seconds between fixes (1-60).")
+@click.option("--drift", "drift_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Correlation time (s) of the GPS error, AR(1) drift; 0: independent between fixes.")
+@click.option("--outliers", "outlier_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of fixes with an outlier error (0.5-2 x --outlier-m).")
+@click.option("--outlier-m", type=click.FloatRange(min=0), default=100.0, show_default=True,
+              help="Typical size of an outlier error, metres.")
+@click.option("--dropouts", "dropout_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Chance per fix that a 5-30 s dropout (no fixes) starts.")
+@click.option("--via", "via_points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Up to this many via junctions per trip (routes that are not shortest paths).")
+@click.option("--loops", "loop_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips that loop back to their start.")
+@click.option("--uturns", "uturn_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips with a U-turn (on two-way pieces only).")
+@click.option("--park-logging", "park_log_probability", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Share of stops between trips logged in place (truth 0 km).")
+@click.option("--parked", "parked_vehicles", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra vehicles that stand still while logging (truth 0 km).")
+@click.option("--speed-heading/--no-speed-heading", default=True, show_default=True,
+              help="Log speed and heading columns.")
 def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
-                   noise_m: float, crs: str) -> None:
-    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer.
+                   noise_m: float, crs: str, **more: Any) -> None:
+    """Write a SYNTHETIC fleet log and its known answer (one-way respecting trips, GPS noise, stops).
 
     \b
     Example:
       icv fleet simulate --source skeleton --vehicles 30 --seed 1 --crs gcj02 -o fleet.parquet
+      icv fleet simulate --source skeleton --interval 10 --noise 15 --drift 20 --parked 1 --no-speed-heading -o sparse.parquet
     """
     from geo import simulate
 
     params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,
-                                noise_m=noise_m, crs=crs)
+                                noise_m=noise_m, crs=crs, **more)
     sim = simulate.simulate_fleet(net.roads, params, network_provenance=net.provenance)
     files = simulate.write_simulation(sim, output)
-    click.echo(f"simulated {len(sim.log):,} fixes of {vehicles} vehicles ({enterprises} enterprises), "
-               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), coordinates {crs}; SYNTHETIC")
+    click.echo(f"simulated {len(sim.log):,} fixes of {len(sim.vehicles)} vehicles ({enterprises} enterprises), "
+               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), a fix every {params.interval_s:g} s, "
+               f"coordinates {crs}; SYNTHETIC")
     for f in files:
         click.echo(f"wrote {f}")
 
@@ -1202,11 +1226,15 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
+@click.option("--matcher", type=click.Choice(["hmm", "snap"]), default="hmm", show_default=True,
+              help="hmm: HMM map matching along routed paths (sparse or noisy logs); snap: nearest piece "
+                   "per fix (dense 1 Hz logs with little noise, fastest).")
 @click.option("--pieces", "pieces_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path, metavar="FILE",
               help="Also write km per road piece with its geometry to FILE (.gpkg, .fgb, .geojson, .parquet).")
 def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None, crs: str, chunk_rows: int,
-                  scheduler: str | None, out_dir: Path | None, pieces_out: Path | None) -> None:
+                  scheduler: str | None, out_dir: Path | None, pieces_out: Path | None,
+                  matcher: str = "hmm") -> None:
     """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage.
 
     \b
@@ -1230,13 +1258,17 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
-                                        scheduler=scheduler, provenance=net.provenance)
+                                        scheduler=scheduler, provenance=net.provenance,
+                                        params=fleet_mod.MileageParams(matcher=matcher))
     for w in caught:
         click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
     bad = res.bad_rows()
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
         click.echo(f"icv: {sum(r['rows'] for r in bad)} bad rows not used ({counts})", err=True)
+    if res.totals.unconnected_pairs and res.matcher == "hmm":
+        click.echo(f"icv: {res.totals.unconnected_pairs} pairs of fixes with no plausible route between them: "
+                   "tracks broken there, the hops counted off-network (see the unfollowed table)", err=True)
     excel = bool(click.get_current_context().meta.get("icv.excel"))
     if out_dir is not None:
         for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt, bom=excel):
