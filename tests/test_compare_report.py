@@ -29,7 +29,8 @@ def test_compare_sets_computed_beside_reported(runner: CliRunner, shared_data: P
                             "--as-of", "2024-03-01", "--format", "json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    [area] = rows_by(doc, "area_km2")
+    covered, area = rows_by(doc, "area_km2")  # the coverage claim's test first, the outline beside it
+    assert covered["definition"].startswith("covered_area_km2") and covered["computed"] < area["computed"]
     assert area["reported"] == 463 and area["as_of"] == "2024-02"
     assert area["computed"] == pytest.approx(zone.area_km2)
     assert area["delta"] == pytest.approx(zone.area_km2 - 463)
