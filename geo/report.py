@@ -78,7 +78,7 @@ def computed_figures(stats: RoadStats | None, *, area_km2: float | None = None,
                 out[fig] = vals
         for ref in refs:
             vals = [cv for n in (f"ref_centerline_km:{ref}", f"ref_km:{ref}") if (cv := _cv(stats, n))]
-            out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km", f"no piece with ref {ref} in the zone")]
+            out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km", f"ref_km:{ref}: no piece with ref {ref} in the zone")]
     elif area_km2 is not None:
         out["area_km2"] = [ComputedValue(area_km2, "km2", "zone area in an Albers equal-area projection")]
     for name, cv in (fleet or {}).items():
@@ -281,7 +281,8 @@ def conclusion(comparison: Sequence[Mapping[str, Any]], *, place: str, reach: fl
         why = (f"the extract reaches only {100 * reach:.1f} % of the zone" if reach is not None
                else "the network's reach is unknown")
         out.append(f"OSM cannot see {_list([str(r['figure']) for r in hidden])}: the loaded network holds none of "
-                   f"it and {why}, so it may lie outside the extract (not a sign that it does not exist).")
+                   f"{'them' if len(hidden) > 1 else 'it'} and {why}, so {'they' if len(hidden) > 1 else 'it'} may "
+                   "lie outside the extract (not a sign that the roads do not exist).")
     low = by[LOWER_BOUND] + by[EXCEEDS]
     if low:
         parts = [f"{r['figure']} {_num(r['computed'], r['unit'])} against {_num(r['reported'], r['unit'])} "
@@ -370,7 +371,7 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
                                          + closest_text(r)) if x)
         if note or r.get("source"):
             notes.append(f"- {md_escape(r.get('figure'))} ({md_escape(label)}): {md_escape(note or '')}"
-                         + (f" Source: {md_escape(r.get('source'))}." if r.get("source") else ""))
+                         + (f". Source: {md_escape(r.get('source'))}." if r.get("source") else ""))
     if chart:
         lines += ["", f"![reported and computed figures, coloured by verdict]({chart})"]
     if defs:
@@ -424,7 +425,7 @@ def _chart_svg(comparison: Sequence[Mapping[str, Any]], title: str, footer: str)
 
     rows = [r for r in _best_rows(comparison) if r.get("verdict") not in (REPORTED_ONLY, NOT_COMPARABLE)]
     n = max(len(rows), 1)
-    fig = Figure(figsize=(8.0, 1.2 + 0.45 * n))
+    fig = Figure(figsize=(8.0, 1.8 + 0.45 * n))
     FigureCanvasSVG(fig)
     ax = fig.add_subplot(1, 1, 1)
     labels, widths, colours, texts = [], [], [], []
@@ -439,9 +440,14 @@ def _chart_svg(comparison: Sequence[Mapping[str, Any]], title: str, footer: str)
         colours.append(VERDICT_COLOURS.get(str(r.get("verdict")), "#000000"))
     y = list(range(len(rows)))[::-1]
     ax.barh(y, widths, color=colours, height=0.6)
+    hidden = [yi for yi, r in zip(y, rows, strict=True) if r.get("verdict") == NOT_VISIBLE]
+    if hidden:  # unknown, not zero: a hatched outline across the reported value
+        ax.barh(hidden, [100.0] * len(hidden), height=0.6, color="none", hatch="//",
+                edgecolor=VERDICT_COLOURS[NOT_VISIBLE], linewidth=0.8)
     top = max([110.0, *[w * 1.05 for w in widths]])
-    for yi, w, t in zip(y, widths, texts, strict=True):
-        ax.text(min(w, top) + top * 0.01, yi, t, va="center", fontsize=8)
+    for yi, w, t, r in zip(y, widths, texts, rows, strict=True):
+        x = 100.0 if r.get("verdict") == NOT_VISIBLE else min(w, top)
+        ax.text(x + top * 0.01, yi, t, va="center", fontsize=8)
     ax.axvline(100.0, color="#333333", linewidth=1, linestyle="--")
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, top * 1.45)
@@ -450,7 +456,8 @@ def _chart_svg(comparison: Sequence[Mapping[str, Any]], title: str, footer: str)
     used = list(dict.fromkeys(str(r.get("verdict")) for r in rows))
     if used:
         ax.legend(handles=[Patch(color=VERDICT_COLOURS[v], label=v) for v in used if v in VERDICT_COLOURS],
-                  loc="lower right", fontsize=8, frameon=False)
+                  loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.9 / n), ncol=min(len(used), 4), fontsize=8,
+                  frameon=False)
     fig.text(0.01, 0.005, footer, fontsize=6, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     buf = io.StringIO()
