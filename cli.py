@@ -376,6 +376,14 @@ def verdict_options(f: Callable) -> Callable:
                      metavar="PCT", help="A length agrees within PCT % of reported."),
         click.option("--tolerance-count", type=click.FloatRange(min=0), default=5.0, show_default=True,
                      metavar="PCT", help="A count (or any other figure) agrees within PCT % of reported."),
+        click.option("--complete-reach", type=click.FloatRange(min=0, max=100, min_open=True), default=95.0,
+                     show_default=True, metavar="PCT",
+                     help="A network reaching PCT % of the zone (within 500 m of a road) is the whole zone's; "
+                          "below, road figures are lower bounds."),
+        click.option("--buffer-m", "coverage_buffer_m", type=click.FloatRange(min=0, min_open=True), default=500.0,
+                     show_default=True, metavar="M",
+                     help="A coverage claim (\"test roads cover 463 km²\") is set against the zone's area within "
+                          "M metres of the test-road set."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -387,29 +395,21 @@ def _verdict_kw(kw: dict[str, Any]) -> dict[str, Any]:
     from geo.verdicts import Tolerances
 
     return {"figures": kw.pop("reported_figures"), "test_set": kw.pop("test_set"),
+            "buffer_m": kw.pop("coverage_buffer_m"),
             "tolerances": Tolerances(area_pct=kw.pop("tolerance_area"), length_pct=kw.pop("tolerance_length"),
-                                     count_pct=kw.pop("tolerance_count"))}
+                                     count_pct=kw.pop("tolerance_count"),
+                                     complete_reach=kw.pop("complete_reach") / 100.0)}
 
 
 def _network_comparison(net: Any, zone: Any, vkw: Mapping[str, Any]) -> tuple[dict[str, Any], str, Any]:
-    """compare_zone keywords that need the network (reach, coverage, test-road mask), the reach sentence,
-    and the coverage of every loaded road (computed once: the report's map reuses it)."""
-    from geo import maps, report
-    from geo.testroads import match_test_roads
+    """compare_zone keywords that need the network, the reach sentence, the coverage of every road."""
+    from geo import report
 
-    cov_all = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name)
-    reach = cov_all.share_within
-    out: dict[str, Any] = {"reach": reach, "coverage_share": reach, "selection": net.provenance.filter}
-    test_set = vkw.get("test_set")
-    if test_set is not None:
-        match = match_test_roads(net.roads, test_set)
-        for e in match.unmatched:
-            click.echo(f"icv: warning: test-road entry matches no road: {e.label}", err=True)
-        out["test_mask"] = match.mask.to_numpy(dtype=bool)
-        out["test_label"] = test_set.label
-        out["coverage_share"] = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name,
-                                                      test_mask=out["test_mask"]).share_within
-    return out, report.network_reach(net.roads, zone.geometry, share=reach), cov_all
+    inputs = report.network_inputs(net.roads, zone.geometry, zone_name=zone.name, selection=net.provenance.filter,
+                                   test_set=vkw.get("test_set"), buffer_m=vkw.get("buffer_m", 500.0))
+    for label in inputs.unmatched:
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+    return inputs.compare_kw, inputs.reach_text, inputs.coverage
 
 
 def _verdict_meta(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:

@@ -155,7 +155,7 @@ def closest(space: Sequence[Definition], reported: float, unit: str, *, within_p
 
 
 def reconcile_rows(rows: Sequence[Mapping[str, Any]], pieces: pd.DataFrame | None, *,
-                   test_mask: np.ndarray | None = None, within_pct: float = 5.0,
+                   test_mask: np.ndarray | None = None, within_pct: Mapping[str, float] | float | None = None,
                    nearest: int = 3) -> list[dict[str, Any]]:
     """Add ``closest_definitions`` and ``definitions_tried`` to reconcilable rows.
 
@@ -163,8 +163,14 @@ def reconcile_rows(rows: Sequence[Mapping[str, Any]], pieces: pd.DataFrame | Non
     that a computed value was set against (verdict ``agrees``, ``contradicts``,
     ``consistent lower bound`` or ``exceeds``; not ``not visible``) get the
     closest definitions (:func:`closest`); the rest get an empty list and
-    ``definitions_tried`` 0.
+    ``definitions_tried`` 0. ``within_pct``: percent by unit (``{"km": 5, "count": 5}``)
+    or one number for both; 5 % by default.
     """
+    if within_pct is None or isinstance(within_pct, (int, float)):
+        pct = {"km": 5.0 if within_pct is None else float(within_pct), "count": 5.0 if within_pct is None
+               else float(within_pct)}
+    else:
+        pct = {"km": float(within_pct.get("km", 5.0)), "count": float(within_pct.get("count", 5.0))}
     space = definition_space(pieces, test_mask=test_mask) if pieces is not None else []
     out = []
     for row in rows:
@@ -173,7 +179,8 @@ def reconcile_rows(rows: Sequence[Mapping[str, Any]], pieces: pd.DataFrame | Non
         unit = "km" if fig in LENGTH_FIGURES else "count" if fig in COUNT_FIGURES else None
         if unit and rep and space and r.get("verdict") in _TESTED and r.get("unit") == unit:
             r["closest_definitions"], r["definitions_tried"] = closest(space, float(rep), unit,
-                                                                        within_pct=within_pct, nearest=nearest)
+                                                                        within_pct=pct[unit], nearest=nearest)
+            r["definitions_within_pct"] = pct[unit]
         else:
             r["closest_definitions"], r["definitions_tried"] = [], 0
         out.append(r)

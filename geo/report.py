@@ -10,6 +10,7 @@ once whether "1,117 km" is matched by centerline or by carriageway km.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -169,9 +170,9 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
     if reconcile:
         from .reconcile import reconcile_rows
 
-        within = (tolerances or Tolerances()).length_pct
+        tol = tolerances or Tolerances()
         rows = reconcile_rows(rows, stats.pieces if stats is not None else None, test_mask=mask_p,
-                              within_pct=within)
+                              within_pct={"km": tol.length_pct, "count": tol.count_pct})
     return rows
 
 
@@ -185,6 +186,72 @@ def _test_set_km(stats: RoadStats, mask: np.ndarray, label: str | None) -> list[
             ComputedValue(float(p["clipped_m"].to_numpy()[mask].sum()) / 1000.0, "km",
                           f"test_set_carriageway_km: carriageway km of the pieces of {what} (each carriageway; "
                           f"clipped at the zone boundary, metres in {stats.crs})")]
+
+
+@dataclass
+class NetworkInputs:
+    """What :func:`compare_zone` needs from the road network beyond its statistics.
+
+    Attributes
+    ----------
+    compare_kw
+        Keywords for :func:`compare_zone`: ``reach``, ``coverage_share``,
+        ``buffer_m``, ``selection`` and, with a test-road set, ``test_mask`` and
+        ``test_label``.
+    reach_text
+        The network-reach sentence (:func:`network_reach`).
+    coverage
+        The coverage of every loaded road within 500 m (a coverage map can reuse it).
+    unmatched
+        Labels of test-road entries that match no road (for warnings).
+    """
+
+    compare_kw: dict[str, Any]
+    reach_text: str
+    coverage: Any
+    unmatched: list[str] = field(default_factory=list)
+
+
+def network_inputs(roads: Any, zone_geom: Any, *, zone_name: str = "zone", selection: str | None = None,
+                   test_set: Any = None, buffer_m: float = 500.0) -> NetworkInputs:
+    """Reach, covered share and test-road mask of a loaded network, for :func:`compare_zone`.
+
+    Parameters
+    ----------
+    roads
+        The roads table (EPSG:4326) the statistics were computed from.
+    zone_geom
+        The zone (EPSG:4326).
+    zone_name
+        For the coverage record.
+    selection
+        The road filter's name (``drive``), for the notes.
+    test_set
+        A :class:`geo.testroads.TestRoadSet`, or None (every loaded road is a test road).
+    buffer_m
+        Distance of the covered-area figure (the reach is always within 500 m).
+
+    Returns
+    -------
+    NetworkInputs
+    """
+    from .maps import compute_coverage
+    from .testroads import match_test_roads
+
+    cov_all = compute_coverage(roads, zone_geom, zone_name=zone_name)
+    reach = cov_all.share_within
+    kw: dict[str, Any] = {"reach": reach, "coverage_share": reach, "selection": selection, "buffer_m": buffer_m}
+    unmatched: list[str] = []
+    mask = None
+    if test_set is not None:
+        match = match_test_roads(roads, test_set)
+        unmatched = [e.label for e in match.unmatched]
+        mask = match.mask.to_numpy(dtype=bool)
+        kw.update(test_mask=mask, test_label=test_set.label)
+    if mask is not None or buffer_m != cov_all.buffer_m:
+        kw["coverage_share"] = compute_coverage(roads, zone_geom, zone_name=zone_name, test_mask=mask,
+                                                buffer_m=buffer_m).share_within
+    return NetworkInputs(kw, network_reach(roads, zone_geom, share=reach), cov_all, unmatched)
 
 
 def network_reach(roads: Any, zone_geom: Any, buffer_m: float = 500.0, share: float | None = None) -> str:
@@ -298,10 +365,12 @@ def conclusion(comparison: Sequence[Mapping[str, Any]], *, place: str, reach: fl
         parts = []
         for r in rec[:2]:
             d = r["closest_definitions"][0]
-            hit = abs(d["delta_pct"]) <= 5
+            within = float(r.get("definitions_within_pct", 5.0))
+            hit = abs(d["delta_pct"]) <= within
             parts.append(f"for {r['figure']} {'the closest' if hit else 'no'} definition"
-                         + (f" is {d['definition']} ({_num(d['value'], r['unit'])}, {d['delta_pct']:+.1f} %)" if hit else
-                            f" of the {r.get('definitions_tried', 0)} tried comes within 5 %; the nearest is "
+                         + (f" of the {r.get('definitions_tried', 0)} tried is {d['definition']} "
+                            f"({_num(d['value'], r['unit'])}, {d['delta_pct']:+.1f} %)" if hit else
+                            f" of the {r.get('definitions_tried', 0)} tried comes within {within:g} %; the nearest is "
                             f"{d['definition']} ({_num(d['value'], r['unit'])}, {d['delta_pct']:+.1f} %)"))
         out.append("Reconciling definitions: " + "; ".join(parts) + ".")
     only = by[REPORTED_ONLY]

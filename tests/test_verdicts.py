@@ -358,3 +358,38 @@ def test_partial_extract_covered_area_beside_the_outline(jiading_compare, shared
     assert covered["computed"] == pytest.approx(share * zone.area_km2, rel=5e-3)
     assert covered["verdict"] == "consistent lower bound"
     assert outline["computed"] == pytest.approx(zone.area_km2) and outline["verdict"] == "not comparable"
+
+
+def test_whole_zone_threshold_is_configurable(runner: CliRunner, shared_data: Path) -> None:
+    # the extract reaches 20.7 % of the zone: taken as the whole zone's, nothing is a lower bound any more
+    r = runner.invoke(cli, ["compare", "--source", str(shared_data / "jiading_osm_signalized.osm"),
+                            "--as-of", "2024-03-01", "--complete-reach", "20", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    by = {x["figure"]: x for x in json.loads(r.stdout)["rows"]}
+    assert by["test_road_km"]["verdict"] == "contradicts"
+    assert by["ref_km:G2"]["verdict"] == "contradicts" and by["ref_km:G2"]["computed"] == 0
+    assert "whole zone from 20 %" in by["test_road_km"]["verdict_rule"]
+
+
+def test_conclusion_sentences_from_verdicts() -> None:
+    from geo.report import conclusion
+
+    rows = assign_verdicts([
+        row("district_area_km2", 463.9, 462.44, "km2", "zone_area_km2: outline"),
+        row("test_road_km", 1117, 1100, "km", "centerline_km: x"),
+        row("test_road_km", 1117, 1500, "km", "carriageway_km: x"),   # the agreeing definition stands for the figure
+        row("streets", 636, 500, "count", "named_streets: x"),
+        row("vehicles", 638, None, "count"),
+    ], reach=0.99)
+    rows[1]["closest_definitions"] = [{"definition": "centerline km, motorway–residential with links",
+                                       "value": 1100.0, "delta_pct": -1.52}]
+    rows[1]["definitions_tried"], rows[1]["definitions_within_pct"] = 56, 5.0
+    s = conclusion(rows, place="Jiading", reach=0.99)
+    assert s[0] == "Of 4 reported figures of Jiading, 3 can be set against OpenStreetMap here (the loaded network " \
+                   "reaches 99.0 % of the zone)."
+    assert s[1] == "OSM agrees with district_area_km2 (463.9 km² reported, 462.4 km² computed) and test_road_km " \
+                   "(1,117 km reported, 1,100 km computed)."
+    assert s[2] == "OSM contradicts streets (500 computed against 636, -21 %)."
+    assert s[3].startswith("Reconciling definitions: for test_road_km the closest definition of the 56 tried is "
+                           "centerline km, motorway–residential with links (1,100 km, -1.5 %)")
+    assert 3 <= len(s) <= 6 and not any("cannot see" in x for x in s)
