@@ -79,7 +79,8 @@ def computed_figures(stats: RoadStats | None, *, area_km2: float | None = None,
                 out[fig] = vals
         for ref in refs:
             vals = [cv for n in (f"ref_centerline_km:{ref}", f"ref_km:{ref}") if (cv := _cv(stats, n))]
-            out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km", f"ref_km:{ref}: no piece with ref {ref} in the zone")]
+            out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km",
+                                                          "ref_centerline_km: no piece with this ref in the zone")]
     elif area_km2 is not None:
         out["area_km2"] = [ComputedValue(area_km2, "km2", "zone area in an Albers equal-area projection")]
     for name, cv in (fleet or {}).items():

@@ -420,7 +420,8 @@ class _Loader:
             raise self.fail(where, "record is not a table")
         unknown = set(raw) - _RECORD_KEYS
         if unknown:
-            raise self.fail(where, f"unknown key {sorted(unknown)[0]!r}", "record keys are " + ", ".join(sorted(_RECORD_KEYS)))
+            raise self.fail(self.record_where(i, sorted(unknown)[0]), f"unknown key {sorted(unknown)[0]!r}",
+                            "record keys are " + ", ".join(sorted(_RECORD_KEYS)))
         for key in ("place", "figure", "value", "unit", "as_of", "source"):
             if key not in raw:
                 raise self.fail(where, f"missing {key!r}", f"add {key} = ... to the record")

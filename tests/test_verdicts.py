@@ -300,6 +300,8 @@ def test_reported_file_replaces_and_adds(tmp_path: Path) -> None:
     ('unit = "km"', 'unit = "m"', "unit", 10),            # the first record's unit
     ("value = 30", 'value = "thirty"', "value", 17),       # the second record's value
     ('as_of = "2024-02"', 'as_of = "2024-13"', "as_of", 11),
+    ('source = "mine"\n\n', 'source = "mien"\n\n', "source", 12),  # an unknown source key
+    ('unit = "km"\n', 'unit = "km"\nunits = "km"\n', "units", 11),  # an unknown field
 ])
 def test_reported_file_errors_name_line_and_field(runner: CliRunner, tmp_path: Path, old, new, field, line) -> None:
     text = PLANTED_TOML.format(place="Jiading", km=1000.0)
