@@ -82,7 +82,10 @@ def computed_figures(stats: RoadStats | None, *, area_km2: float | None = None,
             out[f"ref_km:{ref}"] = vals or [ComputedValue(0.0, "km",
                                                           "ref_centerline_km: no piece with this ref in the zone")]
     elif area_km2 is not None:
-        out["area_km2"] = [ComputedValue(area_km2, "km2", "zone area in an Albers equal-area projection")]
+        outline = ComputedValue(area_km2, "km2", "zone_area_km2: area of the zone outline in an Albers equal-area "
+                                                 "projection centred on the zone")
+        out["area_km2"] = [outline]
+        out["district_area_km2"] = [outline]
     for name, cv in (fleet or {}).items():
         out.setdefault(name, []).append(cv)
     return out
