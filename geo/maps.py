@@ -281,6 +281,73 @@ def _lines_in_zone_utm(roads: gpd.GeoDataFrame, zone_utm: BaseGeometry, crs: CRS
 
 # ---------------------------------------------------------------- coverage numbers
 
+#: Above this many pieces the area near them is merged tile by tile (:func:`near_area_m2`).
+TILED_UNION_MIN_PIECES = 8_000
+#: ... and when their buffers would cover the zone's box at least this many times over (dense networks).
+TILED_UNION_MIN_OVERLAP = 4.0
+
+
+def near_area_m2(lines: np.ndarray, zone_utm: BaseGeometry, buffer_m: float, crs: CRS, ea: CRS, *,
+                 tiled: bool | None = None) -> float:
+    """Area (m², in ``ea``) of the zone within ``buffer_m`` of any of ``lines`` (metric ``crs``).
+
+    Exact either way; only the speed differs. Few pieces: buffer each piece and
+    take one union (30x faster than buffering the union of the lines). Many
+    pieces of a dense network (buffers overlapping many times over), one giant
+    union is superlinear (8.5 s for 31k pieces), so the zone is
+    cut into square tiles of ``buffer_m / 2`` (coarser in large zones): a tile whose centre is within
+    ``buffer_m`` minus half its diagonal of a piece lies wholly inside that
+    piece's buffer (a disc around the centre does), a tile whose centre is
+    farther than ``buffer_m`` plus half the diagonal from every piece has none of
+    it, and only the remaining fringe tiles get the buffers clipped to them and
+    unioned. The tiles partition the zone, so the sum is the same area.
+    ``tiled`` forces one way (``None``: chosen as above).
+    """
+    lines = np.asarray(lines, dtype=object)
+    if len(lines):
+        lines = lines[~shapely.is_empty(lines)]
+    if not len(lines):
+        return 0.0
+    x0, y0, x1, y1 = zone_utm.bounds
+    # how many times over the buffers would cover the zone's box: the union's cost grows with it
+    overlap = float(np.sum(2 * buffer_m * shapely.length(lines) + math.pi * buffer_m**2)) / max(
+        (x1 - x0 + 2 * buffer_m) * (y1 - y0 + 2 * buffer_m), 1.0)
+    if tiled is None:
+        tiled = len(lines) >= TILED_UNION_MIN_PIECES and overlap >= TILED_UNION_MIN_OVERLAP
+    if not tiled:
+        near = shapely.intersection(shapely.union_all(shapely.buffer(lines, buffer_m, quad_segs=8)), zone_utm)
+        return _area_m2(near, crs, ea) if not near.is_empty else 0.0
+    # tiles of buffer_m / 2, coarser for large zones (at most ~250k tiles)
+    tile = max(buffer_m / 2.0, math.sqrt((x1 - x0) * (y1 - y0) / 250_000.0))
+    half_diag = tile * np.sqrt(0.5)
+    gx, gy = (a.ravel() for a in np.meshgrid(np.arange(np.floor(x0 / tile) * tile, x1, tile),
+                                             np.arange(np.floor(y0 / tile) * tile, y1, tile)))
+    boxes = shapely.box(gx, gy, gx + tile, gy + tile)
+    shapely.prepare(zone_utm)
+    keep = shapely.intersects(zone_utm, boxes)
+    boxes, gx, gy = boxes[keep], gx[keep], gy[keep]
+    tree = shapely.STRtree(lines)
+    (ti, _), dist = tree.query_nearest(shapely.points(gx + tile / 2, gy + tile / 2),
+                                       max_distance=buffer_m + half_diag, return_distance=True, all_matches=False)
+    nearest = np.full(len(boxes), np.inf)
+    np.minimum.at(nearest, ti, dist)
+    covered = nearest <= buffer_m - half_diag
+    fringe = ~covered & np.isfinite(nearest)
+    parts = []
+    if covered.any():
+        cb = boxes[covered]
+        edge = ~shapely.contains_properly(zone_utm, cb)
+        cb[edge] = shapely.intersection(cb[edge], zone_utm)
+        parts.append(cb)
+    if fringe.any():
+        fb = boxes[fringe]
+        pair_tile, pair_line = tree.query(fb, predicate="dwithin", distance=buffer_m)
+        used, which = np.unique(pair_line, return_inverse=True)
+        clipped = shapely.intersection(shapely.buffer(lines[used], buffer_m, quad_segs=8)[which], fb[pair_tile])
+        parts.append(np.array([shapely.intersection(shapely.union_all(clipped), zone_utm)], dtype=object))
+    return float(gpd.GeoSeries(np.concatenate(parts), crs=crs).to_crs(ea).area.sum())
+
+
 @dataclass
 class Coverage:
     """Headline numbers and the grid of a coverage map.
@@ -372,12 +439,7 @@ def compute_coverage(roads: gpd.GeoDataFrame, zone_geom: BaseGeometry, *, zone_n
     # a plain object array: shapely on a GeometryArray goes through a slow pandas ufunc path
     test_full = (np.asarray(roads.geometry.to_crs(crs).values, dtype=object)[mask] if len(roads)
                  else np.array([], dtype=object))
-    if len(test_full):
-        # buffer each piece, then union: 30x faster than buffering the union of the lines, same area
-        near = shapely.intersection(shapely.union_all(shapely.buffer(test_full, buffer_m, quad_segs=8)), zone_utm)
-        near_area = _area_m2(near, crs, ea) if not near.is_empty else 0.0
-    else:
-        near_area = 0.0
+    near_area = near_area_m2(test_full, zone_utm, buffer_m, crs, ea)
     cells, cols, rows = square_grid(zone_utm.bounds, cell_size_m)
     keep = shapely.intersects(cells, zone_utm)
     cells, cols, rows = cells[keep], cols[keep], rows[keep]
