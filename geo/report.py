@@ -337,9 +337,14 @@ def conclusion(comparison: Sequence[Mapping[str, Any]], *, place: str, reach: fl
         what is reported only. Figure names are plain (escape them for Markdown).
     """
     best = _best_rows(comparison)
+    if not best:
+        return [f"No reported figures of {place} are on record, so nothing can be confirmed or contradicted.",
+                "The tables below list what OpenStreetMap gives for the zone.",
+                "Add your own figures with --reported FILE.toml (the schema of data/reported_figures.toml) to "
+                "set them against these."]
     by = {v: [r for r in best if r.get("verdict") == v] for v in VERDICTS}
-    testable = [r for r in best if r.get("verdict") not in (REPORTED_ONLY, NOT_COMPARABLE)]
-    out = [f"Of {len(best)} reported figures of {place}, {len(testable)} can be set against OpenStreetMap here"
+    testable = [r for r in best if r.get("verdict") in (AGREES, CONTRADICTS, LOWER_BOUND, EXCEEDS)]
+    out = [f"Of {len(best)} reported figures of {place}, {len(testable)} can be tested against OpenStreetMap here"
            + (f" (the loaded network reaches {100 * reach:.1f} % of the zone)." if reach is not None else ".")]
     agree = by[AGREES]
     if agree:
@@ -531,10 +536,10 @@ def _chart_svg(comparison: Sequence[Mapping[str, Any]], title: str, footer: str)
         ax.legend(handles=[Patch(color=VERDICT_COLOURS[v], label=v) for v in used if v in VERDICT_COLOURS],
                   loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.9 / n), ncol=min(len(used), 4), fontsize=8,
                   frameon=False)
-    fig.text(0.01, 0.005, footer, fontsize=6, color="#555555")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.text(0.01, 0.005, footer, fontsize=6, color="#555555", va="bottom")
+    fig.tight_layout(rect=(0, 0.02 + 0.02 * footer.count("\n"), 1, 1))
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")  # no label clipped
     return buf.getvalue()
 
 
@@ -551,10 +556,11 @@ def write_verdict_chart(path: Any, comparison: Sequence[Mapping[str, Any]], *, t
 
     from ._atomic import write_text
 
+    import textwrap
+
     footer = f"Road data {OSM_ATTRIBUTION}"
-    if provenance is not None:
-        footer = (f"{provenance.source_kind} {provenance.source}, OSM data {provenance.osm_timestamp or 'of unknown date'}"
-                  f", filter {provenance.filter}, icv {provenance.tool_version}. {footer}")
+    if provenance is not None:  # source, OSM timestamp, filter, zone, tool version, attribution
+        footer = "\n".join(textwrap.wrap(provenance.summary(), 160))
     p = Path(path)
     write_text(p, verdict_chart_svg(comparison, title=title, footer=footer))
     return p

@@ -138,7 +138,7 @@ def test_report_reads_as_a_finding(runner: CliRunner, shared_data: Path, tmp_pat
     assert svg.startswith("<?xml") and "</svg>" in svg
     for v in ("consistent lower bound", "not visible", "agrees"):
         assert VERDICT_COLOURS[v].lower() in svg.lower() and v in svg
-    assert "OpenStreetMap contributors (ODbL)" in svg and "filter drive" in svg
+    assert "OpenStreetMap contributors (ODbL)" in svg and "filter: drive" in svg and "zone: jiading" in svg
 
 
 def test_report_escapes_names_in_markdown(runner: CliRunner, fixtures_dir: Path, tmp_path: Path) -> None:

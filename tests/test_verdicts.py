@@ -387,7 +387,7 @@ def test_conclusion_sentences_from_verdicts() -> None:
                                        "value": 1100.0, "delta_pct": -1.52}]
     rows[1]["definitions_tried"], rows[1]["definitions_within_pct"] = 56, 5.0
     s = conclusion(rows, place="Jiading", reach=0.99)
-    assert s[0] == "Of 4 reported figures of Jiading, 3 can be set against OpenStreetMap here (the loaded network " \
+    assert s[0] == "Of 4 reported figures of Jiading, 3 can be tested against OpenStreetMap here (the loaded network " \
                    "reaches 99.0 % of the zone)."
     assert s[1] == "OSM agrees with district_area_km2 (463.9 km² reported, 462.4 km² computed) and test_road_km " \
                    "(1,117 km reported, 1,100 km computed)."
