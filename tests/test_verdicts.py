@@ -395,3 +395,24 @@ def test_conclusion_sentences_from_verdicts() -> None:
     assert s[3].startswith("Reconciling definitions: for test_road_km the closest definition of the 56 tried is "
                            "centerline km, motorway–residential with links (1,100 km, -1.5 %)")
     assert 3 <= len(s) <= 6 and not any("cannot see" in x for x in s)
+
+
+def test_whole_zone_network_agrees_and_contradicts(runner: CliRunner, planted, tmp_path: Path) -> None:
+    osm, zone_path, _, planted_km, km = planted
+    place = zones.load_zone(zone_path).name
+    total = sum(km.values())  # carriageway km of every way, measured here with plain pyproj + shapely
+    toml = tmp_path / "total.toml"
+    toml.write_text(PLANTED_TOML.format(place=place, km=total * 1.03), encoding="utf-8")  # 3 % off: agrees
+    r = runner.invoke(cli, ["compare", "--source", str(osm), "--zone", str(zone_path), "--reported", str(toml),
+                            "--complete-reach", "1", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    centre, carriage = [x for x in json.loads(r.stdout)["rows"] if x["figure"] == "test_road_km"]
+    assert carriage["computed"] == pytest.approx(total, rel=1e-3)
+    assert carriage["verdict"] == "agrees"
+    assert centre["verdict"] == "contradicts"  # the G2 pair counted once: 0.8 km less, -13 %
+    assert centre["delta_pct"] == pytest.approx(100 * ((total - km["1:motorway"]) - total * 1.03) / (total * 1.03),
+                                                abs=0.1)
+    r = runner.invoke(cli, ["compare", "--source", str(osm), "--zone", str(zone_path), "--reported", str(toml),
+                            "--complete-reach", "1", "--tolerance-length", "2", "--format", "json"])
+    carriage = [x for x in json.loads(r.stdout)["rows"] if x["figure"] == "test_road_km"][1]
+    assert carriage["verdict"] == "contradicts" and "±2 %" in carriage["verdict_rule"]
