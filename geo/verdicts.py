@@ -24,8 +24,9 @@ It adds to each row:
       motorway piece, no piece with the ref) while it covers part of the zone
       only: the figure may lie outside the extract. ``computed`` becomes None
       and ``computed_reason`` says why; never 0 and -100 %.
-    - ``not comparable``: units that measure different things, a target, or a
-      computed figure with no reported one.
+    - ``not comparable``: units that measure different things, a target, a
+      computed figure with no reported one, a figure computed from a SYNTHETIC
+      fleet log, or the outline's area beside a coverage claim.
     - ``reported only``: nothing computed for it (fleet data needed, not
       derivable from roads, or no network loaded).
 
@@ -184,6 +185,8 @@ def verdict_of(row: Mapping[str, Any], reach: float | None,
         share = f" (the claim is {100 * reported / computed:.1f} % of it)" if computed else ""
         return NOT_COMPARABLE, (f"the outline's area{share}: how large the zone is, not how much of it test "
                                 "roads cover; the covered-area row tests the claim")
+    if "SYNTHETIC" in str(row.get("definition") or ""):
+        return NOT_COMPARABLE, "computed from a SYNTHETIC fleet log: a demonstration, not evidence for or against"
     if computed is None:
         if "unit mismatch" in str(row.get("note") or ""):
             return NOT_COMPARABLE, "the units measure different things"

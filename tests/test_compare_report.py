@@ -186,3 +186,4 @@ def test_compare_sets_fleet_figures_beside_reported(runner: CliRunner, fixtures_
     [km] = rows_by(doc, "test_mileage_km")
     assert km["computed"] == pytest.approx(summary["test_mileage_km"]["value"])
     assert "SYNTHETIC" in veh["definition"]
+    assert veh["verdict"] == "not comparable" and "SYNTHETIC" in veh["computed_reason"]  # never a contradiction

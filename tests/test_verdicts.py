@@ -85,15 +85,17 @@ def test_tolerances_are_configurable() -> None:
 
 def test_qualifiers_reported_only_and_computed_only() -> None:
     rows = assign_verdicts([
-        row("vehicles", 200, 300, "count", "vehicles: SYNTHETIC", qualifier="at_least"),  # "more than 200"
-        row("vehicles", 200, 150, "count", "vehicles: SYNTHETIC", qualifier="at_least"),
+        row("vehicles", 200, 300, "count", "vehicles: fleet log", qualifier="at_least"),  # "more than 200"
+        row("vehicles", 200, 150, "count", "vehicles: fleet log", qualifier="at_least"),
+        row("vehicles", 638, 4, "count", "vehicles: distinct vehicle ids (SYNTHETIC log)"),
         row("test_road_km", 1300, 1300, "km", qualifier="target"),
         row("test_mileage_km", 18.52e6, None, "km"),
         row("carriageway_km", None, 188.8, "km"),
     ], reach=1.0)
-    assert [r["verdict"] for r in rows] == ["agrees", "contradicts", "not comparable", "reported only",
-                                            "not comparable"]
-    assert rows[3]["verdict_rule"].startswith("reported only")
+    assert [r["verdict"] for r in rows] == ["agrees", "contradicts", "not comparable", "not comparable",
+                                            "reported only", "not comparable"]
+    assert "SYNTHETIC" in rows[2]["computed_reason"]
+    assert rows[4]["verdict_rule"].startswith("reported only")
 
 
 # ---------------------------------------------------------------- reconcile, on a table of pieces
