@@ -17,6 +17,8 @@ import pyproj
 import pytest
 import shapely
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st_
 from shapely.geometry import LineString, box
 
 from cli import cli
@@ -418,3 +420,20 @@ def test_whole_zone_network_agrees_and_contradicts(runner: CliRunner, planted, t
                             "--complete-reach", "1", "--tolerance-length", "2", "--format", "json"])
     carriage = [x for x in json.loads(r.stdout)["rows"] if x["figure"] == "test_road_km"][1]
     assert carriage["verdict"] == "contradicts" and "±2 %" in carriage["verdict_rule"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rep=st_.floats(0.1, 1e6), ratio=st_.floats(0, 3), reach=st_.floats(0, 1),
+       fig=st_.sampled_from(["test_road_km", "streets", "expressway_km"]))
+def test_verdict_properties(rep, ratio, reach, fig) -> None:
+    unit = "count" if fig == "streets" else "km"
+    computed = rep * ratio
+    [r] = assign_verdicts([row(fig, rep, computed, unit)], reach=reach)
+    off = abs(computed - rep) / rep * 100
+    if reach >= 0.95:  # a whole-zone network: agrees or contradicts, by the tolerance only
+        assert r["verdict"] == ("agrees" if off <= 5 + 1e-9 else "contradicts") or math.isclose(off, 5)
+    elif computed == 0:
+        assert r["verdict"] == "not visible" and r["computed"] is None
+    else:  # a partial network never contradicts: below is a lower bound, above exceeds
+        expected = "agrees" if off <= 5 else "consistent lower bound" if computed < rep else "exceeds"
+        assert r["verdict"] == expected or math.isclose(off, 5)
