@@ -4,7 +4,12 @@
 vocabulary (:mod:`geo.reported`): each reported figure gets every computed value
 that can stand beside it, each with its definition, so that a reader sees at
 once whether "1,117 km" is matched by centerline or by carriageway km.
-:func:`report_markdown` renders the whole report (``maps/report.md``).
+:func:`compare_zone` adds a verdict to every row (:mod:`geo.verdicts`) and, on
+request, the closest definitions (:mod:`geo.reconcile`); :func:`network_inputs`
+gives it what it needs from the network (reach, covered share, test-road mask).
+:func:`report_markdown` renders the whole report (``maps/report.md``): the
+finding (:func:`conclusion`) first, and :func:`write_verdict_chart` the chart
+beside it.
 """
 
 from __future__ import annotations
