@@ -540,7 +540,8 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
         emit(rows, fmt, output, title=f"Reported figures of {place} over time",
-             meta={"records": len(rows), "source": "data/reported_figures.toml", "tool": f"icv {__version__}"})
+             meta={"records": len(rows), "tool": f"icv {__version__}",
+                   "source": "data/reported_figures.toml" + (" with your --reported file" if vkw["figures"] else "")})
         return
     place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, vkw=vkw, reconcile=reconcile,
                                       **nkw)
