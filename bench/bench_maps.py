@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import geopandas as gpd  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -72,7 +73,8 @@ def draw_times(path: Path, repeat: int) -> tuple[float, float, int]:
     return statistics.median(walls), statistics.median(loads), int(paths)
 
 
-def run(repeat: int, tiles: int) -> list[dict[str, object]]:
+def run(repeat: int, tiles: int, draw: bool = True, builds: int = 1,
+        grid_spacing: float = 0.0) -> list[dict[str, object]]:
     from geo import maps
     from geo._offline import MARKER_ICON_CSS, inline_assets
     from geo._paths import shared_data_dir
@@ -88,21 +90,30 @@ def run(repeat: int, tiles: int) -> list[dict[str, object]]:
     if tiles > 1:
         big = tiled(net.roads, tiles)
         cases.append((f"subset tiled {tiles}x{tiles} (synthetic)", big, shapely.box(*big.total_bounds).buffer(0.01)))
+    if grid_spacing:
+        from bench_stats import synthetic_network
+
+        cases.append((f"grid in the Jiading outline, {grid_spacing:.0f} m (synthetic)",
+                      synthetic_network(zone, spacing=grid_spacing), zone.geometry))
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="icv-bench-maps-") as tmp:
         d = Path(tmp)
         for label, roads, zgeom in cases:
-            t0 = time.perf_counter()
-            m = maps.coverage_map(roads, zgeom, zone_name="jiading", provenance=net.provenance,
-                                  basemap=maps.resolve_basemap("osm"))
-            ours = maps.map_html(m)
-            t_ours = time.perf_counter() - t0
+            # build times interleaved (icv, explore, icv, ...) so that load from elsewhere hits both alike
+            t_ours_all, t_theirs_all = [], []
+            for _ in range(builds):
+                t0 = time.perf_counter()
+                m = maps.coverage_map(roads, zgeom, zone_name="jiading", provenance=net.provenance,
+                                      basemap=maps.resolve_basemap("osm"))
+                ours = maps.map_html(m)
+                t_ours_all.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                theirs = roads.explore(column="highway").get_root().render()
+                t_theirs_all.append(time.perf_counter() - t0)
+            t_ours, t_theirs = statistics.median(t_ours_all), statistics.median(t_theirs_all)
             m_off = maps.coverage_map(roads, zgeom, zone_name="jiading", provenance=net.provenance,
                                       basemap=maps.resolve_basemap("osm", offline=True))
             ours_off = maps.map_html(m_off, offline=True)
-            t0 = time.perf_counter()
-            theirs = roads.explore(column="highway").get_root().render()
-            t_theirs = time.perf_counter() - t0
             theirs_off = inline_assets(theirs, drop=MARKER_ICON_CSS)
             # no tiles for either in the browser: nothing may leave the machine
             theirs_off = theirs_off.replace("https://tile.openstreetmap.org/{z}/{x}/{y}.png", "")
@@ -111,7 +122,7 @@ def run(repeat: int, tiles: int) -> list[dict[str, object]]:
             for tool, page, page_off, t_build, f in (("icv coverage_map", ours, ours_off, t_ours, "ours.html"),
                                                      ("explore(column='highway')", theirs, theirs_off, t_theirs,
                                                       "theirs.html")):
-                wall, load_ms, paths = draw_times(d / f, repeat)
+                wall, load_ms, paths = draw_times(d / f, repeat) if draw else (float("nan"), float("nan"), 0)
                 rows.append({"case": label, "pieces": len(roads), "tool": tool,
                              "html_kb": len(page.encode()) / 1024, "offline_kb": len(page_off.encode()) / 1024,
                              "build_s": t_build, "draw_s": wall, "load_ms": load_ms, "paths": paths})
@@ -171,9 +182,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="page loads per measurement (median)")
     ap.add_argument("--tiles", type=int, default=5, help="also bench the subset tiled N x N (1: off)")
+    ap.add_argument("--builds", type=int, default=1, help="page builds per tool, interleaved (median)")
+    ap.add_argument("--grid", type=float, default=0.0, metavar="M",
+                    help="also bench a dense SYNTHETIC grid of this spacing in the Jiading outline (160: ~50k pieces)")
+    ap.add_argument("--no-draw", action="store_true", help="sizes and build times only (no Chromium)")
     ap.add_argument("--write", action="store_true", help="write the section into bench/RESULTS.md")
     args = ap.parse_args()
-    rows = run(args.repeat, args.tiles)
+    rows = run(args.repeat, args.tiles, draw=not args.no_draw, builds=args.builds, grid_spacing=args.grid)
     text = markdown(rows, args.repeat)
     print(text)
     if args.write:
