@@ -428,6 +428,8 @@ def _verdict_meta(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
         if r.get("definitions_tried") and r["figure"] not in seen:
             seen.add(r["figure"])
             text = closest_text(r)
+            if r.get("verdict") in ("consistent lower bound", "exceeds"):
+                text += " (on a network that covers part of the zone: lower bounds)"
             meta[f"closest definitions to {r['figure']} {r['reported']:g} {r['unit']} "
                  f"({r.get('definitions_tried', 0)} tried)"] = text
     return meta

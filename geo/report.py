@@ -386,7 +386,9 @@ def conclusion(comparison: Sequence[Mapping[str, Any]], *, place: str, reach: fl
                             f"({_num(d['value'], r['unit'])}, {d['delta_pct']:+.1f} %)" if hit else
                             f" of the {r.get('definitions_tried', 0)} tried comes within {within:g} %; the nearest is "
                             f"{d['definition']} ({_num(d['value'], r['unit'])}, {d['delta_pct']:+.1f} %)"))
-        out.append("Reconciling definitions: " + "; ".join(parts) + ".")
+        partial = any(r.get("verdict") in (LOWER_BOUND, EXCEEDS) for r in rec[:2])
+        out.append("Reconciling definitions" + (" (on this partial network, lower bounds too)" if partial else "")
+                   + ": " + "; ".join(parts) + ".")
     only = by[REPORTED_ONLY]
     if only and len(out) < 6:
         out.append(f"{len(only)} figures ({_list([str(r['figure']) for r in only][:4])}"
