@@ -24,8 +24,33 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
+#: Options of :func:`network_options`: listed last in every --help, under their own heading.
+NETWORK_PARAMS = ("source", "filter_name", "highway", "include_private", "zone", "overpass_url", "overpass_timeout",
+                  "overpass_memory", "cache_dir")
+
+
+class IcvCommand(click.Command):
+    """A command whose --help lists the command's own options first and the network options last."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own, net = [], []
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec is not None:
+                (net if p.name in NETWORK_PARAMS else own).append(rec)
+        if own:
+            with formatter.section("Options"):
+                formatter.write_dl(own)
+        if net:
+            with formatter.section("Network options (which roads, from where)"):
+                formatter.write_dl(net)
+
+
 class IcvGroup(click.Group):
     """A click group that turns :class:`geo.errors.IcvError` into one clear line."""
+
+    command_class = IcvCommand
+    group_class = type  # sub-groups are IcvGroups too
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -68,10 +93,31 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 # ---------------------------------------------------------------- shared options
 
+def _output_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """-o FILE: its folder must exist (a typo must not create folders); checked before any work."""
+    if value is not None and str(value) != "-" and not value.parent.is_dir() and str(value.parent):
+        from geo.errors import OutputError
+
+        why = "is a file, not a folder" if value.parent.exists() else "does not exist"
+        raise OutputError(f"cannot write {value}: the folder {value.parent} {why}",
+                          hint="create it first or choose another output path")
+    return value
+
+
 def output_options(f: Callable) -> Callable:
-    """``--format`` and ``-o/--output``, as every data-printing command takes them."""
-    f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Write to FILE (atomically) instead of stdout.")(f)
+    """``--format``, ``-o/--output`` and ``--excel``, as every data-printing command takes them."""
+    inner = f
+
+    @functools.wraps(inner)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        click.get_current_context().meta["icv.excel"] = kw.pop("excel", False)
+        return inner(*args, **kw)
+
+    f = click.option("--excel", "--bom", "excel", is_flag=True,
+                     help="CSV for Excel: UTF-8 with a byte-order mark (Chinese names on Chinese-locale Windows).")(wrapper)
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=_output_path,
+                     help="Write to FILE (atomically) instead of stdout; its folder must exist. CSV "
+                          "provenance goes beside it as FILE.provenance.json.")(f)
     f = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                      help="Output format.")(f)
     return f
@@ -80,9 +126,41 @@ def output_options(f: Callable) -> Callable:
 def emit(records: Sequence[Mapping[str, Any]], fmt: str, output: Path | None, *,
          columns: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None,
          title: str | None = None) -> None:
-    """Render records and print them, or write them to ``output`` atomically."""
+    """Render records and print them, or write them to ``output`` atomically.
+
+    CSV is plain (header and rows); its provenance goes into ``FILE.provenance.json`` beside
+    ``-o FILE``, or as one line on stderr when the CSV goes to stdout.
+    """
     text = render(records, fmt, columns=columns, meta=meta, title=title)
+    excel = bool(click.get_current_context().meta.get("icv.excel"))
+    if excel and fmt != "csv":
+        from geo.errors import InputError
+
+        raise InputError("--excel applies to --format csv only", hint="add --format csv or drop --excel")
+    if fmt == "csv" and excel:
+        text = "\ufeff" + text
+    if fmt == "csv" and meta:
+        if output is not None:
+            _write_csv_with_sidecar(text, output, {"title": title, **meta})
+            return
+        click.echo("icv: provenance (not in the CSV): " + "; ".join(f"{k}: {v}" for k, v in meta.items()),
+                   err=True)
     emit_text(text, output)
+
+
+def _write_csv_with_sidecar(text: str, output: Path, meta: Mapping[str, Any]) -> None:
+    """The CSV and its ``.provenance.json`` renamed together (never one without the other)."""
+    import json
+
+    from geo._atomic import atomic_paths
+    from geo._format import provenance_sidecar
+
+    side = provenance_sidecar(output)
+    doc = json.dumps({"file": output.name, **meta}, ensure_ascii=False, indent=2, default=str) + "\n"
+    with atomic_paths(output, side) as (tmp, tmp_side):
+        tmp.write_text(text, encoding="utf-8", newline="")
+        tmp_side.write_text(doc, encoding="utf-8")
+    click.echo(f"wrote {output} (+ {side.name})", err=True)
 
 
 def emit_text(text: str, output: Path | None) -> None:
@@ -157,8 +235,23 @@ def with_network(f: Callable) -> Callable:
 @cli.command()
 @network_options
 @click.option("--force", is_flag=True, help="Pull again even when the cache holds this network.")
-def pull(force: bool, **kw: Any) -> None:
-    """Pull the road network of the zone (Overpass or a file) into the cache."""
+@click.option("-o", "--output", "export", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=_output_path, metavar="FILE",
+              help="Also write the pulled pieces to FILE (.gpkg, .fgb, .geojson, .parquet by suffix).")
+def pull(force: bool, export: Path | None, **kw: Any) -> None:
+    """Pull the road network of the zone (Overpass or a file) into the cache.
+
+    \b
+    Examples:
+      icv pull                                  # Overpass, zone jiading
+      icv pull --source extract.osm.pbf -o roads.gpkg
+    """
+    from geo.export import geometry_format
+
+    if export is not None and geometry_format(export) is None:  # before the long work
+        from geo.errors import InputError
+
+        raise InputError(f"{export.name}: not a geometry format", hint="use .gpkg, .fgb, .geojson or .parquet")
     from geo import sources, zones
     from geo.roads import parse_filter
 
@@ -169,6 +262,11 @@ def pull(force: bool, **kw: Any) -> None:
                                  timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
                                  cache_dir=kw.get("cache_dir"), force=force, progress=True)
     click.echo(f"cached {path}")
+    if export is not None:
+        from geo import _cache
+
+        roads_gdf, prov = _cache.read_cache(path.parent, path.stem)
+        _write_pieces(roads_gdf, export, prov.to_dict(), True)
 
 
 @cli.command()
@@ -176,13 +274,40 @@ def pull(force: bool, **kw: Any) -> None:
 @output_options
 @click.option("--by", type=click.Choice(["highway", "none"]), default="highway", show_default=True,
               help="Group rows by highway class.")
-def roads(zone: Any, net: Any, fmt: str, output: Path | None, by: str) -> None:
-    """Rows, km and classes of the loaded road network (before clipping to the zone)."""
-    from geo import sources
+@click.option("--geometry", is_flag=True,
+              help="Write the road pieces themselves to -o FILE (.gpkg, .fgb, .geojson, .parquet by suffix).")
+def roads(zone: Any, net: Any, fmt: str, output: Path | None, by: str, geometry: bool) -> None:
+    """Rows, km and classes of the loaded road network (before clipping to the zone).
 
+    \b
+    Examples:
+      icv roads --source skeleton
+      icv roads --source skeleton --geometry -o roads.gpkg   # for QGIS
+    """
+    from geo import sources
+    from geo.export import geometry_format
+
+    if geometry or (output is not None and geometry_format(output)):
+        _write_pieces(net.roads, output, net.provenance.to_dict(), geometry)
+        return
     records = sources.summarize(net.roads, by=None if by == "none" else by)
     emit(records, fmt, output, meta=net.provenance.to_dict(),
          title=f"Road network: {net.provenance.source_kind} {net.provenance.source}")
+
+
+def _write_pieces(gdf: Any, output: Path | None, provenance: Mapping[str, Any], asked: bool) -> None:
+    """--geometry -o FILE: the pieces by suffix; a geometry suffix without --geometry is refused."""
+    from geo.errors import InputError
+    from geo.export import GEOMETRY_SUFFIXES, geometry_format, write_geometry
+
+    if output is None or geometry_format(output) is None:
+        raise InputError("--geometry writes a file: give -o FILE ending in " + ", ".join(GEOMETRY_SUFFIXES),
+                         where=str(output) if output else None, hint="e.g. -o roads.gpkg")
+    if not asked:  # never a text table inside a .gpkg
+        raise InputError(f"{output.name} is a geometry format, and the table is text",
+                         hint="add --geometry to write the road pieces, or use -o FILE.csv/.json/.md")
+    for f in write_geometry(gdf, output, provenance=provenance):
+        click.echo(f"wrote {f}", err=True)
 
 
 # ---------------------------------------------------------------- zone commands
@@ -216,7 +341,12 @@ def _zone_warnings() -> Any:
 @zone.command("list")
 @output_options
 def zone_list(fmt: str, output: Path | None) -> None:
-    """Shipped zones: name, area (km², equal-area), sub-zones, source."""
+    """Shipped zones: name, area (km², equal-area), sub-zones, source.
+
+    \b
+    Example:
+      icv zone list --format csv -o zones.csv
+    """
     from geo import zones
 
     records = []
@@ -237,7 +367,13 @@ def zone_list(fmt: str, output: Path | None) -> None:
 @click.argument("name")
 @output_options
 def zone_show(name: str, fmt: str, output: Path | None) -> None:
-    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones."""
+    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones.
+
+    \b
+    Examples:
+      icv zone show jiading
+      icv zone show shanghai_districts --format csv --excel -o districts.csv
+    """
     from geo import zones
 
     with _zone_warnings():
@@ -284,7 +420,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
     """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
 
     \b
-    The shipped zones are made by:
+    Example (the shipped zones are made by):
       icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
           --select adcode=310114 --name jiading
       icv zone import ../shared/data/shanghai_districts_gcj02.geojson --crs gcj02 \\
@@ -320,7 +456,14 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
               metavar="M", help="Maximum distance between the two carriageways of a dual carriageway.")
 def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None, explain_figure: str | None,
               detail: bool, intersection_tolerance: float, pair_distance: float) -> None:
-    """Road statistics of the zone: carriageway and centerline km, classes, refs, streets, intersections."""
+    """Road statistics of the zone: carriageway and centerline km, classes, refs, streets, intersections.
+
+    \b
+    Examples:
+      icv stats --source skeleton
+      icv stats --source extract.osm.pbf --by class --format csv -o by_class.csv
+      icv stats --source extract.osm.pbf --explain class_km:primary
+    """
     from geo import stats as gstats
 
     params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
@@ -346,8 +489,11 @@ COMPARE_DATA_COLUMNS = ["qualifier", "verdict_rule", "computed_reason", "closest
 
 
 def _compare_columns(fmt: str) -> list[str]:
-    """The text table leaves the place out (it is in the title); data formats keep it."""
-    return COMPARE_TABLE_COLUMNS if fmt == "table" else ["place", *COMPARE_TABLE_COLUMNS, *COMPARE_DATA_COLUMNS]
+    """The text table leaves the place out (it is in the title) and the absolute delta (delta_pct and the
+    verdict say it, and a 100-column terminal holds the rest); data formats keep both."""
+    if fmt == "table":
+        return [c for c in COMPARE_TABLE_COLUMNS if c != "delta"]
+    return ["place", *COMPARE_TABLE_COLUMNS, *COMPARE_DATA_COLUMNS]
 
 
 def _read_reported(ctx: click.Context, param: click.Parameter, value: Path | None) -> Any:
@@ -443,8 +589,9 @@ def _flat_closest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """For the text table: definition column as a short label, the full text listed below it."""
-    defs: dict[str, str] = {}
+    """For the text table: definition and source columns as short labels, the full text listed below it."""
+    rows, srcs = _short_sources(rows)
+    defs: dict[str, str] = dict(srcs)
     out = []
     for r in rows:
         d = r.get("definition")
@@ -454,6 +601,26 @@ def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             r = {**r, "definition": label.strip()}
         out.append(r)
     return out, defs
+
+
+def _short_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Source citations as [1], [2] and long notes as (a), (b) in the cells of a text table; each text
+    once below it, so that the table fits a terminal."""
+    refs: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    out = []
+    for r in rows:
+        src, note = r.get("source"), r.get("note")
+        if isinstance(src, str) and len(src) > 12:
+            refs.setdefault(src, f"[{len(refs) + 1}]")
+            r = {**r, "source": refs[src]}
+        if isinstance(note, str) and len(note) > 12:
+            notes.setdefault(note, "(" + "abcdefghijklmnopqrstuvwxyz"[len(notes) % 26] + ")")
+            r = {**r, "note": notes[note]}
+        out.append(r)
+    below = {f"source {label}": src for src, label in refs.items()}
+    below.update({f"note {label}": text for text, label in notes.items()})
+    return out, below
 
 
 def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
@@ -530,6 +697,12 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     Road figures come from the road network of the zone (default: the cache
     that `icv pull` wrote; --source FILE for an extract). Fleet figures stay
     reported-only unless --fleet-summary is given.
+
+    \b
+    Examples:
+      icv compare --source skeleton
+      icv compare --no-network --fleet-summary fleet-out/mileage_figures.json
+      icv compare --history --figure test_road_km
     """
     from geo import reported
 
@@ -575,11 +748,12 @@ def map_options(default_output: str) -> Callable[[Callable], Callable]:
             kw["basemap"] = maps.resolve_basemap(kw["basemap"], tiles_url=kw.pop("tiles"),
                                                  tianditu_key=kw.pop("tianditu_key"), offline=kw["offline"])
             kw["output"] = kw["output"] or Path(default_output)
+            click.get_current_context().meta["icv.cdn"] = kw.pop("cdn")
             return f(**kw)
 
         opts = [
             click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                         help="HTML file, written atomically with a .provenance.json sidecar "
+                         callback=_output_path, help="HTML file, written atomically with a .provenance.json sidecar "
                               f"[default: {default_output}]."),
             click.option("--basemap", type=click.Choice(["osm", "amap", "tianditu", "none"]), default="osm",
                          show_default=True,
@@ -590,7 +764,10 @@ def map_options(default_output: str) -> Callable[[Callable], Callable]:
             click.option("--tianditu-key", envvar="ICV_TIANDITU_KEY", default=None,
                          help="Your Tianditu key for --basemap tianditu (env ICV_TIANDITU_KEY)."),
             click.option("--offline", is_flag=True,
-                         help="One self-contained HTML file (Leaflet inlined); no tiles unless --tiles is local."),
+                         help="No remote tiles either (only a local --tiles URL): a page that works with no network."),
+            click.option("--cdn", is_flag=True,
+                         help="Link Leaflet from a CDN (jsDelivr) instead of inlining it [default: inlined, "
+                              "one self-contained file]."),
         ]
         for o in reversed(opts):
             wrapper = o(wrapper)
@@ -605,6 +782,22 @@ def _read_test_roads(ctx: click.Context, param: click.Parameter, value: Path | N
     from geo.testroads import load_test_roads
 
     return load_test_roads(value)
+
+
+def _save_map(m: Any, path: Path, offline: bool, cdn: bool | None = None) -> Path:
+    """Write a map: self-contained unless --cdn; without the web assets, the CDN and one warning line."""
+    import warnings
+
+    from geo import maps
+
+    cdn = bool(click.get_current_context().meta.get("icv.cdn")) if cdn is None else cdn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", maps.MapAssetsWarning)
+        out = maps.save_map(m, path, offline=offline, cdn=cdn)
+    for w in caught:
+        if issubclass(w.category, maps.MapAssetsWarning):
+            click.echo(f"icv: warning: {w.message}", err=True)
+    return out
 
 
 def _wrote_map(path: Path) -> None:
@@ -624,7 +817,12 @@ def _wrote_map(path: Path) -> None:
               help="Side of the square grid cells (local UTM).")
 def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
                  offline: bool, output: Path) -> None:
-    """Coverage map: roads by class (test / not test), km per grid cell, share of area near a test road."""
+    """Coverage map: roads by class (test / not test), km per grid cell, share of area near a test road.
+
+    \b
+    Example:
+      icv map coverage --source skeleton --test-roads roads.csv -o maps/coverage.html
+    """
     from geo import maps
     from geo.testroads import match_test_roads
 
@@ -640,7 +838,7 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
     m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
                           test_mask=mask, test_set_label=test_set.label if test_set is not None else None,
                           unmatched=unmatched, provenance=net.provenance, basemap=basemap)
-    _wrote_map(maps.save_map(m, output, offline=offline))
+    _wrote_map(_save_map(m, output, offline))
     click.echo(f"{zone.name}: {cov.test_km:.1f} km of test road; {100 * cov.share_within:.1f}% of "
                f"{cov.zone_area_km2:.1f} km² within {buffer_m:g} m of a test road")
 
@@ -659,7 +857,13 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
                    "loads the network given by the network options.")
 def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
                 basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
-    """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given."""
+    """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given.
+
+    \b
+    Examples:
+      icv map mileage
+      icv map mileage --fleet fleet-out/mileage_pieces_by_enterprise.csv --source skeleton
+    """
     from geo import maps, reported, zones
 
     dz = zones.load_zone(districts)
@@ -685,7 +889,7 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
         prov["fleet"] = str(fleet_path)
     m = maps.mileage_map(shares, subs, city=shares.city, fleet=fleet, roads=roads, zone_geom=zone_geom,
                          provenance=prov, basemap=basemap)
-    _wrote_map(maps.save_map(m, output, offline=offline))
+    _wrote_map(_save_map(m, output, offline))
     for d in shares.districts:
         if d.share is not None:
             click.echo(f"{d.name_en}: {d.figure.value / 1e6:.2f} M km = {100 * d.share:.1f}% of {shares.city}'s "
@@ -708,58 +912,53 @@ def _step(i: int, n: int, text: str) -> None:
 @click.option("--as-of", default=None, help="Compare with the latest reported figures at this date.")
 @click.option("--basemap", type=click.Choice(["osm", "amap", "none"]), default="osm", show_default=True,
               help="Tiles under the maps (amap shifts overlays to GCJ-02).")
-@click.option("--offline", is_flag=True, help="Self-contained HTML maps without tiles.")
+@click.option("--offline", is_flag=True, help="Maps without remote tiles (a page that works with no network).")
+@click.option("--cdn", is_flag=True, help="Link Leaflet from a CDN instead of inlining it [default: inlined].")
 @click.option("--no-maps", is_flag=True, help="Write report.md only.")
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
 @verdict_options
 def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
-           no_maps: bool, fleet_summary: Path | None, **nkw: Any) -> None:
-    """The main job: load the network, compute statistics, compare, write maps/report.md and the maps."""
-    from geo import maps, report as rep, stats, zones
-    from geo._atomic import write_text as _write
+           cdn: bool, no_maps: bool, fleet_summary: Path | None, **nkw: Any) -> None:
+    """The main job: load the network, compute statistics, compare, write maps/report.md and the maps.
 
-    n = 3 if no_maps else 5
+    With the default source (the cache) and nothing cached yet, the zone's roads
+    are pulled through Overpass first; where Overpass is unreachable the error
+    names the offline sources.
+
+    \b
+    Example (nothing needed beside the installed package):
+      icv report --source skeleton --out-dir maps
+    """
+    import warnings
+
+    from geo import maps as gmaps
+    from geo.pipeline import run_report
+
     vkw = _verdict_kw(nkw)
-    fleet = _load_fleet_figures(fleet_summary)  # a bad file fails before the long work
-    _step(1, n, f"loading the road network ({nkw['source']}) of zone {nkw['zone']}")
-    zone, net = load_from_options(**nkw)
-    _step(2, n, f"road statistics of {len(net.roads):,} pieces")
-    st = stats.road_stats(net.roads, zone, provenance=net.provenance)
-    place = zone.meta.get("place") or zone.name
-    ckw, reach, cov = _network_comparison(net, zone, vkw)
-    rows = rep.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet, allow_unknown_place=True,
-                            figures=vkw["figures"], tolerances=vkw["tolerances"], reconcile=True, **ckw)
-    written: dict[str, str] = {}
-    if not no_maps:
-        _step(3, n, "coverage map")
-        bm = maps.resolve_basemap(basemap, offline=offline)
-        m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
-                              provenance=net.provenance, basemap=bm)
-        written["coverage map"] = maps.save_map(m, out_dir / "coverage.html", offline=offline).name
-        _step(4, n, "test-mileage share map")
-        dz = zones.load_zone("shanghai_districts")
-        shares = maps.reported_mileage_shares(dz.subzones, city="Shanghai", as_of=as_of)
-        m = maps.mileage_map(shares, dz.subzones, city=shares.city, basemap=bm,
-                             provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")},
-                                         "reported_figures": "data/reported_figures.toml",
-                                         "tool_version": __version__})
-        written["test-mileage share map"] = maps.save_map(m, out_dir / "mileage_share.html", offline=offline).name
-    _step(n, n, f"writing {out_dir / 'report.md'}")
-    by_class = stats.breakdown(st, "class")
-    chart = rep.write_verdict_chart(out_dir / "verdicts.svg", rows, title=f"{place}: reported and computed figures",
-                                    provenance=net.provenance)
-    md = rep.report_markdown(zone_name=zone.name, place=place, stats=st, comparison=rows,
-                             provenance=net.provenance, maps=written, by_class=by_class, reach=reach,
-                             reach_share=ckw["reach"], chart=chart.name)
-    _write(out_dir / "report.md", md)
-    click.echo(f"wrote {out_dir / 'report.md'}", err=True)
-    summary = [r for r in rows if r.get("computed") is not None or r.get("verdict") == "not visible" or r["figure"] in
-               ("vehicles", "enterprises", "test_mileage_km", "share_of_city_mileage")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", gmaps.MapAssetsWarning)
+        res = run_report(nkw["source"], nkw["zone"], out_dir, road_filter=nkw["filter_name"],
+                         highway=nkw.get("highway"), include_private=nkw.get("include_private", False),
+                         as_of=as_of, basemap=basemap, offline=offline, cdn=cdn, maps=not no_maps,
+                         fleet_summary=fleet_summary, overpass_url=nkw.get("overpass_url"),
+                         timeout=nkw.get("overpass_timeout"), memory=nkw.get("overpass_memory"),
+                         cache_dir=nkw.get("cache_dir"), progress=True, on_step=_step,
+                         test_set=vkw["test_set"], buffer_m=vkw["buffer_m"], figures=vkw["figures"],
+                         tolerances=vkw["tolerances"])
+    for label in res.test_roads_unmatched:
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+    for w in caught:
+        if issubclass(w.category, gmaps.MapAssetsWarning):
+            click.echo(f"icv: warning: {w.message}", err=True)
+    for f in res.files.values():  # every file the main job wrote
+        click.echo(f"wrote {f}", err=True)
+    summary = res.summary_rows()
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
     emit(summary if fmt == "json" else _flat_closest(summary), fmt, output, columns=_compare_columns(fmt),
-         title=f"{place}: reported and computed figures",
-         meta={"network": net.provenance.summary(), "network reach": reach, **defs, **_verdict_meta(summary)})
+         title=f"{res.place}: reported and computed figures",
+         meta={"network": res.network.provenance.summary(), "network reach": res.reach, **defs,
+               **_verdict_meta(summary)})
 
 
 # ---------------------------------------------------------------- fleet
@@ -773,7 +972,7 @@ def fleet() -> None:
 @fleet.command("simulate")
 @with_network
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
+              callback=_output_path, help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
 @click.option("--vehicles", type=click.IntRange(min=1), default=10, show_default=True, help="Vehicles.")
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
@@ -784,7 +983,12 @@ def fleet() -> None:
               help="Coordinates of the written log.")
 def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
                    noise_m: float, crs: str) -> None:
-    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer."""
+    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer.
+
+    \b
+    Example:
+      icv fleet simulate --source skeleton --vehicles 30 --seed 1 --crs gcj02 -o fleet.parquet
+    """
     from geo import simulate
 
     params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,
@@ -809,9 +1013,24 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
+@click.option("--pieces", "pieces_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              callback=_output_path, metavar="FILE",
+              help="Also write km per road piece with its geometry to FILE (.gpkg, .fgb, .geojson, .parquet).")
 def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None, crs: str, chunk_rows: int,
-                  scheduler: str | None, out_dir: Path | None) -> None:
-    """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage."""
+                  scheduler: str | None, out_dir: Path | None, pieces_out: Path | None) -> None:
+    """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage.
+
+    \b
+    Example:
+      icv fleet mileage fleet.parquet --crs gcj02 --source skeleton --out-dir fleet-out --pieces km.gpkg
+    """
+    from geo.export import geometry_format
+
+    if pieces_out is not None and geometry_format(pieces_out) is None:
+        from geo.errors import InputError
+
+        raise InputError(f"--pieces {pieces_out.name}: not a geometry format",
+                         hint="use .gpkg, .fgb, .geojson or .parquet")
     import warnings
 
     from geo import fleet as fleet_mod
@@ -829,6 +1048,8 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     if out_dir is not None:
         for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt):
             click.echo(f"wrote {f}", err=True)
+    if pieces_out is not None:
+        _write_pieces(res.pieces(), pieces_out, {**res.meta(), "network": res.provenance.to_dict()}, True)
     emit_text(fleet_mod.render_tables(res, fmt), output)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import OutputError
+from .errors import IcvError, OutputError
 
 
 def _umask() -> int:
@@ -90,6 +90,9 @@ def atomic_paths(*targets: str | os.PathLike[str],
             for tmp, t, d in zip(tmps, paths, direct):
                 if not d:
                     os.replace(tmp, t)
+    except IcvError:  # CacheError and OutputError are OSErrors too: never wrapped twice
+        _remove(made)
+        raise
     except OSError as e:
         _remove(made)
         raise OutputError(f"cannot write {e.filename or paths[0]} ({e.strerror or e})",
@@ -135,13 +138,10 @@ def _signals_held() -> Iterator[None]:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+    # psutil asks without signalling: on Windows os.kill(pid, 0) would terminate the process
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")

@@ -8,7 +8,6 @@ serialized by a lock file, so two ``icv pull`` runs at once cannot corrupt it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -51,12 +50,15 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def _lock(cache_dir: Path, key: str) -> Iterator[None]:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with open(cache_dir / f".{key}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    # filelock: flock on POSIX, msvcrt locking on Windows (fcntl does not exist there)
+    import warnings
+
+    with warnings.catch_warnings():  # off Windows without fcntl it falls back to a soft lock, and says so
+        warnings.simplefilter("ignore")
+        from filelock import FileLock
+
+    with FileLock(str(cache_dir / f".{key}.lock")):
+        yield
 
 
 def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str,

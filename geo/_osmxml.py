@@ -46,7 +46,7 @@ class _Progress(io.RawIOBase):
 def _open(path: Path, progress: bool = False) -> IO[bytes]:
     name = path.name.lower()
     raw: IO[bytes] = open(path, "rb")
-    if progress:
+    if progress and sys.stderr.isatty():  # a bar only on a terminal; tqdm is not even imported otherwise
         from tqdm import tqdm
 
         bar = tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=f"reading {path.name}",

@@ -384,9 +384,12 @@ class _RetryHook:
             tries += 1
 
     def _say(self, message: str) -> None:
-        log.warning("%s", message)
+        # once: to the user's stderr when icv shows progress, else to the log (logging's
+        # last-resort handler prints an unhandled warning to stderr too: both would print it twice)
         if self.progress:
             tqdm.write(message, file=sys.stderr)
+        else:
+            log.warning("%s", message)
 
     def _check(self, response: requests.Response) -> _Fault | None:
         """Read and judge one answer; None when it is good (body then cached on it)."""
@@ -439,7 +442,8 @@ class _RetryHook:
         total = int(length) if length and length.isdigit() else None
         parts: list[bytes] = []
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="Overpass",
-                  file=sys.stderr, disable=not self.progress, leave=False, mininterval=0.5) as bar:
+                  file=sys.stderr, disable=None if self.progress else True,  # None: a bar on a terminal only
+                  leave=False, mininterval=0.5) as bar:
             while True:
                 if time.monotonic() > deadline:
                     raise _TooSlow

@@ -1,6 +1,3 @@
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("icv")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written (pyproject.toml reads it): no importlib.metadata at start-up,
+# and the same answer from an installed package and from a source tree.
+__version__ = "0.1.0"

@@ -3,9 +3,16 @@
 Every error a user can cause or meet carries a one-line message saying what went
 wrong, where, and what to do; the CLI prints that line and exits with
 ``exit_code``. Tracebacks are shown only with ``--debug``.
+
+As OSMnx's errors do, each also subclasses the builtin it refines, so library
+users can catch them as such: bad input is a :class:`ValueError`, an
+unreachable server a :class:`ConnectionError`, cache and output faults an
+:class:`OSError`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class IcvError(Exception):
@@ -18,6 +25,12 @@ class IcvError(Exception):
         self.where = where
         self.hint = hint
         super().__init__(self.message)
+
+    def __str__(self) -> str:  # OSError's own __str__ would show errno fields
+        return self.message
+
+    def __reduce__(self) -> Any:  # picklable (Dask workers send errors back)
+        return (_rebuild, (type(self), self.what, self.where, self.hint))
 
     @property
     def message(self) -> str:
@@ -32,7 +45,7 @@ class IcvError(Exception):
         return " ".join(line.split())
 
 
-class InputError(IcvError):
+class InputError(IcvError, ValueError):
     """A file or value given by the user cannot be used (bad format, bad content)."""
 
     exit_code = 2
@@ -58,19 +71,23 @@ class ReportedFiguresError(InputError):
     """The reported-figures table is malformed (unknown figure, missing source, bad date)."""
 
 
-class SourceUnavailableError(IcvError):
+class SourceUnavailableError(IcvError, ConnectionError):
     """A remote source (Overpass) cannot be reached or keeps failing."""
 
     exit_code = 3
 
 
-class CacheError(IcvError):
+class CacheError(IcvError, OSError):
     """The project's cache is missing or corrupted."""
 
     exit_code = 4
 
 
-class OutputError(IcvError):
+class OutputError(IcvError, OSError):
     """An output file cannot be written where the user asked."""
 
     exit_code = 5
+
+
+def _rebuild(cls: type[IcvError], what: str, where: str | None, hint: str | None) -> IcvError:
+    return cls(what, where=where, hint=hint)

@@ -123,6 +123,10 @@ class MileageResult:
     log: LogInfo
     params: MileageParams
     provenance: Provenance
+
+    def __repr__(self) -> str:  # short: not the roads table
+        return (f"MileageResult(log={str(self.log.path)!r}, pieces={len(self.roads):,}, "
+                f"zone={self.zone.name if self.zone is not None else None!r})")
     scheduler: str | None = None
     _stats: Any = field(default=None, repr=False)
 

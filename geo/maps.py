@@ -194,6 +194,10 @@ def resolve_basemap(name: str = "osm", *, tiles_url: str | None = None, tianditu
             raise InputError(f"--offline takes only a local tile URL, not {tiles_url!r}",
                              hint="serve tiles on 127.0.0.1 or give a file: path, or leave out --tiles")
         return Basemap(name, ((tiles_url, "Tiles: local (--tiles)", "abc", "Tiles"),), gcj)
+    if offline and name == "amap":
+        # no tiles to land on: shifting the overlays to GCJ-02 would only misplace them by ~500 m
+        raise InputError("--basemap amap without tiles would shift every overlay to GCJ-02 for nothing",
+                         hint="give --tiles URL of a local Amap tile mirror, or use --basemap osm or none")
     if offline or name == "none":
         return Basemap(name, (), gcj)
     if name == "osm":
@@ -1424,8 +1428,13 @@ def mileage_map(shares: MileageShares | None, districts: gpd.GeoDataFrame, *, ci
 
 # ---------------------------------------------------------------- output
 
-def map_html(m: folium.Map, *, offline: bool = False, asset_root: Path | None = None) -> str:
-    """The map as one HTML page; with ``offline`` every script and stylesheet is inlined.
+class MapAssetsWarning(UserWarning):
+    """The web assets for a self-contained map are not installed: the page links a CDN instead."""
+
+
+def map_html(m: folium.Map, *, offline: bool = False, asset_root: Path | None = None, inline: bool = False) -> str:
+    """The map as one HTML page; with ``offline`` (no remote tiles) or ``inline`` every script and
+    stylesheet is inlined, so the page needs no CDN.
 
     Raises
     ------
@@ -1438,7 +1447,7 @@ def map_html(m: folium.Map, *, offline: bool = False, asset_root: Path | None = 
                 raise OutputError(f"an offline map cannot load remote tiles ({child.tiles})",
                                   hint="build the map with resolve_basemap(..., offline=True)")
     page = m.get_root().render()
-    if offline:
+    if offline or inline:
         from ._offline import inline_assets
 
         page = inline_assets(page, root=asset_root)
@@ -1446,20 +1455,37 @@ def map_html(m: folium.Map, *, offline: bool = False, asset_root: Path | None = 
 
 
 def save_map(m: folium.Map, path: str | os.PathLike[str], *, offline: bool = False,
-             sidecar: bool = True, asset_root: Path | None = None) -> Path:
+             sidecar: bool = True, asset_root: Path | None = None, cdn: bool = False) -> Path:
     """Write the map atomically; with ``sidecar`` also ``<stem>.provenance.json`` beside it.
+
+    The page is self-contained by default: Leaflet and the other scripts are
+    inlined from the installed web assets (``python -m geo._offline install``),
+    since a CDN is unreliable from mainland China and absent offline. ``cdn``
+    links them from jsDelivr instead (a smaller page). Where the assets are not
+    installed, the page links the CDN and a :class:`MapAssetsWarning` says how
+    to install them; with ``offline`` that is an :class:`OutputError`.
 
     Returns
     -------
     Path
         The HTML file.
     """
-    page = map_html(m, offline=offline, asset_root=asset_root)
+    scripts = "cdn" if cdn and not offline else "inlined"
+    try:
+        page = map_html(m, offline=offline, asset_root=asset_root, inline=not cdn)
+    except OutputError as e:
+        if offline or cdn or "npm package" not in e.what:
+            raise
+        import warnings
+
+        warnings.warn(f"the map links Leaflet from a CDN (jsDelivr): {e.message}", MapAssetsWarning,
+                      stacklevel=2)
+        page, scripts = map_html(m, asset_root=asset_root), "cdn (web assets not installed)"
     out = Path(path)
     if not sidecar:
         return write_text(out, page)
     prov = dict(getattr(m, "icv_provenance", {}) or {})
-    prov.update(html=out.name, offline=offline, html_bytes=len(page.encode("utf-8")))
+    prov.update(html=out.name, offline=offline, scripts=scripts, html_bytes=len(page.encode("utf-8")))
     side = out.with_name(out.stem + ".provenance.json")
     # the page and its sidecar change together: an interrupt never pairs a new page with an old sidecar
     with atomic_paths(out, side) as (tmp_html, tmp_side):
@@ -1478,7 +1504,7 @@ def extract_layers(page: str) -> dict[str, dict[str, Any]]:
 
 __all__ = [
     "BASEMAPS", "Basemap", "Coverage", "DataLayer", "DistrictShare", "FleetKm", "IcvMap", "LayerSpec",
-    "MileageShares", "compute_coverage", "coverage_map", "decode_geometry", "dumps_safe", "encode_geometry",
+    "MapAssetsWarning", "MileageShares", "compute_coverage", "coverage_map", "decode_geometry", "dumps_safe", "encode_geometry",
     "extract_layers", "fleet_km_by_piece", "is_local_url", "local_utm_crs", "map_html", "mileage_map",
     "read_fleet_km", "reported_mileage_shares", "resolve_basemap", "save_map", "square_grid", "svg_bar_chart",
 ]

@@ -37,13 +37,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import pandas as pd
 import shapely
 from pyproj import Geod
+
+if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
+    import networkx as nx
 
 from .errors import FilterError
 
@@ -537,6 +540,8 @@ def roads_to_graph(roads: gpd.GeoDataFrame) -> nx.MultiDiGraph:
     ``ref``, ``oneway``, ``length`` (m) and ``geometry``. OSMnx functions
     (``ox.convert.to_undirected``, ``ox.stats``...) work on it.
     """
+    import networkx as nx
+
     G = nx.MultiDiGraph(crs="epsg:4326")
     starts = shapely.get_point(roads.geometry.values, 0)
     ends = shapely.get_point(roads.geometry.values, -1)

@@ -23,12 +23,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
-import networkx as nx
 import numpy as np
 import shapely
+
+if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
+    import networkx as nx
 
 from . import _cache
 from ._layers import LAYER_SUFFIXES
@@ -50,6 +52,10 @@ class Network:
 
     roads: gpd.GeoDataFrame
     provenance: Provenance
+
+    def __repr__(self) -> str:  # short: never the whole roads table
+        return (f"Network({len(self.roads):,} pieces, {self.roads['length_m'].sum() / 1000:.1f} km, "
+                f"{self.provenance.source_kind} {self.provenance.source})")
 
     @functools.cached_property
     def graph(self) -> nx.MultiDiGraph:

@@ -219,6 +219,11 @@ class RoadStats:
     subzones: dict[str, RoadStats] = field(default_factory=dict)
     provenance: Provenance | None = None
 
+    def __repr__(self) -> str:  # short: the headline figures, not the piece tables
+        km = self.figures_by_name.get("carriageway_km")
+        return (f"RoadStats(zone={self.zone_name!r}, pieces={len(self.pieces):,}, "
+                f"carriageway_km={round(km.value, 3) if km and km.value is not None else None}, crs={self.crs!r})")
+
     def figure(self, name: str) -> Figure:
         """One figure by name (``subzone:NAME/FIGURE`` for a sub-zone's).
 

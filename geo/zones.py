@@ -145,6 +145,10 @@ class Zone:
     subzones: gpd.GeoDataFrame | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # short: never the outline's coordinates
+        subs = 0 if self.subzones is None else len(self.subzones)
+        return f"Zone({self.name!r}, {self.area_km2:.2f} km², {subs} sub-zones)"
+
     @property
     def area_km2(self) -> float:
         """Area in km², equal-area (see :func:`zone_area_km2`)."""

@@ -38,6 +38,7 @@ def test_roads_table_and_formats(runner: CliRunner, fixtures_dir: Path, zone_fil
 
 
 def test_output_file_is_written(runner: CliRunner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()  # -o never creates folders (tests/test_ecosystem.py)
     out = tmp_path / "out" / "roads.json"
     r = runner.invoke(cli, ["roads", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
                             "--format", "json", "-o", str(out)])

@@ -212,7 +212,7 @@ def test_amap_shifts_every_overlay_to_gcj02():
     zone = box(121.19, 31.29, 121.24, 31.31)
     page_of = {}
     for name in ("osm", "amap"):
-        m = maps.coverage_map(roads, zone, basemap=maps.resolve_basemap(name, offline=True))
+        m = maps.coverage_map(roads, zone, basemap=maps.resolve_basemap(name))
         page_of[name] = maps.extract_layers(maps.map_html(m))
     for name, layers in page_of.items():
         road = next(v for v in layers.values() if v["kind"] == "line")
@@ -236,7 +236,10 @@ def test_basemap_rules(monkeypatch):
     assert maps.resolve_basemap("osm").tiles[0][0].startswith("https://tile.openstreetmap.org/")
     assert maps.resolve_basemap("osm", offline=True).tiles == ()
     assert maps.resolve_basemap("none").tiles == ()
-    assert maps.resolve_basemap("amap").gcj02 and maps.resolve_basemap("amap", offline=True).gcj02
+    assert maps.resolve_basemap("amap").gcj02
+    with pytest.raises(InputError, match="without tiles"):  # nothing to align the shifted overlays with
+        maps.resolve_basemap("amap", offline=True)
+    assert maps.resolve_basemap("amap", tiles_url="http://127.0.0.1:8080/{z}/{x}/{y}.png", offline=True).gcj02
     local = maps.resolve_basemap("osm", tiles_url="http://127.0.0.1:8080/{z}/{x}/{y}.png", offline=True)
     assert local.tiles[0][0] == "http://127.0.0.1:8080/{z}/{x}/{y}.png"
     with pytest.raises(InputError, match="local tile URL"):
@@ -579,6 +582,7 @@ def test_cli_map_coverage(small_network):
     d = small_network
     (d / "set.csv").write_text("name\n博园路\nNowhere Rd\n", encoding="utf-8")
     out = d / "out" / "cov.html"
+    out.parent.mkdir()  # -o never creates folders
     r = CliRunner().invoke(cli, ["map", "coverage", *_net_args(d), "--test-roads", str(d / "set.csv"),
                                  "--basemap", "none", "-o", str(out)])
     assert r.exit_code == 0, r.output

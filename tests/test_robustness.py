@@ -418,7 +418,7 @@ def test_output_into_unwritable_place(runner: CliRunner, tmp_path: Path, zone_fi
     blocker.write_text("a file, not a folder")
     r = runner.invoke(cli, ["roads", "--source", str(FIXTURE_OSM), "--zone", str(zone_file), "--format", "json",
                             "-o", str(blocker / "r.json")])
-    assert_one_line_error(r, 5, "cannot create folder")
+    assert_one_line_error(r, 5, "is a file, not a folder")
 
 
 # ---------------------------------------------------------------- zones

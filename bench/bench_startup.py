@@ -1,0 +1,143 @@
+"""Benchmark: icv's fixed cost (imports) and `icv stats` as a whole process against OSMnx.
+
+Two measurements, side by side in one run:
+
+1. What ``icv --help``, ``icv zone show jiading`` and ``icv stats`` import
+   (``python -X importtime``: module count and the summed self time of every
+   import), for this tree and, with ``--baseline DIR``, for another checkout
+   (e.g. the main branch before the lazy imports).
+2. ``icv stats --source GRID.osm --zone BOX --format json`` as a whole process
+   against the OSMnx equivalent in one process (``graph_from_xml``, street counts
+   as ``graph_from_polygon`` sets them, ``project_graph``, ``basic_stats``),
+   interleaved, median of ``--repeats`` runs each, on a SYNTHETIC street grid of
+   ``2·n·(n−1)`` pieces (``tests/synthetic_osm.py``).
+
+Usage::
+
+    python bench/bench_startup.py --n 101 --repeats 3 [--baseline /path/to/main] [--write]
+
+Not a test: timings depend on the machine and its load (printed beside them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BEGIN, END = "<!-- bench_startup:begin -->", "<!-- bench_startup:end -->"
+
+OX_SCRIPT = """
+import sys
+import geopandas as gpd
+import networkx as nx
+import osmnx as ox
+G = ox.graph_from_xml(sys.argv[1], simplify=True, retain_all=True)
+nx.set_node_attributes(G, ox.stats.count_streets_per_node(G), "street_count")  # as graph_from_polygon does
+area = float(gpd.read_file(sys.argv[2]).to_crs(6933).area.sum())
+s = ox.stats.basic_stats(ox.project_graph(G), area=area)
+print(len(G.edges), round(s["street_length_total"] / 1000, 3))
+"""
+
+ICV = "import sys; sys.argv = ['icv'] + sys.argv[1:]; from cli import main; main()"
+
+
+def importtime(cwd: Path, args: list[str], runs: int = 3) -> tuple[int, float]:
+    """(modules imported, summed self time of the imports in seconds, best of ``runs``) of ``icv ARGS``."""
+    best = (0, float("inf"))
+    for _ in range(runs):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-c", ICV, *args], cwd=cwd, capture_output=True,
+                           text=True, check=True)
+        rows = [ln.split("|") for ln in r.stderr.splitlines() if ln.startswith("import time:") and "self" not in ln]
+        t = sum(int(r[0].split(":")[1]) for r in rows) / 1e6
+        if t < best[1]:
+            best = (len(rows), t)
+    return best
+
+
+def wall(cmd: list[str], cwd: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, capture_output=True, check=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=101, help="grid size (2·n·(n−1) pieces; 101 -> 20,200)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare imports with")
+    ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    a = ap.parse_args()
+
+    import geopandas as gpd
+    from shapely.geometry import box
+    from synthetic_osm import write_grid_osm
+
+    tmp = Path(tempfile.mkdtemp(prefix="icv-bench-startup-"))
+    grid, zone = tmp / "grid.osm", tmp / "gridbox.geojson"
+    step = 0.0005
+    write_grid_osm(grid, a.n, step=step)
+    gpd.GeoDataFrame({"name": ["gridbox"]}, geometry=[box(121.185, 31.285, 121.19 + a.n * step + 0.005,
+                                                          31.29 + a.n * step + 0.005)], crs=4326).to_file(zone)
+    pieces = 2 * a.n * (a.n - 1)
+    load0 = os.getloadavg()
+
+    lines = []
+    cmds = {"icv --help": ["--help"], "icv zone show jiading": ["zone", "show", "jiading"],
+            f"icv stats ({pieces:,}-piece grid)": ["stats", "--source", str(grid), "--zone", str(zone),
+                                                    "--format", "json"]}
+    lines.append("| command | modules (before) | import self time s, best of 3 (before) | modules (now) | "
+                 "import self time s, best of 3 (now) |")
+    lines.append("|---|---|---|---|---|")
+    for label, args in cmds.items():
+        now = importtime(ROOT, args)
+        before = importtime(a.baseline, args) if a.baseline else (None, None)
+        b0 = "" if before[0] is None else f"{before[0]}"
+        b1 = "" if before[1] is None else f"{before[1]:.2f}"
+        lines.append(f"| `{label}` | {b0} | {b1} | {now[0]} | {now[1]:.2f} |")
+
+    icv_cmd = [sys.executable, "-c", ICV, *cmds[f"icv stats ({pieces:,}-piece grid)"]]
+    ox_cmd = [sys.executable, "-c", OX_SCRIPT, str(grid), str(zone)]
+    t_icv, t_ox = [], []
+    for _ in range(a.repeats):  # interleaved: both see the same load
+        t_icv.append(wall(icv_cmd, ROOT))
+        t_ox.append(wall(ox_cmd, ROOT))
+    load1 = os.getloadavg()
+    mi, mo = statistics.median(t_icv), statistics.median(t_ox)
+    lines.append("")
+    lines.append(f"| whole process, {pieces:,} pieces (SYNTHETIC grid) | median s | runs |")
+    lines.append("|---|---|---|")
+    lines.append(f"| `icv stats --format json` | {mi:.2f} | {', '.join(f'{t:.2f}' for t in t_icv)} |")
+    lines.append(f"| OSMnx: `graph_from_xml` + street counts + `project_graph` + `basic_stats` | {mo:.2f} | "
+                 f"{', '.join(f'{t:.2f}' for t in t_ox)} |")
+    lines.append(f"| ratio (OSMnx / icv) | **{mo / mi:.1f}x** | |")
+    head = (f"Run: `python bench/bench_startup.py --n {a.n} --repeats {a.repeats}"
+            f"{' --baseline ' + str(a.baseline) if a.baseline else ''}`, {time.strftime('%Y-%m-%d')}. "
+            f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; load average "
+            f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (a shared machine: the ratio, measured "
+            f"interleaved, is the figure to read).")
+    text = "\n".join([head, "", *lines])
+    print(text)
+    if a.write:
+        section = f"{BEGIN}\n## Fixed cost and `icv stats` as a whole process (`bench/bench_startup.py`)\n\n{text}\n{END}"
+        old = RESULTS.read_text(encoding="utf-8")
+        if BEGIN in old:
+            new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+        else:
+            new = old.rstrip("\n") + "\n\n" + section + "\n"
+        RESULTS.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
