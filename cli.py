@@ -205,11 +205,22 @@ def load_from_options(**kw: Any):
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.load_zone(kw["zone"])
-    net = sources.load_network(
-        kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-        timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
-        progress=True,
-    )
+    import warnings
+
+    from geo.roads import MissingNodesWarning
+
+    with warnings.catch_warnings(record=True) as caught:  # a reader's lost-nodes warning: one clear line
+        warnings.simplefilter("always", MissingNodesWarning)
+        net = sources.load_network(
+            kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+            timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
+            progress=True,
+        )
+    for w in caught:
+        if issubclass(w.category, MissingNodesWarning):
+            click.echo(f"icv: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return zone, net
 
 
@@ -467,7 +478,12 @@ def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None
     from geo import stats as gstats
 
     params = gstats.StatsParams(pair_distance_m=pair_distance, intersection_tolerance_m=intersection_tolerance)
-    st = gstats.road_stats(net.roads, zone, params=params, provenance=net.provenance)
+    from geo.sources import ZONE_MARGIN_M
+
+    if pair_distance + 2 * intersection_tolerance > ZONE_MARGIN_M:  # beyond what loading kept around the zone
+        click.echo(f"icv: warning: pairs and junction clusters reaching more than {ZONE_MARGIN_M:g} m beyond the "
+                   "zone edge are cut there (the network is loaded with that margin)", err=True)
+    st = gstats.road_stats(net.stats_roads, zone, params=params, provenance=net.provenance)
     meta = gstats.stats_meta(st)
     if explain_figure:
         fig = st.figure(explain_figure)
@@ -662,7 +678,7 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
                 raise
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
         else:
-            st = stats.road_stats(net.roads, zone, provenance=net.provenance)
+            st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
             nkw_cmp, meta["network reach"], _ = _network_comparison(net, zone, vkw)
             meta["network"] = net.provenance.summary()
             if vkw.get("test_set") is not None:

@@ -23,7 +23,7 @@ use (module ``__getattr__``), so ``import geo`` stays cheap::
     import geo
     zone = geo.load_zone("jiading")
     net = geo.load_network("skeleton", zone=zone)
-    st = geo.road_stats(net.roads, zone, provenance=net.provenance)
+    st = geo.road_stats(net, zone)              # a Network: its pieces near the zone too
     geo.compare(zone, st)                       # a DataFrame, provenance in .attrs
     res = geo.run_report(source="skeleton", zone="jiading", out_dir="maps")
 """

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
-from .roads import RawWay, split_runs
+from .roads import RawWay, split_runs, warn_missing_refs
 
 _HINT = "give an OSM XML file (.osm, .osm.bz2, .osm.gz) as exported by osmium, JOSM or Overpass"
 
@@ -91,7 +91,8 @@ def _line_is_utf8(path: Path, line: int) -> bool:
     return True
 
 
-def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[list[RawWay], str | None]:
+def read_ways(path: str | os.PathLike[str], progress: bool = False,
+              counts: dict[str, int] | None = None) -> tuple[list[RawWay], str | None]:
     """Road ways of an OSM XML file and its data timestamp (a progress bar on stderr with ``progress``).
 
     Returns
@@ -101,6 +102,10 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
     timestamp
         Overpass ``<meta osm_base>`` if present, else the newest element
         ``timestamp`` attribute, else ``None``.
+
+    ``counts``, if given, receives ``refs`` (way node refs of the highway
+    ways) and ``missing`` (refs to nodes absent from the file or without
+    coordinates); a large share missing warns (:func:`geo.roads.warn_missing_refs`).
     """
     path = Path(path)
     _sniff(path)
@@ -173,4 +178,15 @@ def read_ways(path: str | os.PathLike[str], progress: bool = False) -> tuple[lis
                 raise InputError(f"node {ref} of way {wid} has coordinates out of range (lon={lon_s}, lat={lat_s})",
                                  where=str(path), hint="fix or remove the node; coordinates must be WGS84 degrees")
         ways.extend(split_runs(wid, tags, refs, locations, ts))
+    _count_refs(str(path), pending, locations, counts)
     return ways, osm_base or newest
+
+
+def _count_refs(where: str, pending: list[tuple[int, dict[str, str], list[int], str | None]],
+                locations: dict[int, tuple[float, float]], counts: dict[str, int] | None) -> None:
+    """Count way node refs without a location; warn when their share is large."""
+    total = sum(len(refs) for _, _, refs, _ in pending)
+    missing = sum(1 for _, _, refs, _ in pending for r in refs if r not in locations)
+    if counts is not None:
+        counts.update(refs=total, missing=missing)
+    warn_missing_refs(where, missing, total)

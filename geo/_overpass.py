@@ -238,6 +238,8 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
     finally:
         hook.close()
     ways = ways_from_graph(G) if G is not None else []
+    # the query asks for the classes only; access (a hierarchy, not a tag filter) is decided here
+    ways = [w for w in ways if road_filter.accepts(w.tags)]
     stamps = [s for s in [*hook.osm_bases, *cached] if s]
     info = OverpassInfo(url=base, osm_base=min(stamps) if stamps else None,
                         from_cache=hook.answers == 0 and bool(cached))

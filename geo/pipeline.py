@@ -236,7 +236,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                   overpass_url=overpass_url, timeout=timeout, memory=memory, cache_dir=cache_dir, progress=progress,
                   fallback_overpass=fallback_overpass)
     step(2, n, f"road statistics of {len(net.roads):,} pieces")
-    st = gstats.road_stats(net.roads, z, provenance=net.provenance)
+    st = gstats.road_stats(net.stats_roads, z, provenance=net.provenance)  # with the margin around the zone
     place = z.meta.get("place") or z.name
     # reach, covered share and test-road mask: verdicts need them (a partial network gives lower bounds)
     inputs = rep.network_inputs(net.roads, z.geometry, zone_name=z.name, selection=net.provenance.filter,

@@ -121,8 +121,8 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
         every loaded road without one): "test roads cover 463 km²" is set
         against this share of the zone's area, beside the outline's area.
     test_mask
-        True for the road pieces of the test-road set, aligned with the roads
-        table the statistics were computed from (positions); test-road km are
+        True for the road pieces of the test-road set, by position in the roads
+        table (the statistics' table may hold more rows after it); test-road km are
         then the km of that set. Without it they are the km of every loaded
         road of ``selection`` and the note says "no test-road set".
     test_label
@@ -157,7 +157,13 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
     if stats is not None:
         zone_km2 = stats.area_km2 if stats.area_km2 is not None else area_km2
         if test_mask is not None:
-            mask_p = np.asarray(test_mask, dtype=bool)[stats.pieces["piece"].to_numpy(dtype=np.int64)]
+            # the mask is on the roads table; statistics may have run on it plus pieces around the zone
+            # (Network.stats_roads: the roads first, in order), which are never test roads here
+            mask = np.asarray(test_mask, dtype=bool)
+            pos = stats.pieces["piece"].to_numpy(dtype=np.int64)
+            mask_p = np.zeros(len(pos), dtype=bool)
+            inside = pos < len(mask)
+            mask_p[inside] = mask[pos[inside]]
             computed["test_road_km"] = _test_set_km(stats, mask_p, test_label)
         if coverage_share is not None and zone_km2:
             whose = (f"the test-road set {test_label or ''}".rstrip() if test_mask is not None

@@ -19,6 +19,7 @@ Road layers
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 if TYPE_CHECKING:  # networkx loads only where a graph is built (icv stats needs none)
@@ -40,18 +42,41 @@ from .provenance import Provenance, file_provenance, sha256_file
 from .roads import RoadFilter, build_roads_table, parse_filter, roads_to_graph
 from .zones import Zone
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
 #: Overpass pulls a polygon this much wider than the zone (metres), see load_network.
 OVERPASS_MARGIN_M = 2000.0
+#: Pieces this close to the zone (metres) are kept beside it for pairing and junction clustering:
+#: at least the default pair distance (40 m) + twice the junction tolerance (2 x 15 m), with room.
+ZONE_MARGIN_M = 200.0
 
 
 @dataclass
 class Network:
-    """A loaded road network: the roads table and where it comes from."""
+    """A loaded road network: the roads table and where it comes from.
+
+    ``roads`` holds the pieces that touch the zone; ``surroundings`` the other
+    pieces within :data:`ZONE_MARGIN_M` of it (``None`` without a zone), which
+    statistics need so that a zone edge changes no pairing and no junction
+    cluster (:attr:`stats_roads`).
+    """
 
     roads: gpd.GeoDataFrame
     provenance: Provenance
+    surroundings: gpd.GeoDataFrame | None = None
+
+    @property
+    def stats_roads(self) -> gpd.GeoDataFrame:
+        """``roads`` and ``surroundings`` in one table, for :func:`geo.stats.road_stats`."""
+        if self.surroundings is None or len(self.surroundings) == 0:
+            return self.roads
+        out = gpd.GeoDataFrame(pd.concat([self.roads, self.surroundings], ignore_index=True),
+                               geometry="geometry", crs=self.roads.crs)
+        out.attrs = dict(self.roads.attrs)
+        return out
 
     def __repr__(self) -> str:  # short: never the whole roads table
         return (f"Network({len(self.roads):,} pieces, {self.roads['length_m'].sum() / 1000:.1f} km, "
@@ -119,7 +144,11 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
             raise InputError("the cache is kept per zone", hint="give --zone")
         roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label),
                                         zone_sha256=_cache.zone_fingerprint(zone.geometry))
-        return Network(roads, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]))
+        # the cache holds the margin too (pull_to_cache writes stats_roads)
+        touch = _touches(roads, zone)
+        inside, around = roads.loc[touch].reset_index(drop=True), roads.loc[~touch].reset_index(drop=True)
+        inside.attrs = dict(roads.attrs)
+        return Network(inside, prov.with_(notes=[*prov.notes, f"read from cache {cache_dir}"]), around)
     if kind == "overpass":
         if zone is None:
             raise InputError("an Overpass pull needs a zone polygon", hint="give --zone")
@@ -152,8 +181,18 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
     else:
         from ._layers import read_ways as reader
     # a bar for the big text format; PBF and layers read in seconds
-    ways, stamp = reader(path, progress=True) if kind == "osm-xml" and progress else reader(path)
-    prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name)
+    counts: dict[str, int] = {}
+    if kind == "osm-xml":
+        ways, stamp = reader(path, progress=progress, counts=counts)
+    elif kind == "osm-pbf":
+        ways, stamp = reader(path, counts=counts)
+    else:
+        ways, stamp = reader(path)
+    notes = []
+    if counts.get("missing"):  # a cut extract: say how much of the ways' geometry the file lacks
+        notes.append(f"{counts['missing']:,} of {counts['refs']:,} way node refs have no node in the file "
+                     "(roads cut there)")
+    prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name, notes=notes)
     if not ways:
         raise EmptyNetworkError("the file holds no road ways (no way with a highway tag)", where=str(path),
                                 hint="check that it is an OSM road extract of the right area")
@@ -165,21 +204,48 @@ def _finish(roads: gpd.GeoDataFrame, prov: Provenance, zone: Zone | None, where:
     if len(roads) == 0:
         raise EmptyNetworkError(f"no road ways pass the filter {prov.filter!r}", where=where,
                                 hint="try --filter all-roads or another --highway list")
+    around = None
     if zone is not None:
-        roads = select_in_zone(roads, zone)
+        near = select_in_zone(roads, zone, margin_m=ZONE_MARGIN_M)
+        touch = _touches(near, zone)
+        roads, around = near.loc[touch].reset_index(drop=True), near.loc[~touch].reset_index(drop=True)
         if len(roads) == 0:
             raise EmptyNetworkError(f"no road of the source lies in zone {zone.name!r}", where=where,
                                     hint="check the zone, or that the extract covers it")
+        around.attrs["provenance"] = prov.to_dict()
     roads.attrs["provenance"] = prov.to_dict()
-    return Network(roads, prov)
+    return Network(roads, prov, around)
 
 
-def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone) -> gpd.GeoDataFrame:
-    """Pieces that touch the zone (whole pieces; statistics clip later)."""
+def _touches(roads: gpd.GeoDataFrame, zone: Zone) -> np.ndarray:
     geom = zone.geometry
     shapely.prepare(geom)
-    hit = shapely.intersects(geom, roads.geometry.values)
-    return roads.loc[np.asarray(hit)].reset_index(drop=True)
+    return np.asarray(shapely.intersects(geom, roads.geometry.values), dtype=bool)
+
+
+def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone, margin_m: float = 0.0) -> gpd.GeoDataFrame:
+    """Pieces that touch the zone, or come within ``margin_m`` metres of it (whole pieces; statistics clip later).
+
+    The margin is measured in the zone's local UTM zone.
+    """
+    if margin_m <= 0:
+        return roads.loc[_touches(roads, zone)].reset_index(drop=True)
+    from .stats import _project, local_utm_crs
+
+    crs = local_utm_crs(zone.geometry)
+    wide = _project(np.array([zone.geometry], dtype=object), crs)[0].buffer(margin_m)
+    shapely.prepare(wide)
+    if len(roads) == 0:
+        return roads
+    # only pieces in a lon/lat box 1.5 x the margin wider are projected and tested
+    x0, y0, x1, y1 = zone.geometry.bounds
+    dlat = 1.5 * margin_m / 111_000.0
+    dlon = dlat / max(math.cos(math.radians(max(abs(y0), abs(y1)) + dlat)), 0.01)
+    geoms = np.asarray(roads.geometry.values, dtype=object)
+    near = np.flatnonzero(shapely.intersects(shapely.box(x0 - dlon, y0 - dlat, x1 + dlon, y1 + dlat), geoms))
+    hit = np.zeros(len(roads), dtype=bool)
+    hit[near] = shapely.intersects(wide, _project(geoms[near], crs))
+    return roads.loc[hit].reset_index(drop=True)
 
 
 def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = None, force: bool = False,
@@ -200,7 +266,7 @@ def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = N
             pass
     net = load_network(source, zone=zone, road_filter=road_filter, cache_dir=cache_dir, **kw)
     _cache.remove_stale_temp(cache_dir)
-    return _cache.write_cache(net.roads, net.provenance, cache_dir, key, zone_sha256=zone_sha)
+    return _cache.write_cache(net.stats_roads, net.provenance, cache_dir, key, zone_sha256=zone_sha)
 
 
 def _same_request(cache_dir: Path, key: str, source: str, zone_sha: str) -> bool:

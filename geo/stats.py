@@ -39,9 +39,19 @@ Figures
         centerline = carriageway - 1/2 * paired length (clipped at the zone)
 
     Unnamed one-way pieces without a ref are never paired: nothing says they
-    belong to one road. Known limit: the roads table keeps no ``junction`` tag,
-    so a *named* one-way roundabout less than ``pair_distance_m`` across would
-    pair its opposite sides.
+    belong to one road. Roundabout pieces (``junction=roundabout|circular``)
+    are never paired: the opposite arcs of a small named roundabout run
+    antiparallel within ``pair_distance_m`` but are one carriageway. Two
+    one-way ways joined end to start by a U-turn stay two pieces, and a named
+    one-way piece that turns back on itself is cut at its turn
+    (:mod:`geo.roads`), so the two sides pair like any dual carriageway.
+
+    Pairing and junction clustering see the whole table given, and
+    :func:`geo.sources.load_network` keeps the pieces within
+    :data:`geo.sources.ZONE_MARGIN_M` of the zone for them
+    (:attr:`geo.sources.Network.stats_roads`), so a zone edge running between
+    two carriageways, or through a junction, changes no pairing and no
+    cluster: the zone only clips the lengths afterwards.
 ``dual_carriageway_km``
     The paired length itself (both sides).
 ``class_km:CLASS`` / ``class_centerline_km:CLASS``
@@ -63,10 +73,16 @@ Figures
     Junctions of three or more street ends (a node where at least three piece
     ends meet; a road passing through counts two ends), with junction nodes
     closer than ``2 * intersection_tolerance_m`` merged transitively, as
-    ``osmnx.consolidate_intersections(tolerance=...)`` merges overlapping
-    buffers of that radius. A merged junction counts where the mean of its nodes
-    lies in the zone. Street ends are counted on the whole table given, so a
-    junction just inside the edge keeps its outside arms.
+    OSMnx merges overlapping buffers of that radius. A merged junction counts
+    where the mean of its nodes lies in the zone. Street ends are counted on the
+    whole table given, so a junction just inside the edge keeps its outside arms.
+``intersections_osmnx``
+    What ``osmnx.consolidate_intersections(G, tolerance, dead_ends=False)``
+    returns on the graph of the same pieces (:func:`geo.roads.roads_to_graph`),
+    reproduced node for node (:func:`osmnx_clusters`): every node but dead
+    ends (OSMnx's street count, :func:`osmnx_street_counts`), so also nodes
+    where only two pieces meet; buffers merged; a cluster split into the parts
+    its own pieces connect. Counted where the mean of its nodes lies in the zone.
 ``junction_nodes``
     The junction nodes before merging.
 ``carriageway_density`` / ``intersection_density``
@@ -79,7 +95,7 @@ Use (``icv stats``, ``icv compare``, ``icv report``)
 ----------------------------------------------------
 ::
 
-    stats = road_stats(net.roads, zone)      # zone: geo.zones.Zone (its sub-zones too)
+    stats = road_stats(net, zone)            # net: geo.sources.Network; zone: geo.zones.Zone
     stats.value("centerline_km")              # full-precision value
     stats.figure("expressway_km")             # Figure(figure, value, unit, definition)
     stats.figures(detail=False, subzones=True)  # records for a table
@@ -128,6 +144,7 @@ UNITS: dict[str, str] = {
     "unnamed_km": "km",
     "intersections": "junctions",
     "junction_nodes": "nodes",
+    "intersections_osmnx": "junctions",
     "carriageway_density": "km/km²",
     "intersection_density": "1/km²",
     "class_km": "km",
@@ -206,6 +223,9 @@ class RoadStats:
         Sub-zone name -> its own :class:`RoadStats`.
     provenance
         Where the roads table comes from.
+    osmnx_junctions
+        The clusters ``intersections_osmnx`` counts: ``junction``, ``lon``,
+        ``lat``, ``nodes``, ``node_count``.
     """
 
     zone_name: str | None
@@ -218,6 +238,7 @@ class RoadStats:
     figures_by_name: dict[str, Figure]
     subzones: dict[str, RoadStats] = field(default_factory=dict)
     provenance: Provenance | None = None
+    osmnx_junctions: pd.DataFrame | None = None
 
     def __repr__(self) -> str:  # short: the headline figures, not the piece tables
         km = self.figures_by_name.get("carriageway_km")
@@ -505,23 +526,86 @@ def cluster_points(xy: np.ndarray, tolerance: float) -> np.ndarray:
     n = len(xy)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    if tolerance <= 0:
+        return np.arange(n)
+    a, b = _close_pairs(xy, 2 * tolerance)
+    return _components(n, a, b)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component labels (0..k-1) of ``n`` items linked by the pairs ``(a[i], b[i])``."""
     labels = np.arange(n)
-    if tolerance > 0:
-        a, b = _close_pairs(xy, 2 * tolerance)
-        while len(a):
-            m = np.minimum(labels[a], labels[b])
-            new = labels.copy()
-            np.minimum.at(new, a, m)
-            np.minimum.at(new, b, m)
-            while True:  # pointer jumping: each label points to its root
-                nxt = new[new]
-                if np.array_equal(nxt, new):
-                    break
-                new = nxt
-            if np.array_equal(new, labels):
+    while len(a):
+        m = np.minimum(labels[a], labels[b])
+        new = labels.copy()
+        np.minimum.at(new, a, m)
+        np.minimum.at(new, b, m)
+        while True:  # pointer jumping: each label points to its root
+            nxt = new[new]
+            if np.array_equal(nxt, new):
                 break
-            labels = new
-    return np.unique(labels, return_inverse=True)[1]
+            new = nxt
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return np.unique(labels, return_inverse=True)[1] if n else np.zeros(0, dtype=np.int64)
+
+
+def osmnx_street_counts(nodes: np.ndarray, u: np.ndarray, v: np.ndarray, oneway: np.ndarray) -> np.ndarray:
+    """``osmnx.stats.count_streets_per_node`` of :func:`geo.roads.roads_to_graph`'s graph, for sorted ``nodes``.
+
+    OSMnx counts the edges of the undirected view, where ``u->v`` and
+    ``v->u`` edges with the same key merge: between two nodes that makes
+    ``max(edges u->v, edges v->u)`` streets (two one-way pieces between the
+    same two nodes, a U-turn, count as one street), and a node's self-loops
+    count 2 together, however many there are.
+    """
+    fwd_u = np.concatenate([u, v[~oneway]])
+    fwd_v = np.concatenate([v, u[~oneway]])
+    loop = fwd_u == fwd_v
+    out = np.zeros(len(nodes), dtype=np.int64)
+    a, b = fwd_u[~loop], fwd_v[~loop]
+    if len(a):
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        pairs, inv = np.unique(np.column_stack([lo, hi]), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        up = np.bincount(inv, weights=(a == lo), minlength=len(pairs))
+        down = np.bincount(inv, weights=(a != lo), minlength=len(pairs))
+        streets = np.maximum(up, down).astype(np.int64)
+        np.add.at(out, np.searchsorted(nodes, pairs[:, 0]), streets)
+        np.add.at(out, np.searchsorted(nodes, pairs[:, 1]), streets)
+    looped = np.unique(fwd_u[loop])
+    if len(looped):
+        out[np.searchsorted(nodes, looped)] += 2
+    return out
+
+
+def osmnx_clusters(node_id: np.ndarray, node_xy: np.ndarray, u: np.ndarray, v: np.ndarray,
+                   tolerance: float) -> np.ndarray:
+    """Cluster labels of nodes as ``osmnx.consolidate_intersections(G, tolerance, dead_ends=False)`` forms them.
+
+    ``node_id``/``node_xy``: the nodes OSMnx keeps (two or more street ends);
+    ``u``/``v``: the pieces. Nodes whose ``tolerance`` buffers overlap merge
+    (:func:`cluster_points`); a merged cluster is then split into the parts
+    that its own pieces (both ends in the cluster) connect, as OSMnx splits a
+    cluster into the weakly connected components of its subgraph.
+    """
+    first = cluster_points(node_xy, tolerance)
+    if len(node_id) == 0:
+        return first
+    order = np.argsort(node_id)
+    sid = node_id[order]
+
+    def index(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.minimum(np.searchsorted(sid, x), len(sid) - 1)
+        return order[pos], sid[pos] == x
+
+    iu, ku = index(u)
+    iv, kv = index(v)
+    inner = ku & kv & (first[iu] == first[iv]) & (iu != iv)
+    # a node alone stays alone; pieces inside a cluster link its nodes
+    both = _components(len(node_id), iu[inner], iv[inner])
+    return np.unique(first * (int(both.max()) + 1) + both, return_inverse=True)[1]
 
 
 def _close_pairs(xy: np.ndarray, d: float) -> tuple[np.ndarray, np.ndarray]:
@@ -572,6 +656,8 @@ class _Prepared:
     cluster_nodes: np.ndarray   # object: tuple of node ids per cluster
     cluster_size: np.ndarray
     cluster_ends: np.ndarray
+    ox_cluster_xy: np.ndarray    # clusters as OSMnx forms them (see osmnx_clusters)
+    ox_cluster_nodes: np.ndarray
 
 
 def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _Prepared:
@@ -582,7 +668,12 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
     name_en = english_labels_of(roads["name_en"])
     refs = refs_of(roads["ref"])
     oneway = roads["oneway"].to_numpy(dtype=bool)
-    ow = np.flatnonzero(oneway)
+    # a roundabout's opposite arcs run antiparallel a few metres apart: never a dual carriageway
+    if "junction" in roads.columns:
+        roundabout = roads["junction"].isin(["roundabout", "circular"]).to_numpy(dtype=bool)
+    else:  # a roads table from before the junction column (an old cache)
+        roundabout = np.zeros(len(roads), dtype=bool)
+    ow = np.flatnonzero(oneway & ~roundabout)
     key_line, key_id = _road_keys(names[ow], refs[ow])
     pr = _pair(lines[ow], key_line, key_id, params.pair_distance_m, params.pair_angle_deg)
     pairing = Pairing(pr.start, pr.end, ow[pr.segment_line], ow[pr.partners] if len(pr.partners) else pr.partners)
@@ -609,8 +700,19 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
         uniq, first_at, n_ends = np.unique(ends, return_index=True, return_counts=True)
         j = n_ends >= 3
         node_id, node_xy, node_ends = uniq[j], end_xy[first_at[j]], n_ends[j]
+        j2 = osmnx_street_counts(uniq, roads["u"].to_numpy(dtype=np.int64), roads["v"].to_numpy(dtype=np.int64),
+                                 oneway) >= 2  # OSMnx drops only dead ends
+        ox_id, ox_xy = uniq[j2], end_xy[first_at[j2]]
     else:
         node_id, node_xy, node_ends = np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0, np.int64)
+        ox_id, ox_xy = node_id, node_xy
+    ox_label = osmnx_clusters(ox_id, ox_xy, roads["u"].to_numpy(dtype=np.int64), roads["v"].to_numpy(dtype=np.int64),
+                              params.intersection_tolerance_m)
+    kx = int(ox_label.max()) + 1 if len(ox_label) else 0
+    ox_size = np.bincount(ox_label, minlength=kx)
+    ox_cxy = (np.column_stack([np.bincount(ox_label, ox_xy[:, 0], kx), np.bincount(ox_label, ox_xy[:, 1], kx)])
+              / ox_size[:, None]) if kx else np.zeros((0, 2))
+    ox_nodes = _grouped_tuples(ox_label, ox_id, kx)
     cluster = cluster_points(node_xy, params.intersection_tolerance_m)
     k = int(cluster.max()) + 1 if len(cluster) else 0
     size = np.bincount(cluster, minlength=k)
@@ -619,7 +721,7 @@ def _prepare(roads: gpd.GeoDataFrame, crs: pyproj.CRS, params: StatsParams) -> _
     cluster_nodes = _grouped_tuples(cluster, node_id, k)
     cluster_ends = np.bincount(cluster, node_ends, k).astype(np.int64)
     return _Prepared(crs, lines, length_m, cols, pairing, node_id, node_xy, node_ends, cluster, cxy,
-                     cluster_nodes, size, cluster_ends)
+                     cluster_nodes, size, cluster_ends, ox_cxy, ox_nodes)
 
 
 def _obj_array(items: Sequence[Any]) -> np.ndarray:
@@ -742,9 +844,22 @@ def _zone_stats(prep: _Prepared, zone: BaseGeometry | None, zone_name: str | Non
         "street_ends": prep.node_ends[n_in],
         "junction": jmap[prep.node_cluster[n_in]] if len(prep.node_cluster) else np.zeros(0, np.int64),
     })
+    ox_in = np.flatnonzero(_in_zone_points(prep.ox_cluster_xy, zone_p))
+    olon, olat = _unproject_xy(prep.ox_cluster_xy[ox_in], crs)
+    osmnx_junctions = pd.DataFrame({
+        "junction": np.arange(len(ox_in)), "lon": olon, "lat": olat,
+        "nodes": prep.ox_cluster_nodes[ox_in],
+        "node_count": np.fromiter((len(t) for t in prep.ox_cluster_nodes[ox_in]), dtype=np.int64, count=len(ox_in)),
+    })
     figures = _figures(pieces, junctions, junction_nodes, area, str(crs_label(crs)), params)
+    figures["intersections_osmnx"] = Figure(
+        "intersections_osmnx", int(len(osmnx_junctions)), UNITS["intersections_osmnx"],
+        f"what osmnx.consolidate_intersections(G, tolerance={params.intersection_tolerance_m:g}, dead_ends=False) "
+        "gives on the graph of these pieces: every node but dead ends (also where a piece ends between two "
+        "pieces only), buffers merged, a cluster split where its own pieces do not connect it; counted where "
+        "their mean position lies in the zone")
     return RoadStats(zone_name, crs_label(crs), area, params, pieces, junctions, junction_nodes, figures,
-                     provenance=provenance)
+                     provenance=provenance, osmnx_junctions=osmnx_junctions)
 
 
 def crs_label(crs: pyproj.CRS) -> str:
@@ -792,8 +907,8 @@ def _figures(pieces: pd.DataFrame, junctions: pd.DataFrame, junction_nodes: pd.D
     add("unnamed_km", float(km[unnamed].sum()), f"carriageway km of pieces with neither name nor name:zh ({clip})")
     add("intersections", int(len(junctions)),
         f"junctions of 3 or more street ends, nodes within 2 x {params.intersection_tolerance_m:g} m merged "
-        f"(as osmnx.consolidate_intersections with tolerance={params.intersection_tolerance_m:g}); counted where "
-        "their mean position lies in the zone")
+        f"(OSMnx's buffer merge, but only junction nodes and no split by connectivity: see intersections_osmnx); "
+        "counted where their mean position lies in the zone")
     add("junction_nodes", int(len(junction_nodes)), "nodes where 3 or more street ends meet, before merging")
     if area:
         add("carriageway_density", carriageway / area, "carriageway km per km² of zone area (equal-area)")
@@ -843,7 +958,7 @@ def _as_subzones(subzones: gpd.GeoDataFrame | Mapping[str, BaseGeometry] | None)
     return dict(subzones)
 
 
-def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None, *,
+def road_stats(roads: gpd.GeoDataFrame | Any, zone: Zone | BaseGeometry | None = None, *,
                subzones: gpd.GeoDataFrame | Mapping[str, BaseGeometry] | None = None,
                zone_name: str | None = None, crs: Any = None, params: StatsParams | None = None,
                provenance: Provenance | None = None) -> RoadStats:
@@ -853,7 +968,9 @@ def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None,
     ----------
     roads
         A roads table (:mod:`geo.roads`), EPSG:4326. Its pieces are never
-        cut by loading; clipping happens here.
+        cut by loading; clipping happens here. Or a
+        :class:`geo.sources.Network`: its :attr:`~geo.sources.Network.stats_roads`
+        (the pieces near the zone too) and its provenance are used.
     zone
         A :class:`~geo.zones.Zone` (its name and sub-zones are used) or a
         lon/lat (Multi)Polygon. ``None``: nothing is clipped and there is no
@@ -881,6 +998,9 @@ def road_stats(roads: gpd.GeoDataFrame, zone: Zone | BaseGeometry | None = None,
         If the roads table lacks columns, or the tolerances are out of range.
     """
     params = params or StatsParams()
+    if hasattr(roads, "stats_roads") and hasattr(roads, "provenance"):  # a geo.sources.Network
+        provenance = provenance if provenance is not None else roads.provenance
+        roads = roads.stats_roads
     missing = [c for c in ("u", "v", "osm_way_ids", "highway", "name", "name_en", "name_zh", "ref", "oneway")
                if c not in roads.columns]
     if missing:
@@ -979,7 +1099,8 @@ def explain(stats: RoadStats, figure: str) -> pd.DataFrame:
         g = df.groupby("name", sort=True)
         return pd.DataFrame({
             "name": list(g.groups),
-            "name_en": [sorted({e for e in grp["name_en"] if e}) or None for _, grp in g],
+            # isinstance: pandas may hand a missing label back as NaN, which no format can write
+            "name_en": [sorted({e for e in grp["name_en"] if isinstance(e, str) and e}) or None for _, grp in g],
             "pieces": g["piece"].nunique().to_numpy(),
             "clipped_km": g["m"].sum().to_numpy() / 1000.0,
             "osm_way_ids": [sorted({w for ws in grp["ways"] for w in ws}) for _, grp in g],
@@ -988,6 +1109,8 @@ def explain(stats: RoadStats, figure: str) -> pd.DataFrame:
         return s.junctions.copy()
     if kind == "junction_nodes":
         return s.junction_nodes.copy()
+    if kind == "intersections_osmnx":
+        return s.osmnx_junctions.copy() if s.osmnx_junctions is not None else pd.DataFrame()
     if kind == "zone_area_km2":
         return pd.DataFrame([{"zone": s.zone_name, "area_km2": s.area_km2,
                               "projection": "Albers equal-area centred on the zone"}])
@@ -1068,14 +1191,18 @@ def records(table: pd.DataFrame, digits: int = 3) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cols = [c for c in table.columns if c != "geometry"]
     for row in table[cols].itertuples(index=False, name=None):
-        rec: dict[str, Any] = {}
-        for c, v in zip(cols, row):
-            if isinstance(v, np.generic):
-                v = v.item()
-            if isinstance(v, float):
-                v = round(v, digits) if math.isfinite(v) else None
-            elif isinstance(v, (tuple, np.ndarray)):
-                v = list(v)
-            rec[c] = v
-        out.append(rec)
+        out.append({c: _plain(v, digits) for c, v in zip(cols, row)})
     return out
+
+
+def _plain(v: Any, digits: int) -> Any:
+    """A cell as a plain value every format can write: NaN/NA -> None, lists element by element."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        return round(v, digits) if math.isfinite(v) else None
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [_plain(x, digits) for x in v]
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v

@@ -16,7 +16,7 @@ from geo import reported, sources, stats, zones
 def jiading_stats(shared_data: Path):
     zone = zones.load_zone("jiading")
     net = sources.load_network(shared_data / "jiading_osm_signalized.osm", zone=zone)
-    return zone, stats.road_stats(net.roads, zone)
+    return zone, stats.road_stats(net.stats_roads, zone)
 
 
 def rows_by(doc: dict, figure: str) -> list[dict]:
