@@ -16,7 +16,6 @@ from typing import Any
 import click
 
 from geo import __version__
-from geo._atomic import write_text
 from geo._format import FORMATS, render
 from geo.errors import IcvError
 
@@ -85,6 +84,11 @@ def _debug(ctx: click.Context) -> bool:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Check and map the ICV test roads of Jiading (Shanghai) from OpenStreetMap.
 
+    \b
+    Example (the main job, on the main-road skeleton installed with icv):
+      icv report --source skeleton
+    Each command's --help has its own example.
+
     Data © OpenStreetMap contributors (ODbL).
     """
     ctx.ensure_object(dict)
@@ -114,7 +118,8 @@ def output_options(f: Callable) -> Callable:
         return inner(*args, **kw)
 
     f = click.option("--excel", "--bom", "excel", is_flag=True,
-                     help="CSV for Excel: UTF-8 with a byte-order mark (Chinese names on Chinese-locale Windows).")(wrapper)
+                     help="CSV for Excel: UTF-8 with a byte-order mark (Chinese names on Chinese-locale "
+                          "Windows).")(wrapper)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), callback=_output_path,
                      help="Write to FILE (atomically) instead of stdout; its folder must exist. CSV "
                           "provenance goes beside it as FILE.provenance.json.")(f)
@@ -167,6 +172,8 @@ def emit_text(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
+        from geo._atomic import write_text
+
         write_text(output, text)
         click.echo(f"wrote {output}", err=True)
 
@@ -988,7 +995,8 @@ def fleet() -> None:
 @fleet.command("simulate")
 @with_network
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              callback=_output_path, help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
+              callback=_output_path,
+              help="The log to write: .parquet, .csv or .gpx (the truth goes beside it as LOG.truth.csv).")
 @click.option("--vehicles", type=click.IntRange(min=1), default=10, show_default=True, help="Vehicles.")
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
@@ -1040,11 +1048,13 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     Example:
       icv fleet mileage fleet.parquet --crs gcj02 --source skeleton --out-dir fleet-out --pieces km.gpkg
     """
+    from geo.errors import InputError
     from geo.export import geometry_format
 
+    if click.get_current_context().meta.get("icv.excel") and fmt not in ("csv", "table"):
+        raise InputError("--excel applies to CSV only",
+                         hint="use --format csv (or table, whose --out-dir tables are CSV)")
     if pieces_out is not None and geometry_format(pieces_out) is None:
-        from geo.errors import InputError
-
         raise InputError(f"--pieces {pieces_out.name}: not a geometry format",
                          hint="use .gpkg, .fgb, .geojson or .parquet")
     import warnings
@@ -1061,12 +1071,14 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
         click.echo(f"icv: {sum(r['rows'] for r in bad)} bad rows not used ({counts})", err=True)
+    excel = bool(click.get_current_context().meta.get("icv.excel"))
     if out_dir is not None:
-        for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt):
+        for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt, bom=excel):
             click.echo(f"wrote {f}", err=True)
     if pieces_out is not None:
         _write_pieces(res.pieces(), pieces_out, {**res.meta(), "network": res.provenance.to_dict()}, True)
-    emit_text(fleet_mod.render_tables(res, fmt), output)
+    text = fleet_mod.render_tables(res, fmt)
+    emit_text("\ufeff" + text if excel and fmt == "csv" else text, output)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

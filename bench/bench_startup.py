@@ -66,15 +66,23 @@ def importtime(cwd: Path, args: list[str], runs: int = 3) -> tuple[int, float]:
     return best
 
 
-def wall(cmd: list[str], cwd: Path) -> float:
+def wall(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+system) of one whole process: CPU time is what a shared,
+    loaded machine disturbs least."""
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, capture_output=True, check=True)
-    return time.perf_counter() - t
+    dt = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=101, help="grid size (2·n·(n−1) pieces; 101 -> 20,200)")
+    ap.add_argument("--n", type=int, nargs="+", default=[101, 141],
+                    help="grid sizes (2·n·(n−1) pieces; 101 -> 20,200, 141 -> 39,480)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare imports with")
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
@@ -85,18 +93,23 @@ def main() -> None:
     from synthetic_osm import write_grid_osm
 
     tmp = Path(tempfile.mkdtemp(prefix="icv-bench-startup-"))
-    grid, zone = tmp / "grid.osm", tmp / "gridbox.geojson"
-    step = 0.0005
-    write_grid_osm(grid, a.n, step=step)
-    gpd.GeoDataFrame({"name": ["gridbox"]}, geometry=[box(121.185, 31.285, 121.19 + a.n * step + 0.005,
-                                                          31.29 + a.n * step + 0.005)], crs=4326).to_file(zone)
-    pieces = 2 * a.n * (a.n - 1)
     load0 = os.getloadavg()
+    step = 0.0005
 
+    def grid_files(n: int) -> tuple[Path, Path, int]:
+        grid, zone = tmp / f"grid{n}.osm", tmp / f"gridbox{n}.geojson"
+        write_grid_osm(grid, n, step=step)
+        gpd.GeoDataFrame({"name": ["gridbox"]}, geometry=[box(121.185, 31.285, 121.19 + n * step + 0.005,
+                                                              31.29 + n * step + 0.005)], crs=4326).to_file(zone)
+        return grid, zone, 2 * n * (n - 1)
+
+    def stats_args(grid: Path, zone: Path) -> list[str]:
+        return ["stats", "--source", str(grid), "--zone", str(zone), "--format", "json"]
+
+    grid, zone, pieces = grid_files(a.n[0])
     lines = []
     cmds = {"icv --help": ["--help"], "icv zone show jiading": ["zone", "show", "jiading"],
-            f"icv stats ({pieces:,}-piece grid)": ["stats", "--source", str(grid), "--zone", str(zone),
-                                                    "--format", "json"]}
+            f"icv stats ({pieces:,}-piece grid)": stats_args(grid, zone)}
     lines.append("| command | modules (before) | import self time s, best of 3 (before) | modules (now) | "
                  "import self time s, best of 3 (now) |")
     lines.append("|---|---|---|---|---|")
@@ -107,22 +120,29 @@ def main() -> None:
         b1 = "" if before[1] is None else f"{before[1]:.2f}"
         lines.append(f"| `{label}` | {b0} | {b1} | {now[0]} | {now[1]:.2f} |")
 
-    icv_cmd = [sys.executable, "-c", ICV, *cmds[f"icv stats ({pieces:,}-piece grid)"]]
-    ox_cmd = [sys.executable, "-c", OX_SCRIPT, str(grid), str(zone)]
-    t_icv, t_ox = [], []
-    for _ in range(a.repeats):  # interleaved: both see the same load
-        t_icv.append(wall(icv_cmd, ROOT))
-        t_ox.append(wall(ox_cmd, ROOT))
-    load1 = os.getloadavg()
-    mi, mo = statistics.median(t_icv), statistics.median(t_ox)
     lines.append("")
-    lines.append(f"| whole process, {pieces:,} pieces (SYNTHETIC grid) | median s | runs |")
-    lines.append("|---|---|---|")
-    lines.append(f"| `icv stats --format json` | {mi:.2f} | {', '.join(f'{t:.2f}' for t in t_icv)} |")
-    lines.append(f"| OSMnx: `graph_from_xml` + street counts + `project_graph` + `basic_stats` | {mo:.2f} | "
-                 f"{', '.join(f'{t:.2f}' for t in t_ox)} |")
-    lines.append(f"| ratio (OSMnx / icv) | **{mo / mi:.1f}x** | |")
-    head = (f"Run: `python bench/bench_startup.py --n {a.n} --repeats {a.repeats}"
+    lines.append("| whole process (SYNTHETIC grid) | pieces | icv wall s | OSMnx wall s | icv CPU s | OSMnx CPU s | "
+                 "ratio wall | ratio CPU | runs icv (wall/CPU) | runs OSMnx (wall/CPU) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for n in a.n:
+        grid, zone, pieces = grid_files(n)
+        icv_cmd = [sys.executable, "-c", ICV, *stats_args(grid, zone)]
+        ox_cmd = [sys.executable, "-c", OX_SCRIPT, str(grid), str(zone)]
+        t_icv, t_ox = [], []
+        for _ in range(a.repeats):  # interleaved: both see the same load
+            t_icv.append(wall(icv_cmd, ROOT))
+            t_ox.append(wall(ox_cmd, ROOT))
+        mi, mo = statistics.median(t[0] for t in t_icv), statistics.median(t[0] for t in t_ox)
+        ci, co = statistics.median(t[1] for t in t_icv), statistics.median(t[1] for t in t_ox)
+        runs = [", ".join(f"{t[0]:.2f}/{t[1]:.2f}" for t in ts) for ts in (t_icv, t_ox)]
+        lines.append(f"| `icv stats --format json` vs OSMnx | {pieces:,} | {mi:.2f} | {mo:.2f} | {ci:.2f} | "
+                     f"{co:.2f} | {mo / mi:.1f}x | **{co / ci:.1f}x** | {runs[0]} | {runs[1]} |")
+    load1 = os.getloadavg()
+    lines.append("")
+    lines.append("OSMnx = `graph_from_xml` + street counts (as `graph_from_polygon` sets them) + `project_graph` + "
+                 "`basic_stats`, in one process. Medians of the interleaved runs; CPU = user + system of the whole "
+                 "process, which the other engineers' load on this shared machine disturbs far less than wall time.")
+    head = (f"Run: `python bench/bench_startup.py --n {' '.join(map(str, a.n))} --repeats {a.repeats}"
             f"{' --baseline ' + str(a.baseline) if a.baseline else ''}`, {time.strftime('%Y-%m-%d')}. "
             f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; load average "
             f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (a shared machine: the ratio, measured "

@@ -41,7 +41,8 @@ def _temp_beside(target: Path, suffix: str | None) -> Path:
     except OSError as e:
         raise OutputError(f"cannot write in {parent} ({e.strerror or e})", hint="choose another output path") from e
     try:  # mkstemp makes 0600; the output gets the mode a plain open() would give it
-        os.fchmod(fd, 0o666 & ~_umask())
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13 (where files have no such modes)
+            os.fchmod(fd, 0o666 & ~_umask())
     finally:
         os.close(fd)
     return Path(tmp_name)

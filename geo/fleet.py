@@ -74,6 +74,8 @@ __all__ = [
 
 CRS_CHOICES = ("wgs84", "gcj02")
 TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows")
+#: Header of a table that can come out empty (a clean log has no bad rows): an empty CSV keeps its header.
+EMPTY_COLUMNS = {"bad_rows": ["reason", "rows", "examples"]}
 
 
 @dataclass(frozen=True)
@@ -537,7 +539,8 @@ def _json_default(v: Any) -> Any:
     return str(v)
 
 
-def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: str = "csv") -> list[Path]:
+def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: str = "csv",
+                  bom: bool = False) -> list[Path]:
     """Write km per piece (GeoParquet and CSV), every summary table and the provenance.
 
     Files: ``mileage_pieces.parquet`` (GeoParquet, EPSG:4326), ``mileage_pieces.csv``
@@ -545,7 +548,8 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     ``enterprise``, ``km``: what ``icv map mileage --fleet`` reads),
     ``mileage_<table>.<ext>`` for each of :data:`TABLES` in ``fmt``,
     ``mileage_figures.json`` (what ``icv compare --fleet-summary`` reads) and
-    ``mileage_provenance.json``. Each is written atomically.
+    ``mileage_provenance.json``. Each is written atomically; ``bom`` writes the CSV files
+    as UTF-8 with a byte-order mark (Excel on Chinese-locale Windows).
     """
     out = Path(out_dir)
     gdf = result.pieces()
@@ -555,6 +559,7 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     figs = {k: {"value": v.value, "unit": v.unit, "definition": v.definition}
             for k, v in fleet_figures(result).items()}
     texts = {f"mileage_{name}.{_EXT[fmt]}": render(tables[name], fmt, meta=result.meta(),
+                                                   columns=EMPTY_COLUMNS.get(name) if not tables[name] else None,
                                                    title=name.replace("_", " ")) for name in TABLES}
     texts["mileage_figures.json"] = json.dumps({"figures": figs, "meta": result.meta()}, ensure_ascii=False,
                                                indent=2) + "\n"
@@ -569,4 +574,9 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
         result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding="utf-8")
         for tmp, name in zip(tmps[3:], texts, strict=True):
             tmp.write_text(texts[name], encoding="utf-8")
+
+        if bom:  # Excel: a byte-order mark on every CSV of the set
+            for tmp, name in zip(tmps, names, strict=True):
+                if name.endswith(".csv"):
+                    tmp.write_bytes(b"\xef\xbb\xbf" + tmp.read_bytes())
     return written

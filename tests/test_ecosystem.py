@@ -24,6 +24,7 @@ def kill(pid, sig):
         raise AssertionError("os.kill(pid, 0) terminates the process on Windows")
     return _kill(pid, sig)
 os.kill = kill
+del os.fchmod  # Windows before Python 3.13 has no os.fchmod
 from cli import main
 main(sys.argv[1:])
 """
@@ -515,3 +516,56 @@ def test_fleet_pieces_by_suffix(runner, fixtures_dir: Path, zone_file: Path, tmp
 
     veh = pd.read_csv(tmp_path / "out" / "mileage_by_vehicle.csv")
     assert len(veh) == 2 and not veh.iloc[:, 0].astype(str).str.startswith("#").any()
+
+
+# ---------------------------------------------------------------- a smaller fixed cost (issue 13, item 2)
+
+_MODULES_AFTER = """
+import sys
+from cli import cli
+try:
+    cli.main(args=sys.argv[1:], prog_name="icv", standalone_mode=False)
+finally:
+    print(" ".join(sorted({m.split(".")[0] for m in sys.modules})), file=sys.stderr)
+"""
+
+
+def _top_modules(args: list[str]) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return set(r.stderr.strip().splitlines()[-1].split())
+
+
+def test_commands_import_only_what_they_use(fixtures_dir: Path, zone_file: Path) -> None:
+    heavy = {"pandas", "geopandas", "numpy", "shapely", "pyproj", "osmnx", "networkx", "folium", "requests",
+             "pyarrow", "tqdm", "importlib_metadata"}
+    assert not _top_modules(["--help"]) & heavy
+    assert not _top_modules(["zone", "show", "jiading"]) & {"osmnx", "networkx", "folium", "requests", "tqdm"}
+    stats = _top_modules(["stats", "--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file),
+                          "--format", "json"])
+    assert {"geopandas", "shapely"} <= stats  # what it uses
+    assert not stats & {"osmnx", "networkx", "folium", "requests", "tqdm", "branca", "jinja2", "matplotlib"}
+
+
+def test_empty_fleet_table_keeps_its_header(runner, fixtures_dir: Path, zone_file: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    from cli import cli
+
+    net = ["--source", str(fixtures_dir / "small.osm"), "--zone", str(zone_file)]
+    log = tmp_path / "log.parquet"
+    assert runner.invoke(cli, ["fleet", "simulate", *net, "--vehicles", "1", "--enterprises", "1", "--noise", "0",
+                               "-o", str(log)]).exit_code == 0
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), *net, "--out-dir", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "out" / "mileage_bad_rows.csv").read_text(encoding="utf-8")
+    assert text == "reason,rows,examples\n"  # a clean synthetic log: no bad rows, and still a header
+    assert pd.read_csv(tmp_path / "out" / "mileage_bad_rows.csv").empty
+    # --excel: every CSV of the folder with a byte-order mark, read back the same
+    r = runner.invoke(cli, ["fleet", "mileage", str(log), *net, "--out-dir", str(tmp_path / "xl"), "--excel"])
+    assert r.exit_code == 0, r.output
+    for f in (tmp_path / "xl").glob("*.csv"):
+        assert f.read_bytes().startswith(b"\xef\xbb\xbf"), f.name
+    a = pd.read_csv(tmp_path / "out" / "mileage_by_vehicle.csv")
+    b = pd.read_csv(tmp_path / "xl" / "mileage_by_vehicle.csv", encoding="utf-8-sig")
+    assert list(a.columns) == list(b.columns) and a["vehicle_id"].tolist() == b["vehicle_id"].tolist()
