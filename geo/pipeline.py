@@ -97,8 +97,12 @@ def load(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike[str] 
          road_filter: str = "drive", highway: str | None = None, include_private: bool = False,
          overpass_url: str | None = None, timeout: int | None = 180, memory: int | None = None,
          cache_dir: str | os.PathLike[str] | None = None, progress: bool = False,
-         fallback_overpass: bool = False) -> tuple[Zone, Network]:
+         fallback_overpass: bool = False, subzones: bool = False) -> tuple[Zone, Network]:
     """The zone and its road network, as the network options of every command describe them.
+
+    ``zone`` is anything ``--zone`` takes (:func:`geo.zones.resolve_zone`: a shipped
+    name in any case, a file, ``osm:relation/ID`` in ``source`` or online, a Chinese
+    unit by adcode or name); ``subzones`` attaches its child units as sub-zones.
 
     With ``fallback_overpass`` a ``cache`` source that holds nothing yet is
     pulled through Overpass into the cache (what a bare ``icv report`` does on a
@@ -110,7 +114,7 @@ def load(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike[str] 
     from .roads import parse_filter
 
     flt = parse_filter(road_filter, highway, include_private)
-    z = zone if isinstance(zone, zones.Zone) else zones.load_zone(zone)
+    z = zone if isinstance(zone, zones.Zone) else zones.resolve_zone(zone, source=source, subzones=subzones)
     cdir = Path(cache_dir) if cache_dir is not None else None
     net_kw = dict(road_filter=flt, overpass_url=overpass_url, timeout=timeout, memory=memory, cache_dir=cdir,
                   progress=progress)
@@ -143,16 +147,19 @@ def compare(zone: str | os.PathLike[str] | Zone = "jiading", stats: RoadStats | 
 def _comparison(zone: str | os.PathLike[str] | Zone, stats: RoadStats | None, *, as_of: str | None,
                 fleet: Mapping[str, Any] | None, place: str | None,
                 **compare_kw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from . import report, zones
+    from . import report, reported, zones
     from ._version import __version__
 
-    z = zone if isinstance(zone, zones.Zone) else zones.load_zone(zone)
-    place = place or z.meta.get("place") or z.name
+    z = zone if isinstance(zone, zones.Zone) else zones.resolve_zone(zone)
+    zp = reported.place_for_zone(z)  # by adcode, name, or the unit containing the zone
+    how = zp.how if place is None or place == zp.place else f"figures of {place}, as asked"
+    place = place or zp.place or z.meta.get("place") or z.name
     rows = report.compare_zone(place, stats, area_km2=z.area_km2, as_of=as_of, fleet=fleet,
                                allow_unknown_place=True, **compare_kw)
     attrs: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool_version": __version__,
                              "zone": f"{z.name} ({z.area_km2:.2f} km², equal-area)",
-                             "reported figures": "data/reported_figures.toml (source and date on each row)"}
+                             "reported figures": "data/reported_figures.toml (source and date on each row)",
+                             "zone's figures": how}
     if stats is not None and stats.provenance is not None:
         attrs["network"] = stats.provenance.to_dict()
     return rows, attrs
@@ -218,7 +225,6 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
     from . import maps as gmaps
     from . import report as rep
     from . import stats as gstats
-    from . import zones as gzones
     from ._atomic import write_text
     from ._version import __version__
 
@@ -237,12 +243,13 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                   fallback_overpass=fallback_overpass)
     step(2, n, f"road statistics of {len(net.roads):,} pieces")
     st = gstats.road_stats(net.stats_roads, z, provenance=net.provenance)  # with the margin around the zone
-    place = z.meta.get("place") or z.name
     # reach, covered share and test-road mask: verdicts need them (a partial network gives lower bounds)
     inputs = rep.network_inputs(net.roads, z.geometry, zone_name=z.name, selection=net.provenance.filter,
                                 test_set=test_set, buffer_m=buffer_m)
-    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=place, reconcile=reconcile,
+    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, reconcile=reconcile,
                                **{**inputs.compare_kw, **compare_kw})
+    place = cattrs["place"]
+    notes = ["reported figures: " + str(cattrs["zone's figures"])]
     files: dict[str, Path] = {}
     if maps:
         step(3, n, "coverage map")
@@ -252,14 +259,19 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
         files["coverage map"] = gmaps.save_map(m, out / "coverage.html", offline=offline, cdn=cdn)
         files["coverage map provenance"] = out / "coverage.provenance.json"
         step(4, n, "test-mileage share map")
-        dz = gzones.load_zone("shanghai_districts")
-        shares = gmaps.reported_mileage_shares(dz.subzones, city="Shanghai", as_of=as_of)
-        m = gmaps.mileage_map(shares, dz.subzones, city=shares.city, basemap=bm,
-                              provenance={"districts": {k: dz.meta.get(k) for k in ("name", "source", "licence")},
-                                          "reported_figures": "data/reported_figures.toml",
-                                          "tool_version": __version__})
-        files["test-mileage share map"] = gmaps.save_map(m, out / "mileage_share.html", offline=offline, cdn=cdn)
-        files["test-mileage share map provenance"] = out / "mileage_share.provenance.json"
+        mc = gmaps.mileage_city_for_zone(z, as_of=as_of)  # the city containing the zone, if it has figures
+        if mc.city is None:
+            notes.append(mc.note)
+            step(4, n, mc.note)
+        else:
+            shares = gmaps.reported_mileage_shares(mc.districts, city=mc.city, as_of=as_of)
+            m = gmaps.mileage_map(shares, mc.districts, city=shares.city, basemap=bm,
+                                  provenance={"districts": mc.districts_meta,
+                                              "reported_figures": "data/reported_figures.toml",
+                                              "tool_version": __version__})
+            files["test-mileage share map"] = gmaps.save_map(m, out / "mileage_share.html", offline=offline,
+                                                             cdn=cdn)
+            files["test-mileage share map provenance"] = out / "mileage_share.provenance.json"
     step(n, n, f"writing {out / 'report.md'}")
     by_class = gstats.breakdown(st, "class")
     reach = inputs.reach_text
@@ -269,7 +281,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                              provenance=net.provenance,
                              maps={k: p.name for k, p in files.items() if not k.endswith("provenance")},
                              by_class=by_class, reach=reach, reach_share=inputs.compare_kw["reach"],
-                             chart=chart.name)
+                             chart=chart.name, zone_notes=notes)
     files = {"report": write_text(out / "report.md", md), "verdict chart": chart, **files}
     prov = net.provenance.to_dict()
     comparison = _frame(rows, {**cattrs, "network reach": reach})

@@ -38,7 +38,8 @@ STAT_FIGURES: dict[str, tuple[str, ...]] = {
     "expressway_km": ("expressway_km", "class_km:motorway"),
     "intersections": ("intersections",),
 }
-#: Route refs always compared (Jiading's two expressway sections).
+#: Jiading's two expressway sections: the default of :func:`computed_figures` only;
+#: :func:`compare_zone` compares the refs that the place's reported figures name.
 DEFAULT_REFS = ("G2", "G1503")
 
 
@@ -150,7 +151,8 @@ def compare_zone(place: str, stats: RoadStats | None, *, area_km2: float | None 
         if not allow_unknown_place or place in rep.places(figures):
             raise  # an unknown place asked for by name, or a known place with a bad date
         reported = []  # a zone with no reported figures: computed-only rows
-    refs = sorted({*DEFAULT_REFS, *(r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:"))})
+    # reference roads are those the place's figures name (Jiading: G2, G1503), never a default list
+    refs = sorted({r.figure.split(":", 1)[1] for r in reported if r.figure.startswith("ref_km:")})
     computed = computed_figures(stats, area_km2=area_km2, refs=refs, fleet=fleet)
     mask_p = None
     sel = f"the {selection} selection" if selection else "the loaded selection"
@@ -414,12 +416,14 @@ def _short_label(definition: str | None) -> str:
 def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comparison: Sequence[Mapping[str, Any]],
                     provenance: Provenance | None, maps: Mapping[str, str] | None = None,
                     by_class: Sequence[Mapping[str, Any]] | None = None, reach: str | None = None,
-                    reach_share: float | None = None, chart: str | None = None) -> str:
+                    reach_share: float | None = None, chart: str | None = None,
+                    zone_notes: Sequence[str] | None = None) -> str:
     """The report as Markdown: the finding, the comparison, statistics, definitions, maps, provenance.
 
     ``reach`` is the network-reach sentence, ``reach_share`` its share (0-1) for the
     conclusion; ``chart`` the file name of the reported-vs-computed chart beside
-    report.md (embedded when given).
+    report.md (embedded when given). ``zone_notes`` are listed under the provenance
+    (whose reported figures, maps skipped).
     """
     lines = [f"# ICV test roads of {md_escape(place)}: computed from OpenStreetMap and compared with reported "
              "figures", ""]
@@ -432,6 +436,7 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
                   f"- {OSM_ATTRIBUTION}"]
         if reach:
             lines.append(f"- network reach: {reach}")
+        lines += [f"- {md_escape(n)}" for n in zone_notes or ()]
         lines.append("")
     if any("verdict" in r for r in comparison):
         lines += ["## Finding", "", md_escape(" ".join(conclusion(comparison, place=place, reach=reach_share))), ""]

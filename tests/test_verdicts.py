@@ -219,6 +219,13 @@ source = "mine"
 """
 
 
+def _zone_place(zone_path: Path) -> str:
+    """The place whose reported figures `icv compare` uses for this zone (the unit containing it, else its name)."""
+    z = zones.load_zone(zone_path)
+    pfz = getattr(reported, "place_for_zone", None)
+    return (pfz(z).place if pfz else None) or z.meta.get("place") or z.name
+
+
 @pytest.fixture()
 def planted(tmp_path: Path):
     osm = tmp_path / "planted.osm"
@@ -228,7 +235,7 @@ def planted(tmp_path: Path):
 
     gpd.GeoDataFrame({"name": ["planted_zone"]}, geometry=[box(LON0 - 0.01, LAT0 - 0.01, LON0 + 0.04, LAT0 + 0.03)],
                      crs=4326).to_file(zone_path)
-    place = zones.load_zone(zone_path).name
+    place = _zone_place(zone_path)
     # the planted definition: centerline km of motorway–tertiary with links (the G2 pair counted once)
     planted_km = sum(v for k, v in km.items() if k.split(":")[1] not in ("unclassified", "residential")) \
         - km["1:motorway"]
@@ -403,7 +410,7 @@ def test_conclusion_sentences_from_verdicts() -> None:
 
 def test_whole_zone_network_agrees_and_contradicts(runner: CliRunner, planted, tmp_path: Path) -> None:
     osm, zone_path, _, planted_km, km = planted
-    place = zones.load_zone(zone_path).name
+    place = _zone_place(zone_path)
     total = sum(km.values())  # carriageway km of every way, measured here with plain pyproj + shapely
     toml = tmp_path / "total.toml"
     toml.write_text(PLANTED_TOML.format(place=place, km=total * 1.03), encoding="utf-8")  # 3 % off: agrees
