@@ -17,7 +17,7 @@ import click
 
 from geo import __version__
 from geo._format import FORMATS, render
-from geo.errors import IcvError
+from geo.errors import IcvError, strip_controls
 
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
@@ -52,6 +52,9 @@ class IcvGroup(click.Group):
     group_class = type  # sub-groups are IcvGroups too
 
     def invoke(self, ctx: click.Context) -> Any:
+        from geo._atomic import clear_protected_inputs
+
+        clear_protected_inputs()  # the inputs of this run only
         try:
             return super().invoke(ctx)
         except IcvError as e:
@@ -67,9 +70,35 @@ class IcvGroup(click.Group):
         except Exception as e:  # an error icv did not foresee: one line, details with --debug
             if _debug(ctx):
                 raise
-            click.echo(f"icv: internal error: {type(e).__name__}: {e}. Rerun with --debug for the "
+            if _stdout_broken(e):  # a status line to a full disk or a closed pipe (> /dev/full)
+                click.echo(f"icv: error: cannot write the output to stdout ({e.strerror}). Free some space, "
+                           "or give -o FILE.", err=True)
+                ctx.exit(5)
+            click.echo(f"icv: internal error: {type(e).__name__}: {strip_controls(e)}. Rerun with --debug for the "
                        "traceback and report it.", err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+def _stdout_broken(e: BaseException) -> bool:
+    """Whether ``e`` is a failed write to stdout (then stdout is swapped for /dev/null)."""
+    import errno
+    import os
+
+    if not isinstance(e, OSError) or e.errno not in (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT):
+        return False
+    tb, to_stdout = e.__traceback__, False
+    while tb is not None:  # raised inside click.echo(..., err=False)?
+        f = tb.tb_frame
+        if f.f_code.co_name == "echo" and f.f_code.co_filename.endswith(os.path.join("click", "utils.py")):
+            to_stdout = not f.f_locals.get("err") and f.f_locals.get("file") in (None, sys.stdout)
+        tb = tb.tb_next
+    if not to_stdout:
+        return False
+    try:
+        sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+    except OSError:
+        pass
+    return True
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -170,7 +199,17 @@ def _write_csv_with_sidecar(text: str, output: Path, meta: Mapping[str, Any]) ->
 
 def emit_text(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        try:
+            click.echo(text, nl=False)
+        except OSError as e:  # a full disk or a closed pipe behind stdout (> /dev/full)
+            import os
+
+            from geo.errors import OutputError
+
+            with __import__("contextlib").suppress(OSError, ValueError):
+                sys.stdout = open(os.devnull, "w")  # nothing more is written, not even at exit
+            raise OutputError(f"cannot write the output to stdout ({e.strerror or e})",
+                              hint="free some space, or give -o FILE") from None
     else:
         from geo._atomic import write_text
 
@@ -215,23 +254,79 @@ def load_from_options(**kw: Any):
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
         zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     import warnings
 
+    from geo.errors import InputWarning
     from geo.roads import MissingNodesWarning
 
-    with warnings.catch_warnings(record=True) as caught:  # a reader's lost-nodes warning: one clear line
+    with warnings.catch_warnings(record=True) as caught:  # a reader's repairs: one clear line each
         warnings.simplefilter("always", MissingNodesWarning)
+        warnings.simplefilter("always", InputWarning)
         net = sources.load_network(
             kw["source"], zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
             timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"), cache_dir=kw.get("cache_dir"),
             progress=True,
         )
     for w in caught:
-        if issubclass(w.category, MissingNodesWarning):
-            click.echo(f"icv: warning: {w.message}", err=True)
+        if issubclass(w.category, (MissingNodesWarning, InputWarning)):
+            click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return zone, net
+
+
+def _protect(*paths: Any) -> None:
+    """No output of this run may overwrite these input files (``-o`` = the OSM extract, the log...)."""
+    from geo._atomic import check_not_an_input, protect_inputs
+
+    protect_inputs(*(p for p in paths if p is not None and str(p) not in ("", "cache", "overpass", "skeleton")))
+    ctx = click.get_current_context(silent=True)
+    out = ctx.params.get("output") if ctx is not None else None
+    if out is not None:  # refused now, before the long work
+        check_not_an_input(out)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse NaN and infinity for a number option (click's ranges let both through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
+
+
+def _scheduler(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``local``, ``local:N`` (N >= 1) or a Dask scheduler address (tcp://, tls://, ucx://, inproc://, ws://)."""
+    import re
+
+    if value is None:
+        return None
+    v = value.strip()
+    if re.fullmatch(r"local(:[1-9]\d{0,3})?", v) or re.fullmatch(r"(tcp|tls|ucx|inproc|ws|wss)://[^\s/:][^\s]*", v):
+        return v
+    raise click.BadParameter(f"{value!r} is not 'local', 'local:N' (N >= 1 workers) or a scheduler address "
+                             "such as tcp://HOST:8786.", ctx=ctx, param=param)
+
+
+def _input_warnings() -> Any:
+    """Print each :class:`geo.errors.InputWarning` (a stated repair of an input) as one warning line."""
+    import contextlib
+    import warnings
+
+    from geo.errors import InputWarning
+
+    @contextlib.contextmanager
+    def ctx() -> Any:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            yield
+        for w in caught:
+            if issubclass(w.category, InputWarning):
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return ctx()
 
 
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
@@ -285,10 +380,12 @@ def pull(force: bool, export: Path | None, **kw: Any) -> None:
 
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.resolve_zone(kw["zone"], source=kw.get("source"))
+    _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     src = kw["source"] if kw["source"] != "cache" else "overpass"
-    path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
-                                 timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
-                                 cache_dir=kw.get("cache_dir"), force=force, progress=True)
+    with _input_warnings():
+        path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
+                                     timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
+                                     cache_dir=kw.get("cache_dir"), force=force, progress=True)
     click.echo(f"cached {path}")
     if export is not None:
         from geo import _cache
@@ -360,7 +457,7 @@ def _zone_warnings() -> Any:
             yield
         for w in caught:
             if issubclass(w.category, ZoneWarning):
-                click.echo(f"icv: warning: {w.message}", err=True)
+                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return ctx()
@@ -534,9 +631,11 @@ def zone_show(name: str, fmt: str, output: Path | None, relation_source: str | N
               help="Folder for NAME.geojson and NAME.json [default: data/zones].")
 @click.option("--source-note", default=None, help="Where the outline comes from (for the sidecar).")
 @click.option("--licence", default=None, help="The outline's licence (for the sidecar).")
+@click.option("--layer", default=None, help="The layer holding the zone, for files with several (GeoPackage).")
 @output_options
 def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...], out_dir: Path | None,
-                source_note: str | None, licence: str | None, fmt: str, output: Path | None) -> None:
+                source_note: str | None, licence: str | None, fmt: str, output: Path | None,
+                layer: str | None = None) -> None:
     """Import a zone outline as NAME.geojson (WGS84) plus a NAME.json provenance sidecar.
 
     \b
@@ -548,9 +647,10 @@ def zone_import(file: Path, crs: str, name: str | None, select: tuple[str, ...],
     """
     from geo import zones
 
+    _protect(file)
     with _zone_warnings():
         path = zones.import_zone(file, crs=crs, name=name, select=list(select) or None, out_dir=out_dir,
-                                 source_description=source_note, licence=licence)
+                                 source_description=source_note, licence=licence, layer=layer)
         z = zones.load_zone(path)
     emit([{"name": z.name, "features": z.meta.get("features"), "area_km2": round(z.area_km2, 3),
            "subzones": 0 if z.subzones is None else len(z.subzones), "file": str(path),
@@ -752,6 +852,7 @@ def _short_sources(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], di
 def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    _protect(path)
     from geo import fleet
 
     return fleet.fleet_figures_from_file(path)
@@ -911,6 +1012,7 @@ def _read_test_roads(ctx: click.Context, param: click.Parameter, value: Path | N
         return None
     from geo.testroads import load_test_roads
 
+    _protect(value)
     return load_test_roads(value)
 
 
@@ -943,8 +1045,9 @@ def _wrote_map(path: Path) -> None:
               help="Roads open for testing: CSV of names/refs (name,ref,from,to,note) or GeoJSON lines. "
                    "Without it every road of the filter counts.")
 @click.option("--buffer-m", type=click.FloatRange(min=0, min_open=True), default=500.0, show_default=True,
-              metavar="M", help="Share of the zone's area within M metres of a test road.")
+              metavar="M", callback=_finite, help="Share of the zone's area within M metres of a test road.")
 @click.option("--cell-size-m", type=click.FloatRange(min=10), default=1000.0, show_default=True, metavar="M",
+              callback=_finite,
               help="Side of the square grid cells (local UTM).")
 def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_m: float, basemap: Any,
                  offline: bool, output: Path) -> None:
@@ -963,7 +1066,7 @@ def map_coverage(zone: Any, net: Any, test_set: Any, buffer_m: float, cell_size_
         mask = match.mask
         unmatched = [e.label for e in match.unmatched]
         for label in unmatched:
-            click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+            click.echo(f"icv: warning: test-road entry matches no road: {strip_controls(label)}", err=True)
     cov = maps.compute_coverage(net.roads, zone.geometry, zone_name=zone.name, test_mask=mask, buffer_m=buffer_m,
                                 cell_size_m=cell_size_m)
     m = maps.coverage_map(net.roads, zone.geometry, zone_name=zone.name, subzones=zone.subzones, coverage=cov,
@@ -1000,6 +1103,7 @@ def map_mileage(districts: str, city: str | None, as_of: str | None, figures_pat
     from geo import maps, reported, zones
 
     dz = zones.resolve_zone(districts, subzones=True)
+    _protect(fleet_path, figures_path, dz.meta.get("path"))
     city = city or reported.place_for_zone(dz).place or "Shanghai"
     subs = dz.subzones
     if subs is None or subs.empty:
@@ -1112,7 +1216,7 @@ def fleet() -> None:
 @click.option("--enterprises", type=click.IntRange(min=1), default=3, show_default=True, help="Enterprises.")
 @click.option("--trips", type=click.IntRange(min=1), default=2, show_default=True, help="Trips per vehicle.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same log).")
-@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--noise", "noise_m", type=click.FloatRange(min=0), default=5.0, show_default=True, callback=_finite,
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
@@ -1144,7 +1248,7 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Coordinates of the log (GCJ-02 is what Amap-based loggers write).")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=500_000, show_default=True,
               help="Rows read and matched at a time (bounds memory).")
-@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]", callback=_scheduler,
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
@@ -1172,12 +1276,13 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
 
     from geo import fleet as fleet_mod
 
+    _protect(log)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
                                         scheduler=scheduler, provenance=net.provenance)
     for w in caught:
-        click.echo(f"icv: warning: {w.message}", err=True)
+        click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
     bad = res.bad_rows()
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)

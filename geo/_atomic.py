@@ -26,6 +26,58 @@ def _umask() -> int:
     return mask
 
 
+#: (st_dev, st_ino) of the files a run reads -> the name given: no output may replace one.
+_INPUTS: dict[tuple[int, int], str] = {}
+#: Longest file name most file systems take, bytes.
+NAME_MAX = 255
+
+
+def protect_inputs(*paths: str | os.PathLike[str] | None) -> None:
+    """Record files a run reads, so that no output of the run overwrites one.
+
+    Identity is the file itself (device and inode, as :func:`os.path.samefile`),
+    so another spelling of the path, a symlink or a hard link is caught too.
+    """
+    for p in paths:
+        if p is None:
+            continue
+        try:
+            st = os.stat(p)
+        except (OSError, ValueError):
+            continue
+        if os.path.isfile(p):
+            _INPUTS[(st.st_dev, st.st_ino)] = str(p)
+
+
+def clear_protected_inputs() -> None:
+    """Forget the recorded inputs (a new command starts)."""
+    _INPUTS.clear()
+
+
+def check_not_an_input(target: str | os.PathLike[str]) -> None:
+    """Raise OutputError if ``target`` is one of the files given to :func:`protect_inputs`."""
+    try:
+        st = os.stat(target)
+    except (OSError, ValueError):
+        return
+    name = _INPUTS.get((st.st_dev, st.st_ino))
+    if name is not None:
+        raise OutputError(f"the output {target} is the input {name}: writing it would destroy the input",
+                          hint="choose another output path")
+
+
+def _temp_stem(stem: str, sfx: str) -> str:
+    """The stem used in a temporary name, shortened (with a hash) when the name would pass 255 bytes."""
+    room = NAME_MAX - len(f"..{os.getpid()}.12345678.tmp{sfx}".encode())
+    if len(stem.encode("utf-8", "surrogateescape")) <= room:
+        return stem
+    import hashlib
+
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    cut = stem.encode("utf-8", "surrogateescape")[: max(1, room - 13)].decode("utf-8", "ignore")
+    return f"{cut}~{digest}"
+
+
 def _temp_beside(target: Path, suffix: str | None) -> Path:
     """Create an empty hidden temporary file beside ``target``: ``.STEM.PID.RANDOM.tmpSUFFIX``."""
     parent = target.parent if str(target.parent) else Path(".")
@@ -34,10 +86,13 @@ def _temp_beside(target: Path, suffix: str | None) -> Path:
     except OSError as e:
         raise OutputError(f"cannot create folder {parent}: {e.strerror}", hint="choose another output path") from e
     sfx = suffix if suffix is not None else "".join(target.suffixes)
-    remove_stale_temps(parent, target.stem)
+    if len(sfx.encode("utf-8", "surrogateescape")) > 32:  # a name of many dots: keep its last suffix only
+        sfx = target.suffix if len(target.suffix.encode("utf-8", "surrogateescape")) <= 32 else ""
+    stem = _temp_stem(target.stem, sfx)
+    remove_stale_temps(parent, stem)
     # the writer's pid in the name lets a later run tell a killed run's leftover from a live write
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{sfx}", dir=parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}.", suffix=f".tmp{sfx}", dir=parent)
     except OSError as e:
         raise OutputError(f"cannot write in {parent} ({e.strerror or e})", hint="choose another output path") from e
     try:  # mkstemp makes 0600; the output gets the mode a plain open() would give it
@@ -76,6 +131,8 @@ def atomic_paths(*targets: str | os.PathLike[str],
     paths = [Path(t) if d or not Path(t).is_symlink() else Path(os.path.realpath(t))
              for t, d in zip(targets, direct)]
     sfx = suffixes or [None] * len(paths)
+    for t in targets:  # as given (a symlink to an input names the link)
+        check_not_an_input(Path(t))
     tmps: list[Path] = []
     made: list[Path] = []
     try:

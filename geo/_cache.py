@@ -8,10 +8,12 @@ serialized by a lock file, so two ``icv pull`` runs at once cannot corrupt it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,17 +50,60 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def _lock(cache_dir: Path, key: str) -> Iterator[None]:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # filelock: flock on POSIX, msvcrt locking on Windows (fcntl does not exist there)
+def _lock(cache_dir: Path, key: str, shared: bool = False) -> Iterator[None]:
+    """A lock on ``.KEY.lock`` (filelock: flock on POSIX, msvcrt locking on Windows).
+
+    A reader (``shared``) of a cache folder it cannot write goes without one:
+    nothing can write there either. A lock path that is not a regular file (a
+    FIFO, a link to a device) is refused rather than opened, which could hang.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheError(f"cannot create the cache folder ({e.strerror or e})", where=str(cache_dir),
+                         hint="give a writable --cache-dir (or ICV_CACHE_DIR)") from e
+    lock_path = cache_dir / f".{key}.lock"
+    try:
+        st = os.lstat(lock_path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise CacheError("the cache's lock file is not a regular file (a pipe, a device or a link)",
+                         where=str(lock_path), hint="remove it; icv makes it again")
+    if shared and st is None and not os.access(cache_dir, os.W_OK):
+        yield
+        return
     import warnings
 
     with warnings.catch_warnings():  # off Windows without fcntl it falls back to a soft lock, and says so
         warnings.simplefilter("ignore")
         from filelock import FileLock
 
-    with FileLock(str(cache_dir / f".{key}.lock")):
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire()
+    except OSError as e:
+        if shared and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            yield
+            return
+        raise CacheError(f"cannot write the cache's lock file ({e.strerror or e})", where=str(lock_path),
+                         hint="give a writable --cache-dir (or ICV_CACHE_DIR)") from e
+    try:
         yield
+    finally:
+        lock.release()
+
+
+def _regular_file(path: Path, what: str) -> None:
+    """Refuse a cache file that is not a regular file (a FIFO would hang, /dev/zero never ends)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CacheError(f"cannot read the {what} ({e.strerror or e})", where=str(path),
+                         hint="run `icv pull --force` to fetch it again") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheError(f"the {what} is not a regular file (a pipe, a device or a link to one)", where=str(path),
+                         hint="remove it and run `icv pull --force` to fetch it again")
 
 
 def write_cache(roads: gpd.GeoDataFrame, provenance: Provenance, cache_dir: Path, key: str,
@@ -87,9 +132,11 @@ def read_sidecar(cache_dir: Path, key: str) -> dict | None:
     """The sidecar of a cache entry, or None when it is missing or unreadable."""
     side = cache_paths(cache_dir, key)[1]
     try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        _regular_file(side, "cache sidecar")
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, CacheError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def read_cache(cache_dir: Path, key: str, zone_sha256: str | None = None) -> tuple[gpd.GeoDataFrame, Provenance]:
@@ -105,12 +152,17 @@ def read_cache(cache_dir: Path, key: str, zone_sha256: str | None = None) -> tup
     if not data.exists() or not side.exists():
         raise CacheError(f"no cached network {key!r} in {cache_dir}",
                          hint="run `icv pull` first, or pass --source FILE (.osm, .osm.pbf, .geojson)")
-    with _lock(cache_dir, key):
+    with _lock(cache_dir, key, shared=True):
+        _regular_file(side, "cache sidecar")
+        _regular_file(data, "cached data")
         try:
             sidecar = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CacheError("the cache sidecar is unreadable", where=str(side),
                              hint="run `icv pull --force` to fetch it again") from e
+        if not isinstance(sidecar, dict):
+            raise CacheError(f"the cache sidecar is JSON but not an object (a {type(sidecar).__name__})",
+                             where=str(side), hint="run `icv pull --force` to fetch it again")
         if zone_sha256 and sidecar.get("zone_sha256") not in (None, zone_sha256):
             raise CacheError("the cached network was pulled for another outline of a zone with this name",
                              where=str(data), hint="run `icv pull --force` for this zone, or rename the zone file")

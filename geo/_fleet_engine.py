@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fleet_io import NAT, RawChunk
+from ._fleet_io import NAT, PLAUSIBLE_FROM_NS, RawChunk, plausible_until_ns
 from ._fleet_match import PieceMatcher
 
 #: Bad-row reasons, in the order they are checked.
@@ -68,6 +68,7 @@ REASONS = (
     "missing coordinates",
     "coordinates out of range",
     "unparsable timestamp",
+    "implausible timestamp",
     "backwards timestamp",
     "repeated timestamp",
     "jump over max speed",
@@ -176,6 +177,7 @@ class MileageEngine:
         self.m = matcher
         self.crs = crs
         self.p = params or EngineParams()
+        self._until_ns = plausible_until_ns()
         self.totals = Totals(matcher.n_pieces, matcher.n_subzones)
         self.vehicle_names: list[str] = []
         self._vcode: dict[str, int] = {}
@@ -239,7 +241,8 @@ class MileageEngine:
         nan_xy = ~(np.isfinite(lon) & np.isfinite(lat))
         out = ~nan_xy & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ((lon == 0) & (lat == 0)))
         for mask, r in ((veh < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
-                        (out, "coordinates out of range"), (t == NAT, "unparsable timestamp")):
+                        (out, "coordinates out of range"), (t == NAT, "unparsable timestamp"),
+                        ((t != NAT) & ((t < PLAUSIBLE_FROM_NS) | (t > self._until_ns)), "implausible timestamp")):
             reason[(reason == 0) & mask] = _R[r]
         has_v = veh >= 0
         for code, k in zip(*np.unique(veh[has_v], return_counts=True)):

@@ -61,7 +61,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import FleetLogError
+from .errors import FleetLogError, strip_controls
 
 REQUIRED = ("vehicle_id", "enterprise", "timestamp", "lon", "lat")
 OPTIONAL = ("speed", "heading")
@@ -79,6 +79,16 @@ LOG_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq", ".gpx")
 #: Naive timestamps are China Standard Time.
 NAIVE_UTC_OFFSET_NS = 8 * 3600 * 10**9
 NAT = np.iinfo(np.int64).min
+#: Plausible fix times: from 2000-01-01 UTC (GPS logs of ICV tests are recent) to one day
+#: after the run (clock skew); outside it a row is a bad row, not a break in its track.
+PLAUSIBLE_FROM_NS = 946_684_800 * 10**9
+
+
+def plausible_until_ns() -> int:
+    """Latest plausible fix time: now + 1 day, UTC nanoseconds."""
+    import time
+
+    return (int(time.time()) + 86_400) * 10**9
 META_KEY = b"icv"
 
 
@@ -178,13 +188,7 @@ def detect_encoding(path: Path, block: int = 1 << 20) -> tuple[str, str | None]:
     """
     opener = _open_binary(path)
     for enc in ("utf-8-sig", "gb18030"):
-        dec = codecs.getincrementaldecoder(enc)()
-        try:
-            with opener() as fh:
-                while chunk := fh.read(block):
-                    dec.decode(chunk)
-                dec.decode(b"", final=True)
-        except UnicodeDecodeError:
+        if not _decode_check(opener, path, enc, block):
             continue
         if enc == "gb18030":
             return enc, "not valid UTF-8; decoded as GB18030 (GBK)"
@@ -193,10 +197,31 @@ def detect_encoding(path: Path, block: int = 1 << 20) -> tuple[str, str | None]:
                         hint="save the log as UTF-8 CSV")
 
 
+def _decode_check(opener: Any, path: Path, enc: str, block: int) -> bool:
+    """Whether the whole file decodes as ``enc``; a broken gzip stream is a FleetLogError."""
+    dec = codecs.getincrementaldecoder(enc)()
+    try:
+        with opener() as fh:
+            while chunk := fh.read(block):
+                dec.decode(chunk)
+            dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    except (OSError, EOFError) as e:
+        raise FleetLogError(f"cannot decompress the file ({e})", where=str(path),
+                            hint="the file may be truncated: copy it again") from e
+    return True
+
+
 def _open_binary(path: Path):  # noqa: ANN202 - a factory of binary file objects
     if str(path).lower().endswith(".gz"):
         import gzip
 
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        if magic != b"\x1f\x8b":
+            raise FleetLogError("the file is named .gz but is not gzip-compressed", where=str(path),
+                                hint="rename it to .csv, or compress it with gzip")
         return lambda: gzip.open(path, "rb")
     return lambda: open(path, "rb")
 
@@ -265,13 +290,38 @@ def parse_time_strings(s: pd.Series) -> np.ndarray:
     rest = ~isnum & text.notna().to_numpy()
     if rest.any():
         sub = text[rest].astype(str)
-        aware = sub.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+        # an offset after a time of day: Z, +08, +0800, +08:00 (ISO 8601 allows all three)
+        aware = sub.str.contains(r"\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$",
+                                 regex=True).to_numpy()
         dt = pd.to_datetime(sub, format="ISO8601", errors="coerce", utc=True)
         ns = dt.to_numpy(dtype="datetime64[ns]").astype(np.int64)
         bad = dt.isna().to_numpy()
         ns = np.where(aware, ns, ns - NAIVE_UTC_OFFSET_NS)
         out[rest] = np.where(bad, NAT, ns)
     return out
+
+
+def check_vehicle_identity(ch: RawChunk, owner: dict[str, tuple[str, int]], where: str) -> None:
+    """Refuse a vehicle id that appears under two enterprises (``owner``: id -> (enterprise, row)).
+
+    Mileage is kept per vehicle id; one id in two enterprises would credit one
+    enterprise with the other's kilometres.
+    """
+    ok = (ch.vehicle >= 0) & (ch.enterprise >= 0)
+    if not ok.any():
+        return
+    pairs, first = np.unique(np.stack([ch.vehicle[ok], ch.enterprise[ok]], axis=1), axis=0, return_index=True)
+    rows = ch.first_row + np.flatnonzero(ok)[first]
+    for (v, e), row in zip(pairs.tolist(), rows.tolist()):
+        vname, ename = ch.vehicle_names[v], ch.enterprise_names[e]
+        seen = owner.setdefault(vname, (ename, row))
+        if seen[0] != ename:
+            a, b = sorted([seen, (ename, row)], key=lambda x: x[1])
+            raise FleetLogError(
+                f"vehicle {strip_controls(vname)[:60]!r} appears under two enterprises, "
+                f"{strip_controls(a[0])[:60]!r} (row {a[1] + 1}) and {strip_controls(b[0])[:60]!r} (row {b[1] + 1})",
+                where=where, hint="a vehicle id must name one vehicle: give each enterprise's vehicles distinct ids "
+                                  "(e.g. prefix the enterprise)")
 
 
 def chunk_from_table(tab: pa.Table | pa.RecordBatch, cols: dict[str, str], first_row: int) -> RawChunk:
@@ -318,9 +368,31 @@ class FleetLog:
         side = sidecar_path(self.path)
         if fmt != "parquet" and side.exists():
             try:
-                self.info.metadata = json.loads(side.read_text(encoding="utf-8"))
+                meta = json.loads(side.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
                 self.info.warnings.append(f"unreadable sidecar {side.name}: {e}")
+            else:
+                self.info.metadata = self._own_sidecar(meta, side)
+
+    def _own_sidecar(self, meta: Any, side: Path) -> dict[str, Any]:
+        """The sidecar's metadata if it belongs to this very log (its ``log_sha256``), else ``{}``.
+
+        A leftover ``LOG.meta.json`` of an earlier simulated log must never mark a
+        real log written under the same name SYNTHETIC.
+        """
+        from .provenance import sha256_file
+
+        if not isinstance(meta, dict):
+            msg = f"sidecar {side.name} is not a JSON object: ignored"
+        elif meta.get("log_sha256") != sha256_file(self.path):
+            msg = (f"sidecar {side.name} does not belong to this log (its checksum "
+                   f"{'is missing' if not meta.get('log_sha256') else 'differs'}): ignored, the log is "
+                   "not marked synthetic")
+        else:
+            return meta
+        self.info.warnings.append(msg)
+        warnings.warn(f"{self.path}: {msg}", FleetLogWarning, stacklevel=3)
+        return {}
 
     # -- parquet
     def _open_parquet(self) -> LogInfo:
@@ -339,6 +411,9 @@ class FleetLog:
                 meta = json.loads(raw.decode("utf-8"))
             except ValueError:
                 meta = {}
+        if pf.metadata.num_rows == 0:
+            raise FleetLogError("the log holds no rows", where=str(self.path),
+                                hint="a fleet log needs at least one row of vehicle_id, enterprise, timestamp, lon, lat")
         self._pf = pf
         return LogInfo(str(self.path), "parquet", cols, n_rows=pf.metadata.num_rows,
                        row_groups=pf.metadata.num_row_groups, metadata=meta)
@@ -476,13 +551,33 @@ class FleetLog:
 
     # -- all formats
     def chunks(self) -> Iterator[RawChunk]:
-        """The whole log as :class:`RawChunk` blocks of about ``chunk_rows`` rows."""
+        """The whole log as :class:`RawChunk` blocks of about ``chunk_rows`` rows.
+
+        Raises
+        ------
+        FleetLogError
+            The log holds no rows (a header-only CSV, a GPX without track
+            points), or one vehicle id appears under two enterprises.
+        """
         if self.info.format == "parquet":
-            yield from self.chunks_of_row_groups(0, self.info.row_groups or 0)
+            parts = self.chunks_of_row_groups(0, self.info.row_groups or 0)
         elif self.info.format == "csv":
-            yield from self._rechunk(self._csv_batches())
+            parts = self._rechunk(self._csv_batches())
         else:
-            yield from self._rechunk(self._gpx_batches())
+            parts = self._rechunk(self._gpx_batches())
+        owner: dict[str, tuple[str, int]] = {}
+        rows = 0
+        for ch in parts:
+            rows += len(ch)
+            check_vehicle_identity(ch, owner, str(self.path))
+            yield ch
+        if rows == 0 and not self.info.malformed_lines:
+            if self.info.format == "gpx":
+                raise FleetLogError("the GPX file holds no track points (<trk><trkseg><trkpt>)", where=str(self.path),
+                                    hint="routes (<rte>) and waypoints are plans, not fleet logs: give the "
+                                         "recorded tracks")
+            raise FleetLogError("the log holds no rows (a header only?)", where=str(self.path),
+                                hint="a fleet log needs rows of vehicle_id, enterprise, timestamp, lon, lat")
 
     def chunks_of_row_groups(self, start: int, stop: int) -> Iterator[RawChunk]:
         """:class:`RawChunk` blocks of Parquet row groups ``start..stop-1`` (row numbers global)."""

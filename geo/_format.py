@@ -15,8 +15,11 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .errors import strip_controls
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -65,7 +68,7 @@ def render(records: Sequence[Mapping[str, Any]], fmt: str = "table", *,
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
+        w.writerow([csv_safe(str(c)) for c in cols])
         for r in records:
             w.writerow([_csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
@@ -98,16 +101,55 @@ def _csv_cell(v: Any) -> Any:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, (list, tuple)):
-        return ";".join(str(x) for x in v)
-    return v
+        return csv_safe(";".join(str(x) for x in v))
+    return csv_safe(v)
+
+
+#: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\n")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula (OWASP CSV-injection advice).
+
+    Strings starting with ``= + - @``, a tab or a carriage return, also after
+    leading whitespace (spreadsheets trim it), get a ``'`` prefix; numbers and
+    strings that are plain numbers (``-1.5``) stay as they are; a CR inside a cell
+    becomes LF (so that the cell is quoted). Every CSV writer
+    of ``icv`` passes its string cells through this one function.
+    """
+    if not isinstance(value, str) or not value:
+        return value
+    # a bare CR is not quoted by Python's csv writer (line terminator "\n") and splits the row
+    # in other readers: line breaks inside a cell become LF, which the writer quotes
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if value[0] in _FORMULA_START or value.lstrip(" \t\r\n")[:1] in _FORMULA_START[:4]:
+        if _PLAIN_NUMBER.match(value.strip()):
+            return value
+        return "'" + value
+    return value
+
+
+def csv_safe_frame(df: Any) -> Any:
+    """A copy of a pandas DataFrame with every text cell passed through :func:`csv_safe`."""
+    from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
+
+    out = df.copy()
+    for c in out.columns:
+        col = out[c]
+        if not (is_numeric_dtype(col) or is_bool_dtype(col) or is_datetime64_any_dtype(col)):
+            out[c] = col.astype(object).map(csv_safe)
+    out.columns = [csv_safe(str(c)) for c in out.columns]
+    return out
 
 
 def md_escape(value: Any) -> str:
     """Text for a Markdown cell or line: OSM names and file names are data, never markup or HTML."""
-    text = "" if value is None else str(value)
-    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]"):
+    text = strip_controls("" if value is None else str(value))
+    for ch in ("\\", "|", "<", ">", "*", "_", "`", "[", "]", "&"):
         text = text.replace(ch, "\\" + ch)
-    return text.replace("\r", " ").replace("\n", " ")
+    return text
 
 
 def _is_num(v: Any) -> bool:

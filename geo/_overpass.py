@@ -32,6 +32,7 @@ import email.utils
 import html
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -55,7 +56,7 @@ from requests.hooks import default_hooks
 from shapely.geometry import MultiPolygon, Polygon
 from tqdm.auto import tqdm
 
-from .errors import InputError, SourceUnavailableError, ZoneError
+from .errors import InputError, SourceUnavailableError, ZoneError, strip_controls
 from .roads import RawWay, RoadFilter, ways_from_graph
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,48 @@ USEFUL_TAGS_WAY = (
 )
 _CHUNK = 64 * 1024
 _LOCK = threading.Lock()
+#: Largest Overpass answer accepted, bytes after decoding (gzip): the whole of Jiading is
+#: about 30 MB; raise it with ``max_answer_bytes`` or ``$ICV_MAX_ANSWER_MB``.
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
+
+def max_answer_bytes() -> int:
+    """The answer-size cap: ``$ICV_MAX_ANSWER_MB`` (MiB) or :data:`MAX_ANSWER_BYTES`."""
+    raw = os.environ.get("ICV_MAX_ANSWER_MB")
+    if raw is None or not raw.strip():
+        return MAX_ANSWER_BYTES
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not (mb > 0 and mb < 1e7):
+        raise InputError(f"bad ICV_MAX_ANSWER_MB {raw!r}", hint="give a positive number of MiB, e.g. 512")
+    return int(mb * 1024 * 1024)
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The URL without ``user:password@`` and the credentials (for HTTP basic auth), if any.
+
+    Credentials are sent as an ``Authorization`` header and never appear in a
+    message, a cache, provenance or a map.
+    """
+    parts = urlparse(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    from urllib.parse import unquote
+
+    auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return parts._replace(netloc=netloc).geturl(), auth
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages)."""
+    return re.sub(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]*@", r"\1***@", str(url))
 
 
 @dataclass(frozen=True)
@@ -126,7 +169,7 @@ def resolve_url(url: str | None = None) -> str:
     base = re.sub(r"/interpreter$", "", base)
     parts = urlparse(base)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InputError(f"Overpass URL {raw!r} is not an http(s) URL",
+        raise InputError(f"Overpass URL {redact_url(raw)!r} is not an http(s) URL",
                          hint="give the API base, e.g. https://overpass-api.de/api")
     return base
 
@@ -197,12 +240,16 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
     InputError
         ``url`` is not an http(s) URL.
     """
-    base = resolve_url(url)
+    base, auth = split_credentials(resolve_url(url))
     _check_polygon(polygon)
     if margin_m > 0:
         polygon = _widen(polygon, margin_m)
     hook = _RetryHook(base, timeout=timeout, max_retries=max(0, max_retries),
-                      backoff=max(0.0, backoff), progress=progress)
+                      backoff=max(0.0, backoff), progress=progress, max_bytes=max_answer_bytes())
+    requests_kwargs: dict[str, Any] = {"hooks": {"response": [hook]}, "allow_redirects": True}
+    if auth is not None:
+        requests_kwargs["auth"] = auth
+        hook.session.auth = auth  # retries and /status
     cached: list[str | None] = []
     values: dict[str, Any] = {
         "overpass_url": base,
@@ -210,7 +257,7 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
         "overpass_memory": memory,
         "overpass_settings": "[out:json][timeout:{timeout}]{maxsize}",
         "overpass_rate_limit": False,  # no /status call before each query; 429 is handled by the hook
-        "requests_kwargs": {"hooks": {"response": [hook]}},
+        "requests_kwargs": requests_kwargs,
         "doh_url_template": None,  # never ask Google's DNS-over-HTTPS when the host does not resolve
         "use_cache": cache_dir is not None,
         "cache_folder": str(Path(cache_dir) / "overpass") if cache_dir is not None else ox.settings.cache_folder,
@@ -224,7 +271,7 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
                    file=sys.stderr)
     G = None
     try:
-        with _LOCK, _osmnx_settings(values), _watch_cache(cached):
+        with _LOCK, _osmnx_settings(values), _watch_cache(cached), _header_deadline(timeout):
             G = ox.graph_from_polygon(polygon, network_type="all", custom_filter=road_filter.overpass_filter(),
                                       simplify=False, retain_all=True, truncate_by_edge=True)
     except requests.exceptions.RequestException as exc:
@@ -292,6 +339,13 @@ def _watch_cache(stamps: list[str | None]) -> Iterator[None]:
     original: Callable[[str], Any] = _ox_http._retrieve_from_cache
 
     def retrieve(key: str) -> Any:
+        path = _ox_http._resolve_cache_filepath(key)
+        if path.exists() and not path.is_file():  # a FIFO would hang the read, /dev/zero never end
+            log.warning("ignoring Overpass cache entry %s: not a regular file", path)
+            return None
+        if path.is_symlink():
+            log.warning("ignoring Overpass cache entry %s: a symbolic link", path)
+            return None
         try:
             data = original(key)
         except (ValueError, UnicodeDecodeError):
@@ -299,15 +353,117 @@ def _watch_cache(stamps: list[str | None]) -> Iterator[None]:
             log.warning("dropping unreadable Overpass cache file %s", path)
             path.unlink(missing_ok=True)
             return None
+        if data is not None and (_invalid_answer(data) or not data.get("elements")):
+            path = _ox_http._resolve_cache_filepath(key)
+            log.warning("dropping invalid or empty Overpass cache file %s", path)
+            path.unlink(missing_ok=True)
+            return None
         if isinstance(data, dict):
             stamps.append(_osm_base(data))
         return data
 
+    def save(url: str, response_json: Any, ok: bool) -> None:
+        # an empty answer (server hiccup, wrong area) would be replayed forever: never cached
+        if isinstance(response_json, dict) and response_json.get("elements") and not _invalid_answer(response_json):
+            path = _ox_http._resolve_cache_filepath(url)
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                path.unlink()  # writing into a FIFO would block, into a link would write elsewhere
+            original_save(url, response_json, ok)
+
+    original_save = _ox_http._save_to_cache
     _ox_http._retrieve_from_cache = retrieve
+    _ox_http._save_to_cache = save
     try:
         yield
     finally:
         _ox_http._retrieve_from_cache = original
+        _ox_http._save_to_cache = original_save
+
+
+@contextlib.contextmanager
+def _header_deadline(timeout: float) -> Iterator[None]:
+    """A total deadline for the status line and headers of every answer during a pull.
+
+    requests' ``timeout`` bounds each socket read, so a server sending its
+    headers one byte a second never times out; here a timer shuts the socket
+    down once ``timeout`` seconds have passed without the headers complete.
+    """
+    import urllib3.connection as uc
+
+    original = uc.HTTPConnection.getresponse
+
+    def getresponse(self: Any) -> Any:
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            sock = getattr(self, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return original(self)
+        except Exception:
+            if fired.is_set():
+                raise TimeoutError(f"headers not complete within {timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+
+    uc.HTTPConnection.getresponse = getresponse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        uc.HTTPConnection.getresponse = original  # type: ignore[method-assign]
+
+
+def _invalid_answer(data: Any) -> str | None:
+    """Why an Overpass JSON answer cannot be used as OSM data, or None when it can.
+
+    Checked before OSMnx sees it (and before it is cached): element types, ids,
+    finite in-range coordinates, node lists and tags of the right types.
+    """
+    if not isinstance(data, dict):
+        return f"the answer is a JSON {type(data).__name__}, not an object"
+    elements = data.get("elements")
+    if not isinstance(elements, list):
+        return "the answer holds no list of OSM elements"
+    for i, el in enumerate(elements):
+        if not isinstance(el, dict):
+            return f"element #{i} is a JSON {type(el).__name__}, not an object"
+        kind, eid = el.get("type"), el.get("id")
+        label = f"{kind} {eid}" if isinstance(kind, str) else f"element #{i}"
+        if kind not in ("node", "way", "relation", "area"):
+            return f"element #{i} has an unknown type {str(kind)[:40]!r}"
+        if isinstance(eid, bool) or not isinstance(eid, int) or not -2**63 < eid < 2**63:
+            return f"element #{i} ({kind}) has a missing or non-integer id"
+        tags = el.get("tags", {})
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            return f"{label} has tags that are not text"
+        if kind == "node":
+            lat, lon = el.get("lat"), el.get("lon")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
+                return f"{label} has coordinates that are not numbers (lat={str(lat)[:20]}, lon={str(lon)[:20]})"
+            if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+                return f"{label} has coordinates out of range (lat={lat}, lon={lon})"
+        elif kind == "way":
+            nodes = el.get("nodes")
+            if not isinstance(nodes, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in nodes):
+                return f"{label} has a node list that is not a list of ids"
+            if len(nodes) < 2:
+                return f"{label} has {len(nodes)} nodes (a way has at least 2)"
+    # the query ends in `>;`: every node of every way is in the answer, or the answer is cut
+    have = {el["id"] for el in elements if el.get("type") == "node"}
+    for el in elements:
+        if el.get("type") == "way":
+            missing = next((n for n in el["nodes"] if n not in have), None)
+            if missing is not None:
+                return f"way {el['id']} references node {missing}, which the answer does not hold (a cut answer?)"
+    return None
 
 
 def _osm_base(data: dict[str, Any]) -> str | None:
@@ -331,6 +487,18 @@ class _TooSlow(Exception):
     pass
 
 
+class _TooBig(Exception):
+    pass
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(name)  # NaN, Infinity: Python's json accepts them, JSON does not
+
+
 @dataclass
 class _RetryHook:
     """requests response hook: retry server faults, read the body with a deadline.
@@ -348,6 +516,7 @@ class _RetryHook:
     max_retries: int
     backoff: float
     progress: bool = False
+    max_bytes: int = MAX_ANSWER_BYTES
     answers: int = 0
     osm_bases: list[str | None] = field(default_factory=list)
     sleep: Callable[[float], None] = time.sleep
@@ -360,7 +529,16 @@ class _RetryHook:
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         """Return a good answer for ``response.request`` or raise SourceUnavailableError."""
         if response.is_redirect:
-            return response  # requests follows it and calls the hook again
+            # followed by requests (which calls the hook again) only on the same host: the
+            # provenance names the server asked, so an answer from elsewhere is refused
+            target = requests.compat.urljoin(response.url, response.headers.get("Location", ""))
+            if (urlparse(target).hostname or "").lower() != (urlparse(self.base).hostname or "").lower():
+                response.close()
+                raise SourceUnavailableError(
+                    f"the server redirects (HTTP {response.status_code}) to another host, "
+                    f"{strip_controls(redact_url(target))[:120]}; refused", where=self.base,
+                    hint="give that server's URL with --overpass-url if you trust it")
+            return response
         send_kwargs = {k: kwargs[k] for k in ("timeout", "verify", "proxies", "cert") if k in kwargs}
         tries = 1
         while True:
@@ -386,6 +564,7 @@ class _RetryHook:
             tries += 1
 
     def _say(self, message: str) -> None:
+        message = strip_controls(message)
         # once: to the user's stderr when icv shows progress, else to the log (logging's
         # last-resort handler prints an unhandled warning to stderr too: both would print it twice)
         if self.progress:
@@ -402,6 +581,9 @@ class _RetryHook:
                           ask_status=wait is None and status == 429)
         try:
             body = self._read_body(response)
+        except _TooBig as exc:
+            return _Fault(f"the answer is larger than {self.max_bytes / 2**20:g} MiB{exc.args[0]}", retry=False,
+                          hint="query a smaller zone, or raise the cap with ICV_MAX_ANSWER_MB (MiB)")
         except (_TooSlow, urllib3.exceptions.ReadTimeoutError, TimeoutError):
             return _Fault(f"the server did not finish sending its answer within {self.timeout:g} s",
                           retry=False)
@@ -415,11 +597,20 @@ class _RetryHook:
             return _Fault(f"the answer is a web page, not Overpass JSON: {_excerpt(body)}", retry=False,
                           hint=_URL_HINT + OFFLINE_HINT)
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_no_constant)
+        except _NotJson as exc:
+            return _Fault(f"the answer holds {exc.args[0]}, which is not JSON data", retry=False,
+                          hint=_URL_HINT + OFFLINE_HINT)
+        except RecursionError:
+            return _Fault("the answer is JSON nested too deeply to be Overpass data", retry=False,
+                          hint=_URL_HINT + OFFLINE_HINT)
         except ValueError:
             return _Fault("the answer is not complete JSON (cut short?)", retry=True)
         if not isinstance(data, dict) or not isinstance(data.get("elements"), list):
             return _Fault("the answer holds no OSM elements", retry=True)
+        why = _invalid_answer(data)
+        if why:  # never handed to OSMnx, never cached
+            return _Fault(f"the answer is not valid OSM data: {why}", retry=False, hint=_URL_HINT + OFFLINE_HINT)
         remark = data.get("remark")
         if remark:
             # Overpass adds a remark only when the query did not run to the end
@@ -442,7 +633,10 @@ class _RetryHook:
         deadline = time.monotonic() + self.timeout
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > self.max_bytes:
+            raise _TooBig(f" (Content-Length {total:,} bytes)")
         parts: list[bytes] = []
+        size = 0
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="Overpass",
                   file=sys.stderr, disable=None if self.progress else True,  # None: a bar on a terminal only
                   leave=False, mininterval=0.5) as bar:
@@ -452,6 +646,9 @@ class _RetryHook:
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
                 if not chunk:
                     break
+                size += len(chunk)
+                if size > self.max_bytes:  # counted after decoding: a gzip bomb stops here
+                    raise _TooBig(" once decoded" if response.headers.get("Content-Encoding") else "")
                 parts.append(chunk)
                 bar.update(len(chunk))
         body = b"".join(parts)

@@ -12,7 +12,24 @@ unreachable server a :class:`ConnectionError`, cache and output faults an
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: C0/C1 control characters (ESC of terminal sequences, BEL, NUL...) and the bidi
+#: overrides that reorder text on screen; whitespace controls become spaces.
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: object) -> str:
+    """``text`` with control characters removed: safe to print on a terminal or in a log.
+
+    Strings from files and servers are data; an ESC sequence in them must not
+    reach the user's terminal.
+    """
+    s = "" if text is None else str(text)
+    # ESC [ ... letter (CSI) and ESC ] ... BEL (OSC) go whole, not just their ESC
+    s = re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x9b[0-?]*[ -/]*[@-~]", "", s)
+    return _CONTROLS.sub("", s.replace("\t", " ").replace("\n", " ").replace("\r", " "))
 
 
 class IcvError(Exception):
@@ -42,7 +59,7 @@ class IcvError(Exception):
         if self.hint:
             hint = self.hint.rstrip(".")
             line += " " + hint[:1].upper() + hint[1:] + "."
-        return " ".join(line.split())
+        return " ".join(strip_controls(line).split())
 
 
 class InputError(IcvError, ValueError):
@@ -87,6 +104,10 @@ class OutputError(IcvError, OSError):
     """An output file cannot be written where the user asked."""
 
     exit_code = 5
+
+
+class InputWarning(UserWarning):
+    """An input was read with a stated repair (duplicate ids, history versions...); one line for the user."""
 
 
 def _rebuild(cls: type[IcvError], what: str, where: str | None, hint: str | None) -> IcvError:

@@ -62,7 +62,7 @@ from ._atomic import atomic_paths
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
 from ._fleet_match import MatchParams, PieceMatcher
-from ._format import render
+from ._format import csv_safe_frame, render
 from .errors import InputError
 from .provenance import Provenance, sha256_file
 from .zones import Zone
@@ -570,8 +570,9 @@ def write_outputs(result: MileageResult, out_dir: str | os.PathLike[str], fmt: s
     # one set: renamed together, so an interrupt never mixes new tables with old ones
     with atomic_paths(*written) as tmps:
         gdf.to_parquet(tmps[0], index=False)
-        flat.to_csv(tmps[1], index=False, encoding="utf-8")
-        result.pieces_by_enterprise().to_csv(tmps[2], index=False, encoding="utf-8")
+        # vehicle and enterprise names come from the log: never a live spreadsheet formula
+        csv_safe_frame(flat).to_csv(tmps[1], index=False, encoding="utf-8")
+        csv_safe_frame(result.pieces_by_enterprise()).to_csv(tmps[2], index=False, encoding="utf-8")
         for tmp, name in zip(tmps[3:], texts, strict=True):
             tmp.write_text(texts[name], encoding="utf-8")
 

@@ -430,12 +430,12 @@ def report_markdown(*, zone_name: str, place: str, stats: RoadStats | None, comp
     if provenance is not None:
         lines += [f"- data source: {provenance.source_kind} {md_escape(provenance.source)}"
                   + (f" (sha256 {provenance.source_sha256[:16]})" if provenance.source_sha256 else ""),
-                  f"- OSM data timestamp: {provenance.osm_timestamp or 'unknown'}",
+                  f"- OSM data timestamp: {md_escape(provenance.osm_timestamp or 'unknown')}",
                   f"- road filter: {md_escape(provenance.filter)}", f"- zone: {md_escape(zone_name)}",
-                  f"- made by icv {provenance.tool_version} at {provenance.created}",
+                  f"- made by icv {md_escape(provenance.tool_version)} at {md_escape(provenance.created)}",
                   f"- {OSM_ATTRIBUTION}"]
         if reach:
-            lines.append(f"- network reach: {reach}")
+            lines.append(f"- network reach: {md_escape(reach)}")
         lines += [f"- {md_escape(n)}" for n in zone_notes or ()]
         lines.append("")
     if any("verdict" in r for r in comparison):

@@ -51,7 +51,7 @@ from ._atomic import atomic_path, write_text
 from ._fleet_io import META_KEY, log_format, sidecar_path
 from ._fleet_match import metric_crs
 from .errors import EmptyNetworkError, InputError
-from .provenance import Provenance
+from .provenance import sha256_file, Provenance
 from .roads import roads_to_graph
 
 #: Cruising speed per highway class (m/s) before the random factor.
@@ -412,10 +412,12 @@ def write_simulation(sim: Simulation, path: str | os.PathLike[str], row_group_ro
         df["timestamp"] = df["timestamp"].map(lambda ts: ts.isoformat())
         with atomic_path(path) as tmp:
             df.to_csv(tmp, index=False, encoding="utf-8")
-        written.append(write_text(sidecar_path(path), json.dumps(meta, ensure_ascii=False, indent=2) + "\n"))
+        written.append(write_text(sidecar_path(path), json.dumps({**meta, "log_sha256": sha256_file(path)},
+                                                                 ensure_ascii=False, indent=2) + "\n"))
     else:
         write_text(path, gpx_text(sim.log, meta))
-        written.append(write_text(sidecar_path(path), json.dumps(meta, ensure_ascii=False, indent=2) + "\n"))
+        written.append(write_text(sidecar_path(path), json.dumps({**meta, "log_sha256": sha256_file(path)},
+                                                                 ensure_ascii=False, indent=2) + "\n"))
     tp = truth_path(path)
     with atomic_path(tp) as tmp:
         sim.truth.to_csv(tmp, index=False, encoding="utf-8")

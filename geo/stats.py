@@ -789,15 +789,25 @@ def _in_zone_points(xy: np.ndarray, zone_p: BaseGeometry | None) -> np.ndarray:
 
 
 def _zone_stats(prep: _Prepared, zone: BaseGeometry | None, zone_name: str | None,
-                params: StatsParams, provenance: Provenance | None) -> RoadStats:
+                params: StatsParams, provenance: Provenance | None,
+                exclude: BaseGeometry | None = None) -> RoadStats:
     crs = prep.crs
     zone_p = _project(np.array([zone], dtype=object), crs)[0] if zone is not None else None
+    exclude_p = _project(np.array([exclude], dtype=object), crs)[0] if exclude is not None else None
     if zone_p is not None and not zone_p.is_valid:
         # a valid lon/lat outline can turn invalid by a rounding-sized sliver once projected
-        zone_p = shapely.union_all([g for g in shapely.get_parts(shapely.make_valid(zone_p))
-                                    if g.geom_type == "Polygon"])
+        # every polygon of the repair, however nested (a MultiPolygon inside a GeometryCollection too)
+        from .zones import polygonal_parts
+
+        zone_p = polygonal_parts(shapely.make_valid(zone_p))
     area = zone_area_km2(zone) if zone is not None else None
     clipped, status = _clip(prep.lines, zone_p)
+    if exclude_p is not None:  # border lines already counted in another sub-zone
+        hit = np.flatnonzero(status > 0)
+        hit = hit[shapely.intersects(clipped[hit], exclude_p)]
+        if len(hit):
+            clipped[hit] = shapely.difference(clipped[hit], exclude_p)
+            status[hit] = 1
     clipped_m = np.nan_to_num(shapely.length(np.where(status > 0, clipped, None)).astype(float))
     # paired stretches, clipped like their pieces
     pr = prep.pairing
@@ -805,7 +815,10 @@ def _zone_stats(prep: _Prepared, zone: BaseGeometry | None, zone_name: str | Non
     seg_in = np.where(st == 2, pr.lengths, 0.0)
     cross = st == 1
     if cross.any() and zone_p is not None:
-        seg_in[cross] = shapely.length(shapely.intersection(pr.segments(cross), zone_p))
+        inter = shapely.intersection(pr.segments(cross), zone_p)
+        if exclude_p is not None:
+            inter = shapely.difference(inter, exclude_p)
+        seg_in[cross] = shapely.length(inter)
     paired_m = np.bincount(pr.segment_line, weights=seg_in, minlength=len(prep.lines))
     paired_m = np.minimum(paired_m, clipped_m)  # float noise only
     centerline_m = clipped_m - 0.5 * paired_m
@@ -1034,8 +1047,15 @@ def road_stats(roads: gpd.GeoDataFrame | Any, zone: Zone | BaseGeometry | None =
     roads = roads.reset_index(drop=True)
     prep = _prepare(roads, crs, params)
     stats = _zone_stats(prep, geom, zone_name, params, provenance)
+    earlier: BaseGeometry | None = None
     for name, sub in _as_subzones(subzones).items():
-        stats.subzones[name] = _zone_stats(prep, sub, name, params, provenance)
+        # a road along a border two sub-zones share counts in the first of them (file order), so
+        # the sub-zones' km add up to the zone's instead of counting that road twice
+        shared = shapely.intersection(sub.boundary, earlier) if earlier is not None else None
+        if shared is not None and shapely.length(shared) <= 0:
+            shared = None
+        stats.subzones[name] = _zone_stats(prep, sub, name, params, provenance, exclude=shared)
+        earlier = sub if earlier is None else shapely.union(earlier, sub)
     return stats
 
 

@@ -39,11 +39,14 @@ Rules for zone input (:func:`import_zone`, :func:`load_zone`):
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
+import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +63,7 @@ from shapely.geometry.base import BaseGeometry
 from ._atomic import atomic_path
 from ._paths import ZONES_DIR
 from ._version import __version__
-from .errors import ZoneError
+from .errors import ZoneError, strip_controls
 from .gcj02 import geometry_gcj02_to_wgs84, in_china
 from .provenance import sha256_file, utc_now
 
@@ -350,6 +353,60 @@ def _polygonal(geom: BaseGeometry, where: str) -> BaseGeometry:
                     hint="a zone is an area: give it as a Polygon/MultiPolygon (a closed ring, first vertex = last)")
 
 
+#: Largest extent of a zone, degrees of longitude or latitude: lengths are measured in one
+#: projected CRS (the zone's UTM zone, an equal-area conic), which holds for a region, not a globe.
+MAX_ZONE_SPAN_DEG = 60.0
+
+
+def polygonal_parts(geom: BaseGeometry | None) -> BaseGeometry:
+    """Every polygon inside ``geom``, however deeply nested in collections, as one (Multi)Polygon.
+
+    ``shapely.make_valid`` may return a GeometryCollection of a MultiPolygon and
+    lines; keeping only its top-level Polygons would drop the MultiPolygon's area.
+    """
+    if geom is None or geom.is_empty:
+        return shapely.Polygon()
+    parts = [geom]
+    polys: list[BaseGeometry] = []
+    while parts:
+        g = parts.pop()
+        if g.geom_type == "Polygon":
+            if not g.is_empty:
+                polys.append(g)
+        elif g.geom_type in ("MultiPolygon", "GeometryCollection"):
+            parts.extend(g.geoms)
+    if not polys:
+        return shapely.Polygon()
+    return polys[0] if len(polys) == 1 else shapely.union_all(polys)
+
+
+def _check_extent(geom: BaseGeometry, where: str) -> None:
+    """Refuse outlines drawn across the antimeridian, and zones too large for one projection."""
+    polys = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+    for poly in polys:
+        for ring in [poly.exterior, *poly.interiors]:
+            x = np.asarray(ring.coords)[:, 0]
+            # an edge from 180 to -180 runs along the map's edge (a whole-world outline), not across it
+            jump = np.flatnonzero((np.abs(np.diff(x)) > 180) & ~((np.abs(x[:-1]) == 180) & (np.abs(x[1:]) == 180)))
+            if len(jump):
+                i = int(jump[0])
+                raise ZoneError(f"the outline crosses the antimeridian (an edge runs from lon {x[i]:g} to "
+                                f"{x[i + 1]:g}, the long way round the globe)", where=where,
+                                hint="split it at 180° into two polygons, one each side, e.g. "
+                                     "`ogr2ogr -wrapdateline out.geojson in.geojson`")
+    minx, miny, maxx, maxy = geom.bounds
+    if (maxx - minx > 180 and all(p.bounds[2] - p.bounds[0] <= 180 for p in polys)
+            and any(p.bounds[2] >= 180 for p in polys) and any(p.bounds[0] <= -180 for p in polys)):
+        raise ZoneError("the zone lies on both sides of the antimeridian (parts end at 180° and at -180°)",
+                        where=where, hint="areas and lengths are measured in one projection that does not wrap "
+                                          "round the globe: give each side as a zone of its own")
+    if maxx - minx > MAX_ZONE_SPAN_DEG or maxy - miny > MAX_ZONE_SPAN_DEG:
+        raise ZoneError(f"the outline spans {maxx - minx:g}° of longitude and {maxy - miny:g}° of latitude "
+                        f"(at most {MAX_ZONE_SPAN_DEG:g}° each)", where=where,
+                        hint="a test zone is a region (a district, a city, a province): lengths and areas are "
+                             "measured in one projection of it. Give that region's outline")
+
+
 def validate_zone_geometry(geom: BaseGeometry, *, where: str = "zone",
                            notes: list[str] | None = None) -> BaseGeometry:
     """Check a lon/lat zone outline; return it, or its documented repair.
@@ -383,12 +440,11 @@ def validate_zone_geometry(geom: BaseGeometry, *, where: str = "zone",
     geom = _polygonal(geom, where)
     geom = shapely.force_2d(geom)
     _check_lonlat(shapely.get_coordinates(geom), where=where, kind="wgs84")
+    _check_extent(geom, where)
     zero_hint = "give the zone's polygon (its vertices must enclose an area)"
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
-        repaired = shapely.make_valid(geom, method="structure", keep_collapsed=False)
-        if repaired.geom_type == "GeometryCollection":
-            repaired = shapely.union_all([p for p in repaired.geoms if p.geom_type in ("Polygon", "MultiPolygon")])
+        repaired = polygonal_parts(shapely.make_valid(geom, method="structure", keep_collapsed=False))
         if repaired.is_empty:
             raise ZoneError(f"the outline encloses no area ({reason})", where=where, hint=zero_hint)
         if _rough_area_m2(repaired) < MIN_AREA_M2:
@@ -425,11 +481,55 @@ def _feature_label(path: Path, i: int, row: Mapping[str, Any] | None) -> str:
     return label
 
 
-def _read_file(path: Path) -> gpd.GeoDataFrame:
+@contextlib.contextmanager
+def literal_path(path: Path) -> Iterator[str]:
+    """A path string that GDAL reads as exactly this local file.
+
+    GDAL (through pyogrio) reinterprets some paths: ``a!b.geojson`` is member
+    ``b.geojson`` of archive ``a``, ``zip://``/``http://`` are virtual files, a
+    newline or ``;`` can end the name. A path with any such character is read
+    through a symlink of a plain name in a temporary folder (with every file
+    sharing its stem, for Shapefile sidecars), so the file given is the file read.
+    """
+    import tempfile
+
+    from pyogrio.util import vsi_path
+
+    text = str(path.absolute())
+    if vsi_path(text) == text and not re.search(r"[!;\n\r\t?*\"<>|]|://|^/vsi", text):
+        yield text
+        return
+    with tempfile.TemporaryDirectory(prefix="icv-zone-") as tmp:
+        base = path.name[: -len("".join(path.suffixes))] if path.suffixes else path.name
+        for sib in path.absolute().parent.iterdir():
+            if sib.name == path.name or (sib.name.startswith(base + ".") and sib.is_file()):
+                os.symlink(sib, Path(tmp) / ("zone" + sib.name[len(base):]))
+        yield str(Path(tmp) / ("zone" + path.name[len(base):]))
+
+
+def _read_file(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:
     if not path.exists():
         raise ZoneError("zone file not found", where=str(path), hint="check the path")
+    if path.is_dir():
+        raise ZoneError("is a folder, not a zone file", where=str(path), hint="give a GeoJSON, GeoPackage or Shapefile")
     try:
-        gdf = gpd.read_file(path)
+        with literal_path(path) as real:
+            import pyogrio
+
+            try:
+                layers = [str(x[0]) for x in pyogrio.list_layers(real)]
+            except Exception:  # unreadable: read_file below says why
+                layers = []
+            if layer is None and len(layers) > 1:
+                shown = ", ".join(strip_controls(x)[:40] for x in layers[:8]) + (" ..." if len(layers) > 8 else "")
+                raise ZoneError(f"the file holds {len(layers)} layers ({shown})", where=str(path),
+                                hint="say which one is the zone: `icv zone import FILE --layer NAME --crs ...`")
+            if layer is not None and layers and layer not in layers:
+                raise ZoneError(f"no layer {layer!r} in the file (layers: {', '.join(layers[:8])})", where=str(path),
+                                hint="give one of the file's layers with --layer")
+            gdf = gpd.read_file(real, layer=layer) if layer is not None else gpd.read_file(real)
+    except ZoneError:
+        raise
     except Exception as e:  # pyogrio raises several types for unreadable files
         raise ZoneError(f"cannot read the zone file ({type(e).__name__}: {e})", where=str(path),
                         hint="give a GeoJSON, GeoPackage or Shapefile") from e
@@ -441,7 +541,7 @@ def _read_file(path: Path) -> gpd.GeoDataFrame:
 
 def read_zone_features(path: str | Path, *, crs: str | ZoneCrs,
                        select: str | Sequence[str] | Mapping[str, Any] | None = None,
-                       notes: list[str] | None = None) -> gpd.GeoDataFrame:
+                       notes: list[str] | None = None, layer: str | None = None) -> gpd.GeoDataFrame:
     """Read a zone file's features as validated WGS84 (Multi)Polygons.
 
     Parameters
@@ -465,7 +565,7 @@ def read_zone_features(path: str | Path, *, crs: str | ZoneCrs,
     """
     path = Path(path)
     zcrs = crs if isinstance(crs, ZoneCrs) else parse_zone_crs(crs)
-    gdf = _read_file(path)
+    gdf = _read_file(path, layer)
     sel = parse_select(select)
     for key, value in sel.items():
         if key not in gdf.columns or key == gdf.geometry.name:
@@ -665,7 +765,7 @@ def _derivation(zcrs: ZoneCrs) -> str:
 def import_zone(path: str | Path, *, crs: str | ZoneCrs, name: str | None = None,
                 select: str | Sequence[str] | Mapping[str, Any] | None = None,
                 out_dir: str | Path | None = None, source_description: str | None = None,
-                licence: str | None = None) -> Path:
+                licence: str | None = None, layer: str | None = None) -> Path:
     """Import a zone file as ``<out_dir>/<name>.geojson`` plus a ``<name>.json`` sidecar.
 
     The features (all, or those matching ``select``) are read in the stated CRS,
@@ -707,7 +807,7 @@ def import_zone(path: str | Path, *, crs: str | ZoneCrs, name: str | None = None
     if not _NAME_RE.match(name) or name.endswith(".geojson"):
         raise ZoneError(f"bad zone name {name!r}", hint="use letters, digits, '_', '-' (e.g. jiading)")
     notes: list[str] = []
-    gdf = read_zone_features(path, crs=zcrs, select=select, notes=notes)
+    gdf = read_zone_features(path, crs=zcrs, select=select, notes=notes, layer=layer)
     rows = gdf.drop(columns=gdf.geometry.name).to_dict("records")
     snapped = []
     for i, row, g in zip(gdf.index, rows, gdf.geometry, strict=True):
