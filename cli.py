@@ -1252,11 +1252,15 @@ def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises
               help="Run on Dask: a scheduler address (tcp://HOST:8786) or 'local[:N]'. Parquet logs only.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write km per piece (GeoParquet, CSV), every table and the provenance here.")
+@click.option("--matcher", type=click.Choice(["hmm", "snap"]), default="hmm", show_default=True,
+              help="hmm: HMM map matching along routed paths (sparse or noisy logs); snap: nearest piece "
+                   "per fix (dense 1 Hz logs with little noise, fastest).")
 @click.option("--pieces", "pieces_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path, metavar="FILE",
               help="Also write km per road piece with its geometry to FILE (.gpkg, .fgb, .geojson, .parquet).")
 def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None, crs: str, chunk_rows: int,
-                  scheduler: str | None, out_dir: Path | None, pieces_out: Path | None) -> None:
+                  scheduler: str | None, out_dir: Path | None, pieces_out: Path | None,
+                  matcher: str = "hmm") -> None:
     """Test mileage of a fleet log: km per road piece, road, class, sub-zone, enterprise, vehicle; coverage.
 
     \b
@@ -1280,13 +1284,17 @@ def fleet_mileage(log: Path, zone: Any, net: Any, fmt: str, output: Path | None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", fleet_mod.FleetLogWarning)
         res = fleet_mod.compute_mileage(log, net.roads, zone=zone, crs=crs, chunk_rows=chunk_rows,
-                                        scheduler=scheduler, provenance=net.provenance)
+                                        scheduler=scheduler, provenance=net.provenance,
+                                        params=fleet_mod.MileageParams(matcher=matcher))
     for w in caught:
         click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
     bad = res.bad_rows()
     if bad:
         counts = ", ".join(f"{r['reason']}: {r['rows']}" for r in bad)
         click.echo(f"icv: {sum(r['rows'] for r in bad)} bad rows not used ({counts})", err=True)
+    if res.totals.unconnected_pairs and res.matcher == "hmm":
+        click.echo(f"icv: {res.totals.unconnected_pairs} pairs of fixes with no plausible route between them: "
+                   "tracks broken there, the hops counted off-network (see the unfollowed table)", err=True)
     excel = bool(click.get_current_context().meta.get("icv.excel"))
     if out_dir is not None:
         for f in fleet_mod.write_outputs(res, out_dir, fmt="csv" if fmt == "table" else fmt, bom=excel):

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._fleet_engine import EngineParams, MileageEngine, Totals
+from ._fleet_hmm import HmmEngine, HmmParams
 from ._fleet_io import FleetLog, chunk_from_table
 from ._fleet_match import PieceMatcher
 from .errors import InputError
@@ -127,21 +128,21 @@ def _env_int(value: str | None, default: int) -> int:
 
 
 def run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
-                  chunk_rows: int) -> Totals:
+                  chunk_rows: int, hmm: HmmParams | None = None) -> Totals:
     """Totals of the vehicles that start in row groups ``start..stop-1`` (see the module docstring)."""
     with _reusable_heap():
-        return _run_partition(path, start, stop, matcher, crs, params, chunk_rows)
+        return _run_partition(path, start, stop, matcher, crs, params, chunk_rows, hmm)
 
 
 def _run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
-                   chunk_rows: int) -> Totals:
+                   chunk_rows: int, hmm: HmmParams | None = None) -> Totals:
     log = FleetLog(path, chunk_rows=chunk_rows)
     n_rg = log.info.row_groups or 0
     col = log.info.columns["vehicle_id"]
     skip = last_vehicle(log, start - 1) if start > 0 else None
     tail = last_vehicle(log, stop - 1)
     leading = skip is not None
-    eng = MileageEngine(matcher, crs, params)
+    eng = HmmEngine(matcher, crs, params, hmm) if hmm is not None else MileageEngine(matcher, crs, params)
     for rg in range(start, n_rg):
         extending = rg >= stop
         for first, batch in log.iter_row_groups(rg, rg + 1):
@@ -169,11 +170,12 @@ def _ranges(n_rg: int, n_tasks: int) -> list[tuple[int, int]]:
 
 
 def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: EngineParams,
-                    scheduler: Any, tasks_per_worker: int = 2) -> tuple[Totals, str]:
+                    scheduler: Any, tasks_per_worker: int = 2, hmm: HmmParams | None = None) -> tuple[Totals, str]:
     """Run the engine over the log's row groups on Dask; returns the totals and the scheduler label.
 
     ``scheduler``: a ``distributed.Client``, a scheduler address (``tcp://host:8786``)
     or ``"local"`` / ``"local:N"`` (a LocalCluster of N single-threaded worker processes).
+    ``hmm``: match with :class:`~geo._fleet_hmm.HmmEngine` (``None``: the snap engine).
     """
     try:
         from distributed import Client, LocalCluster
@@ -201,7 +203,7 @@ def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: Engi
         if n_rg == 0:
             return Totals(matcher.n_pieces, matcher.n_subzones), label
         m_f = client.scatter(matcher, broadcast=True)
-        futs = [client.submit(run_partition, str(log.path), a, b, m_f, crs, params, log.chunk_rows, pure=False)
+        futs = [client.submit(run_partition, str(log.path), a, b, m_f, crs, params, log.chunk_rows, hmm, pure=False)
                 for a, b in _ranges(n_rg, workers * tasks_per_worker)]
         total = Totals(matcher.n_pieces, matcher.n_subzones)
         for part in client.gather(futs):

@@ -93,6 +93,9 @@ class EngineParams:
     detour_slack_m: float = 15.0
     lookahead: int = 2
     examples_per_reason: int = 5
+    #: metres added to ``max_speed_mps * dt`` before a step is a jump: two fixes' noise
+    #: (set from the log's estimated noise by geo.fleet, so a noisy 1 Hz log loses no valid fix)
+    jump_slack_m: float = 0.0
 
 
 @dataclass
@@ -111,6 +114,8 @@ class Totals:
     bad: Counter = field(default_factory=Counter)
     bad_examples: dict[str, list[int]] = field(default_factory=dict)
     unconnected_pairs: int = 0
+    #: pairs the HMM matcher could not follow: (vehicle, t0_ns, t1_ns, why), the first few
+    break_examples: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.piece_um is None:
@@ -128,6 +133,7 @@ class Totals:
         self.subzone_um += other.subzone_um
         self.zone_um += other.zone_um
         self.unconnected_pairs += other.unconnected_pairs
+        self.break_examples = sorted([*self.break_examples, *other.break_examples])[:20]
         for e, arr in other.enterprise_piece_um.items():
             if e in self.enterprise_piece_um:
                 self.enterprise_piece_um[e] = self.enterprise_piece_um[e] + arr
@@ -640,6 +646,7 @@ class MileageEngine:
         if n < 2:
             return keep, why
         vmax = self.p.max_speed_mps
+        slack = self.p.jump_slack_m
         same = np.r_[False, veh[1:] == veh[:-1]]
 
         def verdict(i: int, j: int) -> int:
@@ -648,13 +655,13 @@ class MileageEngine:
                 return _R["backwards timestamp"]
             if dt == 0:
                 return _R["repeated timestamp"]
-            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9:
+            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9 + slack:
                 return _R["jump over max speed"]
             return 0
 
         dt = np.r_[0, np.diff(t)].astype(np.float64)
         d = np.r_[0.0, np.hypot(np.diff(x), np.diff(y))]
-        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9))
+        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9 + slack))
         fl = np.flatnonzero(flag)
         if len(fl) == 0:
             return keep, why

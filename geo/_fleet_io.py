@@ -32,8 +32,10 @@ GPX
     Streamed with ``xml.etree.ElementTree.iterparse``. Each ``<trk>`` is a
     vehicle: ``vehicle_id`` is its ``<name>``; ``enterprise`` is an
     ``<extensions>`` child named ``enterprise`` (any namespace) or else the
-    track's ``<type>``. ``<speed>``/``<course>`` children of a point's
-    extensions become speed and heading.
+    track's ``<type>``; without them, the file name (stated as a warning).
+    ``<speed>``/``<course>`` children of a point's extensions become speed and
+    heading. A track without times (or one time for all its points) is an
+    ordered trace (:attr:`LogInfo.untimed`).
 
 Synthetic marker
 ----------------
@@ -90,6 +92,8 @@ def plausible_until_ns() -> int:
 
     return (int(time.time()) + 86_400) * 10**9
 META_KEY = b"icv"
+#: Placeholder epoch seconds of the first point of an ordered trace (2020-01-01T00:00:00Z).
+_ORDERED_T0 = 1_577_836_800
 
 
 class FleetLogWarning(UserWarning):
@@ -133,6 +137,8 @@ class LogInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     malformed_lines: int = 0
+    #: vehicles whose GPX track had no usable times (ordered traces; filled while reading)
+    untimed: set[str] = field(default_factory=set)
 
     @property
     def synthetic(self) -> bool:
@@ -485,17 +491,58 @@ class FleetLog:
         return LogInfo(str(self.path), "gpx", cols, encoding="xml")
 
     def _gpx_batches(self) -> Iterator[pa.RecordBatch]:
+        """Rows of the GPX tracks, one ``<trk>`` at a time (each is held until its end).
+
+        A track without ``<name>`` is vehicle ``FILESTEM-trkN``; without ``<type>``
+        or ``<extensions><enterprise>`` its enterprise is the file name's stem;
+        both stated in :attr:`LogInfo.warnings`. A track whose points have no
+        times, or one time for all, is an *ordered trace*: its points get
+        increasing placeholder times, its vehicle goes into
+        :attr:`LogInfo.untimed`, and the HMM matcher skips time-based checks for it.
+        """
         buf: dict[str, list[Any]] = {c: [] for c in (*REQUIRED, *OPTIONAL)}
         vehicle: str | None = None
         enterprise: str | None = None
         track = 0
         stack: list[str] = []
+        pts: list[tuple[Any, ...]] = []
+        stem = self.path.name[: -len(".gpx")] if self.path.name.lower().endswith(".gpx") else self.path.stem
+        no_type: list[str] = []
+        no_name: list[str] = []
 
         def flush() -> pa.RecordBatch:
             b = pa.RecordBatch.from_pydict({k: pa.array(v, type=pa.string()) for k, v in buf.items()})
             for v in buf.values():
                 v.clear()
             return b
+
+        def end_track() -> Iterator[pa.RecordBatch]:
+            veh = vehicle
+            if veh is None:
+                veh = f"{stem}-trk{track}"
+                no_name.append(veh)
+            ent = enterprise
+            if ent is None:
+                ent = stem
+                no_type.append(veh)
+            times = [t for _, _, t, _, _ in pts]
+            stamped = [t.strip() for t in times if t is not None and t.strip()]
+            ordered = len(pts) > 1 and (not stamped or (len(stamped) == len(pts) and len(set(stamped)) == 1))
+            if ordered:
+                self.info.untimed.add(veh.strip())
+            for i, (lon, lat, t, speed, course) in enumerate(pts):
+                buf["vehicle_id"].append(veh)
+                buf["enterprise"].append(ent)
+                buf["lon"].append(lon)
+                buf["lat"].append(lat)
+                # placeholder times of an ordered trace (1 s apart from 2020-01-01, epoch seconds):
+                # valid for the row checks, replaced by the order in the HMM engine, never shown
+                buf["timestamp"].append(str(_ORDERED_T0 + i) if ordered else t)
+                buf["speed"].append(speed)
+                buf["heading"].append(course)
+                if len(buf["lon"]) >= self.chunk_rows:
+                    yield flush()
+            pts.clear()
 
         try:
             for ev, el in ET.iterparse(self.path, events=("start", "end")):
@@ -515,13 +562,6 @@ class FleetLog:
                 elif tag == "enterprise" and in_trk_head:
                     enterprise = (el.text or "").strip() or enterprise
                 elif tag == "trkpt":
-                    if vehicle is None or enterprise is None:
-                        missing = [n for n, v in (("vehicle_id", vehicle), ("enterprise", enterprise)) if v is None]
-                        raise FleetLogError(
-                            f"missing column(s) {', '.join(missing)} in GPX track {track}",
-                            where=str(self.path),
-                            hint="give each <trk> a <name> (the vehicle) and a <type> or "
-                                 "<extensions><enterprise> (the enterprise) before its points")
                     t = speed = course = None
                     for ch in el.iter():
                         ctag = ch.tag.rsplit("}", 1)[-1]
@@ -531,21 +571,28 @@ class FleetLog:
                             speed = ch.text
                         elif ctag == "course":
                             course = ch.text
-                    buf["vehicle_id"].append(vehicle)
-                    buf["enterprise"].append(enterprise)
-                    buf["lon"].append(el.get("lon"))
-                    buf["lat"].append(el.get("lat"))
-                    buf["timestamp"].append(t)
-                    buf["speed"].append(speed)
-                    buf["heading"].append(course)
+                    pts.append((el.get("lon"), el.get("lat"), t, speed, course))
                     el.clear()
-                    if len(buf["lon"]) >= self.chunk_rows:
-                        yield flush()
-                elif tag in ("trkseg", "trk"):
+                elif tag == "trk":
+                    yield from end_track()
+                    el.clear()
+                elif tag == "trkseg":
                     el.clear()
         except ET.ParseError as e:
             raise FleetLogError(f"not a readable GPX file ({e})", where=str(self.path),
                                 hint="check that it is GPX 1.1 XML") from e
+        if pts:
+            yield from end_track()
+        if no_name:
+            self.info.warnings.append(f"{len(no_name)} GPX track(s) without <name>: vehicle ids "
+                                      f"{', '.join(no_name[:3])}{'...' if len(no_name) > 3 else ''} from the file name")
+        if no_type:
+            self.info.warnings.append(f"{len(no_type)} GPX track(s) without <type> or <extensions><enterprise>: "
+                                      f"enterprise set to the file name {stem!r}")
+        if self.info.untimed:
+            self.info.warnings.append(f"{len(self.info.untimed)} GPX track(s) without usable times (none, or one "
+                                      "for every point): read as ordered traces, km measured, time-based checks "
+                                      "skipped")
         if buf["lon"]:
             yield flush()
 

@@ -1,27 +1,43 @@
 """Fleet test mileage: where the test vehicles drove, in km per road piece.
 
 :func:`compute_mileage` reads a fleet log (CSV, Parquet or GPX; see
-:mod:`geo._fleet_io` for columns, encodings and the synthetic marker), snaps
-every valid point to a road piece (:mod:`geo._fleet_match`: a grid index in
-EPSG:32651, heading- and continuity-aware, dual carriageways by direction) and
-attributes each pair of consecutive points of a vehicle to pieces
-(:mod:`geo._fleet_engine`). It returns a :class:`MileageResult` with km per
-road piece, per named road, per class, per sub-zone, per enterprise and per
-vehicle, the network coverage, and every bad row counted by reason.
+:mod:`geo._fleet_io` for columns, encodings and the synthetic marker),
+estimates its GPS noise and sampling interval from its first 100,000 rows,
+matches it to the road pieces and attributes the distance between consecutive
+fixes of each vehicle to pieces. Two matchers (``MileageParams.matcher``):
+
+``hmm`` (default, :mod:`geo._fleet_hmm`)
+    HMM map matching (Newson & Krumm; FMM): candidates within a radius of at
+    least 4 x the estimated noise, routes on the directed road graph, Viterbi
+    per vehicle; right for sparse (5-30 s) and noisy (15-30 m) logs, logs
+    without speed/heading, ordered traces and routed gaps.
+``snap`` (:mod:`geo._fleet_match`, :mod:`geo._fleet_engine`)
+    The nearest piece per fix (a grid index in EPSG:32651, heading- and
+    continuity-aware, dual carriageways by direction); several times faster;
+    right for dense (1-2 s), clean logs with speed and heading.
+
+It returns a :class:`MileageResult` with km per road piece, per named road,
+per class, per sub-zone, per enterprise and per vehicle, the network coverage,
+every bad row counted by reason, and the estimated noise and interval.
 
 Definitions
 -----------
 km on a piece
-    Distance along the matched piece between consecutive points of a vehicle
-    (signed in the direction of travel, so standing-still jitter cancels),
-    through the shared junction when consecutive points lie on adjacent
-    pieces; the straight GPS distance, half to each piece, when they lie on
-    pieces that do not touch. Scaled so that a piece driven end to end counts
-    its geodesic ``length_m``. Pairs more than ``max_gap_s`` (60 s) apart are
-    gaps and count nowhere.
+    ``hmm``: distance along the matched, routed path between consecutive
+    fixes: partial pieces at both ends, every piece in between its whole
+    length; on one piece, signed in the direction of travel (jitter cancels);
+    a standing vehicle adds nothing. ``snap``: distance along the matched piece
+    between consecutive points of a vehicle (signed in the direction of
+    travel), through the shared junction when consecutive points lie on
+    adjacent pieces; the straight GPS distance, half to each piece, when they
+    lie on pieces that do not touch. Scaled so that a piece driven end to end
+    counts its geodesic ``length_m``. Pairs more than ``max_gap_s`` (60 s)
+    apart are gaps and count nowhere, unless ``hmm`` finds a plausible route
+    between them.
 off-network km
-    Straight GPS distance of pairs with a point farther than ``radius_m`` (35
-    m) from every piece.
+    Straight GPS distance of pairs with a point farther than the radius (35
+    m, or 4 x the estimated noise) from every piece; with ``hmm`` also of pairs
+    it could not follow (no plausible route: reported as unfollowed pairs).
 test mileage
     On-network km plus off-network km of all vehicles (gaps excluded).
 driven piece
@@ -50,7 +66,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +76,7 @@ import pandas as pd
 
 from ._atomic import atomic_paths
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
+from ._fleet_hmm import HmmEngine, HmmParams, estimate_noise
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
 from ._fleet_match import MatchParams, PieceMatcher
 from ._format import csv_safe_frame, render
@@ -73,9 +90,11 @@ __all__ = [
 ]
 
 CRS_CHOICES = ("wgs84", "gcj02")
-TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows")
+MATCHERS = ("hmm", "snap")
+TABLES = ("summary", "by_class", "by_road", "by_subzone", "by_enterprise", "by_vehicle", "coverage", "bad_rows",
+          "unfollowed")
 #: Header of a table that can come out empty (a clean log has no bad rows): an empty CSV keeps its header.
-EMPTY_COLUMNS = {"bad_rows": ["reason", "rows", "examples"]}
+EMPTY_COLUMNS = {"bad_rows": ["reason", "rows", "examples"], "unfollowed": ["vehicle_id", "from", "to", "why"]}
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,12 @@ class MileageParams:
     match: MatchParams = field(default_factory=MatchParams)
     engine: EngineParams = field(default_factory=EngineParams)
     driven_share: float = 0.5
+    #: ``hmm`` (routed HMM matching, :mod:`geo._fleet_hmm`) or ``snap`` (nearest piece per fix)
+    matcher: str = "hmm"
+    #: HMM parameters; ``None``: from the log's estimated noise and sampling interval
+    hmm: HmmParams | None = None
+    #: widen the candidate radius to ``4 x`` the estimated noise (at least ``match.radius_m``)
+    adapt_radius: bool = True
 
 
 def build_matcher(roads: gpd.GeoDataFrame, zone: Zone | None = None,
@@ -131,6 +156,14 @@ class MileageResult:
                 f"zone={self.zone.name if self.zone is not None else None!r})")
     scheduler: str | None = None
     _stats: Any = field(default=None, repr=False)
+    #: ``hmm`` or ``snap``
+    matcher: str = "snap"
+    #: estimated per-axis GPS noise (m) and sampling interval (s) of the log (None: unknown)
+    noise_m: float | None = None
+    interval_s: float | None = None
+    #: vehicles whose tracks had no usable times (ordered traces)
+    untimed: tuple[str, ...] = ()
+    _cov: Any = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- per piece
     @property
@@ -227,7 +260,18 @@ class MileageResult:
              "time between consecutive valid points, gaps excluded"),
             ("centerline coverage %", cov.get("centerline_coverage_pct"), "%",
              "centerline km of driven pieces / centerline km of the network in the zone"),
+            ("estimated GPS noise m", None if self.noise_m is None else round(self.noise_m, 1), "m",
+             "per-axis sigma: median distance of the fixes to the nearest piece / 0.6745"),
+            ("sampling interval s", None if self.interval_s is None else round(self.interval_s, 2), "s",
+             "median time between consecutive fixes of a vehicle"),
+            ("matcher", self.matcher, "", "hmm: HMM along routed paths; snap: nearest piece per fix"),
+            ("unfollowed pairs", int(t.unconnected_pairs), "pairs",
+             "consecutive fixes with no plausible route between them (HMM: track broken there; "
+             "snap: straight distance halved)"),
         ]
+        if self.untimed:
+            rows.append(("ordered traces", len(self.untimed), "vehicles",
+                         "tracks without usable times: km measured, time-based checks skipped, no driving hours"))
         return [{"figure": f, "value": round(v, 3) if isinstance(v, float) else v, "unit": u, "definition": d}
                 for f, v, u, d in rows]
 
@@ -312,6 +356,11 @@ class MileageResult:
                  "examples": ",".join(str(x) for x in t.bad_examples.get(r, []))}
                 for r in REASONS if t.bad.get(r, 0)]
 
+    def unfollowed(self) -> list[dict[str, Any]]:
+        """Pairs of fixes the HMM matcher could not follow (the first 20): vehicle, time range, why."""
+        return [{"vehicle_id": v, "from": _iso(t0), "to": _iso(t1), "why": why}
+                for v, t0, t1, why in self.totals.break_examples]
+
     # ---------------------------------------------------------------- coverage
     def _centerline(self) -> pd.DataFrame:
         """Per piece: in-zone carriageway m, centerline m and paired partners (geo.stats)."""
@@ -335,22 +384,30 @@ class MileageResult:
         """
         if len(self.roads) == 0:
             return []
+        if self._cov is None:  # computed once: summary, by_enterprise and the tables all ask
+            self._cov = self._coverage()
+        return [dict(r) for r in self._cov]
+
+    def _coverage(self) -> list[dict[str, Any]]:
         cl = self._centerline()
         scopes = [("all", self.piece_km)]
         for e in sorted(self.totals.enterprise_piece_um):
             scopes.append((f"enterprise:{e}", np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9))
         piece = cl["piece"].to_numpy()
-        partners = list(cl["partners"])
         cl_m = cl["centerline_m"].to_numpy()
         cw_m = cl["clipped_m"].to_numpy()
+        # partners as flat (row, partner piece) pairs, so each scope is one bincount
+        counts = np.array([len(ps) if ps is not None else 0 for ps in cl["partners"]], dtype=np.int64)
+        p_row = np.repeat(np.arange(len(piece)), counts)
+        p_of = (np.concatenate([np.asarray(ps, dtype=np.int64) for ps in cl["partners"] if ps is not None and len(ps)])
+                if counts.sum() else np.zeros(0, dtype=np.int64))
+        tot_cl, tot_cw = cl_m.sum() / 1000, cw_m.sum() / 1000
         out = []
         for scope, km in scopes:
             drv = self.driven(km)
             d = drv[piece]
             # a carriageway counts for the centerline when it or its opposite partner was driven
-            d_cl = d | np.array([any(drv[q] for q in ps) if ps is not None and len(ps) else False
-                                 for ps in partners], dtype=bool) if len(piece) else d
-            tot_cl, tot_cw = cl_m.sum() / 1000, cw_m.sum() / 1000
+            d_cl = d | (np.bincount(p_row, weights=drv[p_of], minlength=len(piece)) > 0)
             got_cl, got_cw = cl_m[d_cl].sum() / 1000, cw_m[d].sum() / 1000
             out.append({"scope": scope, "network_centerline_km": round(float(tot_cl), 3),
                         "driven_centerline_km": round(float(got_cl), 3),
@@ -371,6 +428,7 @@ class MileageResult:
             "log": self.log.path, "log_format": self.log.format, "log_encoding": self.log.encoding,
             "synthetic_log": self.log.synthetic, "scheduler": self.scheduler or "single process",
             "provenance": self.provenance.summary(),
+            "matcher": self.matcher, "estimated_noise_m": self.noise_m, "sampling_interval_s": self.interval_s,
             "definitions": "km along matched pieces (see geo.fleet); test mileage = on- + off-network km; "
                            f"driven = km >= {self.params.driven_share:g} x length; coverage on centerline km",
         }
@@ -476,7 +534,22 @@ def compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, *
         log = FleetLog(log_path, chunk_rows=chunk_rows)
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
-    m = matcher or build_matcher(roads, zone, params.match)
+    if params.matcher not in MATCHERS:
+        raise InputError(f"unknown matcher {params.matcher!r}", hint="use --matcher hmm or snap")
+    noise, interval = _log_noise(log_path, roads, crs)
+    mp = params.match
+    if matcher is None and params.adapt_radius and noise is not None and 4.0 * noise > mp.radius_m:
+        # noisy log: a wider radius (and coarser grid cells, so the index stays as small)
+        r = 4.0 * noise
+        mp = replace(mp, radius_m=r, cell_m=max(mp.cell_m, 0.7 * r))
+    m = matcher or build_matcher(roads, zone, mp)
+    eng_p = params.engine
+    if noise is not None and eng_p.jump_slack_m == 0.0:
+        eng_p = replace(eng_p, jump_slack_m=7.0 * noise)  # two fixes' noise: P(valid step flagged) ~ 1e-5
+    hmm = None
+    if params.matcher == "hmm":
+        hmm = params.hmm or hmm_params_for(noise, interval)
+    untimed = log.info.untimed  # filled by the GPX reader as it reads tracks without times
     sched_label = None
     if scheduler is not None:
         from ._fleet_dask import mileage_on_dask
@@ -484,23 +557,71 @@ def compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, *
         if log.info.format != "parquet":
             raise InputError("the Dask path reads Parquet row groups", where=str(log_path),
                              hint="convert the log to Parquet, or drop --scheduler")
-        totals, sched_label = mileage_on_dask(log, m, crs, params.engine, scheduler)
+        totals, sched_label = mileage_on_dask(log, m, crs, eng_p, scheduler, hmm=hmm)
     else:
-        eng = MileageEngine(m, crs, params.engine)
+        eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
+               else MileageEngine(m, crs, eng_p))
         for ch in log.chunks():
             eng.feed(ch)
         eng.add_malformed(log.info.malformed_lines)
         totals = eng.finish()
+    params = replace(params, match=replace(params.match, radius_m=m.params.radius_m), engine=eng_p, hmm=hmm)
     if provenance is None and roads.attrs.get("provenance"):
         provenance = Provenance.from_dict(roads.attrs["provenance"])
     base = provenance or Provenance("unknown", "roads table")
     notes = [*base.notes,
              f"fleet log {log.info.path} ({log.info.format}, sha256 {sha256_file(log.info.path)[:12]}, "
              f"coordinates {crs})" + ("; SYNTHETIC log (icv fleet simulate)" if log.info.synthetic else ""),
-             f"matched in {m.crs.to_string()}: radius {params.match.radius_m:g} m, heading and continuity checked"]
+             f"matched in {m.crs.to_string()}: radius {m.params.radius_m:g} m, "
+             + ("HMM along routed paths (directed graph)" if hmm is not None else "heading and continuity checked")
+             + (f"; estimated GPS noise {noise:.1f} m" if noise is not None else "")
+             + (f", sampling interval {interval:g} s" if interval is not None else "")]
     notes.extend(log.info.warnings)
     prov = base.with_(notes=notes)
-    return MileageResult(roads, totals, zone, log.info, params, prov, sched_label)
+    return MileageResult(roads, totals, zone, log.info, params, prov, sched_label, matcher=params.matcher,
+                         noise_m=noise, interval_s=interval, untimed=tuple(sorted(log.info.untimed)))
+
+
+def hmm_params_for(noise_m: float | None, interval_s: float | None) -> HmmParams:
+    """HMM parameters for a log of this per-axis noise (m) and sampling interval (s)."""
+    sig = 5.0 if noise_m is None else max(2.0, noise_m)
+    itv = 1.0 if interval_s is None else interval_s
+    # routes up to twice what 35 m/s covers in a step (gaps up to the bound are routed)
+    bound = float(np.clip(2.0 * 35.0 * itv + 500.0, 1000.0, 5000.0))
+    return HmmParams(sigma_m=sig, interval_s=itv, route_bound_m=bound)
+
+
+def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: str,
+               sample_rows: int = 100_000) -> tuple[float | None, float | None]:
+    """Estimated per-axis noise and interval from the first ``sample_rows`` rows of a log.
+
+    The same rows whatever the chunk size or scheduler, so results do not depend on them.
+    """
+    from pyproj import Transformer
+
+    from ._fleet_match import metric_crs
+
+    if len(roads) == 0:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FleetLogWarning)
+        log = FleetLog(log_path, chunk_rows=sample_rows)
+        ch = next(iter(log.chunks()), None)
+    if ch is None or len(ch) == 0:
+        return None, None
+    lon, lat = ch.lon.astype(float), ch.lat.astype(float)
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90) & ~((lon == 0) & (lat == 0))
+    if crs == "gcj02" and ok.any():
+        from .gcj02 import gcj02_to_wgs84
+
+        lon[ok], lat[ok] = gcj02_to_wgs84(lon[ok], lat[ok])
+    mc = metric_crs(roads)
+    x, y = np.full(len(lon), np.nan), np.full(len(lon), np.nan)
+    if ok.any():
+        x[ok], y[ok] = Transformer.from_crs("EPSG:4326", mc, always_xy=True).transform(lon[ok], lat[ok])
+    pieces = roads.to_crs(mc).geometry.values
+    t = np.where(ok, ch.t_ns, np.iinfo(np.int64).min)
+    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, pieces)
 
 
 # ---------------------------------------------------------------- outputs

@@ -48,13 +48,17 @@ def _log_with_bad_rows(roads, path: Path, row_group_rows: int) -> Path:
     return path
 
 
-def test_dask_equals_single_process(cluster, jiading, tmp_path: Path) -> None:
+@pytest.mark.parametrize("matcher", ["hmm", "snap"])
+def test_dask_equals_single_process(cluster, jiading, tmp_path: Path, matcher: str) -> None:
     _, client = cluster
     zone, net = jiading
     log = _log_with_bad_rows(net.roads, tmp_path / "f.parquet", row_group_rows=211)
     m = fleet.build_matcher(net.roads, zone)
-    one = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=1000, matcher=m)
-    many = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=64, scheduler=client, matcher=m)
+    params = fleet.MileageParams(matcher=matcher)
+    one = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=1000, matcher=m, params=params)
+    many = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=64, scheduler=client, matcher=m,
+                                 params=params)
+    assert one.matcher == many.matcher == matcher
     assert one.totals.rows == many.totals.rows == len(pd.read_parquet(log))
     assert np.array_equal(one.totals.piece_um, many.totals.piece_um)
     assert np.array_equal(one.totals.subzone_um, many.totals.subzone_um)

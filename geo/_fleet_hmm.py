@@ -1,0 +1,757 @@
+"""HMM map matching of fleet logs along routed paths (Newson & Krumm 2009; FMM, Yang & Gidofalvi 2018).
+
+States
+------
+Each fix gets the candidate pieces within the matcher's radius
+(:mod:`geo._fleet_match`; the radius adapts to the log's estimated noise)
+whose emission cost is within ``emission_cut`` of the nearest one's. A candidate is a *directed* state: a one-way piece in its own
+direction, a two-way piece in both. ``off`` is the geodesic distance from the
+state's entry node to the snapped location.
+
+Costs (negative log-likelihoods)
+--------------------------------
+- emission: ``d^2 / (2 sigma^2)`` (``d`` the distance to the piece), plus
+  ``heading_weight * (1 - cos)`` against the GPS heading where the vehicle moves.
+- transition from state ``a`` at fix ``i`` to ``b`` at fix ``i+1``:
+  ``|route - straight| / beta`` with ``route`` the distance along the road:
+
+  * same directed state, ``b`` not behind ``a`` by more than ``back_tol``:
+    ``off_b - off_a`` (a backward step, GPS jitter, costs ``back_penalty`` times
+    its length more, which is what tells a one-way pair apart at 1 Hz);
+  * the opposite direction of the same piece: a U-turn on the spot, plus
+    ``uturn_penalty_m``;
+  * otherwise: the rest of ``a``, the shortest path from ``a``'s exit node to
+    ``b``'s entry node on the directed graph (one-way aware; bounded Dijkstra of
+    ``scipy.sparse.csgraph``, cached per source node like FMM's UBODT) and the
+    start of ``b``.
+
+  A route longer than ``route_factor`` x straight + slack, or faster than
+  ``max_speed_mps`` (where times are known), is not plausible.
+
+Viterbi runs per window of ``window`` fixes of a vehicle (with ``overlap`` fixes
+of context on both sides), all windows of a chunk at once, one numpy step per
+fix position. Windows are cut at fixed positions of each vehicle's sequence of
+kept fixes, so results do not depend on chunks or Dask partitions. Where no
+transition into a fix is plausible the track is broken there (a new segment),
+reported with the vehicle and time, never a crash.
+
+Km along the matched path: every piece of the routed path between two fixes
+gets its km (partial pieces at both ends, whole pieces in between). A standing
+vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
+position of the ``w`` fixes after within a noise-calibrated distance of that of
+the ``w`` before) does not take part in the matching: it adds no km whatever
+the noise; it keeps the piece of its last matched fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_starts
+from ._fleet_match import PieceMatcher
+
+
+
+@dataclass(frozen=True)
+class HmmParams:
+    """Parameters of the HMM matcher (metres, seconds); ``sigma_m`` is the per-axis GPS noise."""
+
+    sigma_m: float = 5.0
+    interval_s: float = 1.0
+    #: candidates whose emission cost exceeds the nearest one's by more than this are dropped
+    emission_cut: float = 10.0
+    beta_m: float | None = None
+    back_penalty: float = 2.0
+    uturn_penalty_m: float = 200.0
+    heading_weight: float = 3.0
+    route_bound_m: float = 3000.0
+    route_factor: float = 4.0
+    window: int = 256
+    overlap: int = 32
+    still_sigmas: float = 4.0
+    #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
+    decimate_speed_mps: float = 8.0
+
+    @property
+    def beta(self) -> float:
+        return self.beta_m if self.beta_m is not None else max(4.0, 1.5 * self.sigma_m)
+
+    @property
+    def back_tol(self) -> float:
+        return 4.0 * self.sigma_m + 10.0
+
+    @property
+    def slack(self) -> float:
+        return 6.0 * self.sigma_m + 50.0
+
+    @property
+    def decimate(self) -> int:
+        """Match every k-th fix: a step of a dense log should be larger than ~3 sigma of noise."""
+        return int(np.clip(np.floor(3.0 * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
+                           1, 30))
+
+    @property
+    def still_window(self) -> int:
+        """Fixes on each side compared for standing still: about 20 s (a moving vehicle's mean
+        moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
+        return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
+
+
+# ---------------------------------------------------------------- routes
+
+class RouteTable:
+    """Directed road graph of a matcher's pieces and cached bounded shortest paths.
+
+    Nodes are the pieces' end nodes; a one-way piece is an edge ``u -> v``, a
+    two-way piece two edges. ``dist(src, tgt)`` is the shortest route (geodesic
+    metres) up to ``bound_m`` (``inf`` beyond); results per source node are
+    cached (an upper-bounded origin-destination table built as needed).
+    """
+
+    def __init__(self, m: PieceMatcher, bound_m: float, max_cached: int = 8_000_000) -> None:
+        from scipy.sparse import csr_matrix
+
+        n = m.n_pieces
+        nodes, inv = np.unique(np.r_[m.piece_u, m.piece_v], return_inverse=True)
+        self.n_nodes = len(nodes)
+        self.pu = inv[:n].astype(np.int64)
+        self.pv = inv[n:].astype(np.int64)
+        two = np.flatnonzero(~m.piece_oneway)
+        tail = np.r_[self.pu, self.pv[two]]
+        head = np.r_[self.pv, self.pu[two]]
+        epiece = np.r_[np.arange(n), two]
+        w = np.maximum(m.piece_length_m[epiece], 1e-6)
+        ok = tail != head
+        tail, head, epiece, w = tail[ok], head[ok], epiece[ok], w[ok]
+        key = tail * self.n_nodes + head
+        order = np.lexsort((w, key))
+        key, epiece, w, tail, head = key[order], epiece[order], w[order], tail[order], head[order]
+        first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+        self.ekey, self.epiece = key[first], epiece[first]
+        self.csr = csr_matrix((w[first], (tail[first], head[first])), shape=(self.n_nodes, self.n_nodes))
+        # node positions (metric CRS): where the pieces start and end
+        self.node_x = np.zeros(self.n_nodes)
+        self.node_y = np.zeros(self.n_nodes)
+        if len(m.sub_piece):
+            first = np.flatnonzero(m.sub_first)
+            last = np.flatnonzero(m.sub_last)
+            self.node_x[self.pu[m.sub_piece[first]]] = m.ax[first]
+            self.node_y[self.pu[m.sub_piece[first]]] = m.ay[first]
+            self.node_x[self.pv[m.sub_piece[last]]] = m.ax[last] + m.dx[last]
+            self.node_y[self.pv[m.sub_piece[last]]] = m.ay[last] + m.dy[last]
+        self.bound = float(bound_m)
+        self.max_cached = max_cached
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cached = 0
+
+    def __getstate__(self) -> dict:
+        st = dict(self.__dict__)
+        st["_cache"], st["_cached"] = {}, 0  # sent to Dask workers without the cache
+        return st
+
+    def _ensure(self, sources: np.ndarray) -> None:
+        from scipy.sparse.csgraph import dijkstra
+
+        missing = np.array([s for s in sources.tolist() if s not in self._cache], dtype=np.int64)
+        if len(missing) == 0:
+            return
+        per = self._cached / max(len(self._cache), 1) if self._cache else 500.0
+        if self._cached + per * len(missing) > self.max_cached:
+            # full: start again with the sources asked for now (distances are exact either way)
+            self._cache.clear()
+            self._cached = 0
+            missing = np.asarray(sources, dtype=np.int64)
+        batch = max(1, min(512, 4_000_000 // max(self.n_nodes, 1)))
+        for b0 in range(0, len(missing), batch):
+            idx = missing[b0:b0 + batch]
+            D, P = dijkstra(self.csr, directed=True, indices=idx, limit=self.bound, return_predecessors=True)
+            for i, s in enumerate(idx.tolist()):
+                row = D[i]
+                t = np.flatnonzero(np.isfinite(row))
+                self._cache[s] = (t.astype(np.int64), row[t], P[i, t].astype(np.int64))
+                self._cached += len(t)
+
+    def _rows(self, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Unique sources and one sorted (local source x node) table of their cached rows."""
+        us = np.unique(sources)
+        self._ensure(us)
+        rows = [self._cache[s] for s in us.tolist()]
+        keys = np.concatenate([i * self.n_nodes + r[0] for i, r in enumerate(rows)]) if rows else np.zeros(0, np.int64)
+        dist = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
+        pred = np.concatenate([r[2] for r in rows]) if rows else np.zeros(0, np.int64)
+        return us, keys, dist, pred
+
+    @staticmethod
+    def _find(us: np.ndarray, keys: np.ndarray, src: np.ndarray, tgt: np.ndarray, n_nodes: int) -> np.ndarray:
+        k = np.searchsorted(us, src) * n_nodes + tgt
+        at = np.searchsorted(keys, k)
+        atc = np.minimum(at, max(len(keys) - 1, 0))
+        hit = (at < len(keys)) & (keys[atc] == k) if len(keys) else np.zeros(len(k), dtype=bool)
+        return np.where(hit, atc, -1)
+
+    def dist(self, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
+        """Shortest route from each ``src`` node to its ``tgt`` node (``inf`` beyond the bound)."""
+        out = np.full(len(src), np.inf)
+        same = src == tgt
+        out[same] = 0.0
+        rest = np.flatnonzero(~same)
+        if len(rest):
+            us, keys, dist, _ = self._rows(src[rest])
+            at = self._find(us, keys, src[rest], tgt[rest], self.n_nodes)
+            out[rest] = np.where(at >= 0, dist[np.maximum(at, 0)], np.inf)
+        return out
+
+    def path_pieces(self, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pieces of the shortest routes ``src -> tgt``: (route number, piece), one row per piece."""
+        rest = np.flatnonzero(src != tgt)
+        if len(rest) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        us, keys, _, pred = self._rows(src[rest])
+        s, cur, which = src[rest], tgt[rest].copy(), rest
+        out_r, out_p = [], []
+        for _ in range(100_000):
+            if len(cur) == 0:
+                break
+            at = self._find(us, keys, s, cur, self.n_nodes)
+            ok = at >= 0
+            s, cur, which, at = s[ok], cur[ok], which[ok], at[ok]
+            prv = pred[at]
+            e = np.searchsorted(self.ekey, prv * self.n_nodes + cur)
+            out_r.append(which)
+            out_p.append(self.epiece[np.minimum(e, len(self.epiece) - 1)])
+            go = prv != s
+            s, cur, which = s[go], prv[go], which[go]
+        return (np.concatenate(out_r), np.concatenate(out_p)) if out_r else (np.zeros(0, np.int64),) * 2
+
+
+# ---------------------------------------------------------------- noise of a log
+
+def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray, pieces: np.ndarray,
+                   max_points: int = 20_000) -> tuple[float | None, float | None]:
+    """Per-axis GPS noise (m) and sampling interval (s) of a sample of a log.
+
+    Parameters
+    ----------
+    x, y
+        Fixes in the metric CRS of ``pieces`` (NaN for rows without a position).
+    veh, t_ns
+        Vehicle code and UTC nanoseconds of each fix (rows in log order).
+    pieces
+        The road pieces (shapely lines) in the same metric CRS.
+
+    Noise: the median distance from the fixes to the nearest piece (within 300
+    m) over 0.6745, the median of a half-normal distribution: the across-road
+    component of the noise; for logs of 2 s or denser, at least the robust
+    (median) estimate from second differences of consecutive fixes. Interval:
+    the median time step of consecutive fixes of a vehicle. ``None`` where the
+    sample says nothing.
+    """
+    ok = np.isfinite(x) & np.isfinite(y)
+    sig = None
+    idx = np.flatnonzero(ok)
+    if len(idx) and len(pieces):
+        take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
+        tree = shapely.STRtree(pieces)
+        _, d = tree.query_nearest(shapely.points(x[take], y[take]), max_distance=300.0, return_distance=True,
+                                  all_matches=False)
+        if len(d) >= 20:
+            sig = float(np.clip(np.median(d) / 0.6745, 1.0, 80.0))
+    itv = None
+    same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
+    if same.any():
+        itv = float(np.median((t_ns[1:] - t_ns[:-1])[same]) / 1e9)
+    if itv is not None and itv <= 2.0:
+        # dense logs: white noise shows in second differences (variance 6 sigma^2 per axis), which
+        # the distance to the nearest piece underestimates where pieces are close together
+        tri = np.flatnonzero(same[:-1] & same[1:]
+                             & ((t_ns[2:] - t_ns[:-2]) <= 4.0e9) & ok[:-2] & ok[1:-1] & ok[2:])
+        if len(tri) >= 20:
+            d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
+            s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
+            sig = s2 if sig is None else max(sig, min(s2, 80.0))
+    return sig, itv
+
+
+# ---------------------------------------------------------------- the engine
+
+class HmmEngine(MileageEngine):
+    """:class:`~geo._fleet_engine.MileageEngine` with HMM matching along routed paths.
+
+    Same input (``feed``/``finish``), bad-row checks and :class:`Totals`; the
+    sequence of kept fixes of each vehicle is matched per window (see the
+    module docstring).
+    """
+
+    def __init__(self, matcher: PieceMatcher, crs: str = "wgs84", params: EngineParams | None = None,
+                 hmm: HmmParams | None = None, routes: RouteTable | None = None,
+                 untimed: frozenset[str] = frozenset()) -> None:
+        super().__init__(matcher, crs, params)
+        self.h = hmm or HmmParams()
+        self.routes = routes or RouteTable(matcher, self.h.route_bound_m)
+        self.untimed = untimed
+        #: per vehicle code: kept rows not yet dropped, kept-index of the first, next commit start
+        self.buf: dict[int, dict[str, np.ndarray]] = {}
+        self.base: dict[int, int] = {}
+        self.next: dict[int, int] = {}
+        self.last_kept: dict[int, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ input
+    def _process(self, new: dict[str, np.ndarray], final: bool) -> tuple[np.ndarray, np.ndarray]:
+        nnew = len(new["t"])
+        keep_new = np.ones(nnew, dtype=bool)
+        why_new = np.zeros(nnew, dtype=np.int8)
+        if nnew:
+            order_new = np.lexsort((new["row"], new["veh"]))
+            vehs = np.unique(new["veh"])
+            ctx = [self.last_kept[c] for c in vehs.tolist() if c in self.last_kept]
+            cols = {k: np.concatenate([*(c[k] for c in ctx), new[k][order_new]]) for k in self._RAW}
+            nctx = len(cols["t"]) - nnew
+            isctx = np.r_[np.ones(nctx, dtype=bool), np.zeros(nnew, dtype=bool)]
+            order = np.lexsort((~isctx, cols["veh"]))  # per vehicle: its context row first
+            S = {k: v[order] for k, v in cols.items()}
+            sctx = isctx[order]
+            t = S["t"].copy()
+            # ordered traces (no times): no time-based checks
+            if self.untimed:
+                ut = np.array([self.vehicle_names[c] in self.untimed for c in S["veh"].tolist()], dtype=bool)
+                t = np.where(ut, _ordered_times(S["veh"]), t)
+            keep, why = self._sequential_filter(S["veh"], t, S["x"], S["y"], sctx)
+            pos_new = np.empty(nnew, dtype=np.int64)
+            inv = np.empty(len(order), dtype=np.int64)
+            inv[order] = np.arange(len(order))
+            pos_new[order_new] = inv[nctx:]
+            keep_new, why_new = keep[pos_new], why[pos_new]
+            K = {k: v[keep & ~sctx] for k, v in S.items()}
+            veh = K["veh"]
+            if len(veh):
+                starts = np.flatnonzero(np.r_[True, veh[1:] != veh[:-1]])
+                ends = np.r_[starts[1:], len(veh)]
+                for s_, e_ in zip(starts.tolist(), ends.tolist()):
+                    code = int(veh[s_])
+                    blk = {k: v[s_:e_] for k, v in K.items()}
+                    old = self.buf.get(code)
+                    self.buf[code] = blk if old is None else {k: np.concatenate([old[k], blk[k]]) for k in blk}
+                    self.base.setdefault(code, 0)
+                    self.next.setdefault(code, 0)
+                    self.last_kept[code] = {k: v[e_ - 1:e_].copy() for k, v in K.items()}
+        self._drain(final)
+        return keep_new, why_new
+
+    def finish(self) -> Totals:
+        """Match the fixes still waiting for their look-ahead; return the totals."""
+        self._drain(True)
+        return self.totals
+
+    #: Fixes matched at once (their candidates and state pairs: some tens of MiB).
+    _GROUP_FIXES = 32_768
+
+    # ------------------------------------------------------------------ windows
+    def _drain(self, final: bool) -> None:
+        W, L = self.h.window, self.h.overlap
+        jobs = []  # (code, lo, hi, commit_lo, commit_hi, ends the track) in kept-index
+        for code, b in self.buf.items():
+            total = self.base[code] + len(b["t"])
+            nxt = self.next[code]
+            while total >= nxt + W + L or (final and total > nxt):
+                jobs.append((code, max(0, nxt - L), min(total, nxt + W + L), nxt, min(total, nxt + W),
+                             final and nxt + W + L >= total))
+                nxt += W
+            self.next[code] = nxt
+        if not jobs:
+            return
+        # windows are independent: matched a group at a time, so the state pairs stay small
+        group: list = []
+        size = 0
+        for j in jobs:
+            group.append(j)
+            size += j[2] - j[1]
+            if size >= self._GROUP_FIXES:
+                self._windows(group)
+                group, size = [], 0
+        if group:
+            self._windows(group)
+        for code in {j[0] for j in jobs}:
+            drop = max(0, self.next[code] - L - self.base[code])
+            if drop:
+                self.buf[code] = {k: v[drop:] for k, v in self.buf[code].items()}
+                self.base[code] += drop
+
+    def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> None:
+        h, p, m, R = self.h, self.p, self.m, self.routes
+        parts = []
+        for wi, (code, lo, hi, c0, c1, end) in enumerate(jobs):
+            b, base = self.buf[code], self.base[code]
+            sl = slice(lo - base, hi - base)
+            k = np.arange(lo, hi)
+            parts.append({**{kk: v[sl] for kk, v in b.items()}, "win": np.full(hi - lo, wi, dtype=np.int64),
+                          "commit": (k >= c0) & (k < c1), "kidx": k, "last": end & (k == hi - 1)})
+        P = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+        n = len(P["t"])
+        win = P["win"]
+        gs = _group_starts(win)
+        ge = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
+        gend = np.repeat(ge, np.diff(np.r_[-1, ge]))
+        idx = np.arange(n)
+        X, Y = P["x"], P["y"]
+        untimed = np.zeros(n, dtype=bool)
+        if self.untimed:
+            names = self.vehicle_names
+            untimed = np.array([names[c] in self.untimed for c in P["veh"].tolist()], dtype=bool)
+        T = np.where(untimed, 0, P["t"])
+        # ---- standing still: mean of up to w fixes after vs up to w before, within the noise
+        spd = P["speed"]
+        w = h.still_window
+        cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
+        nb_ = np.minimum(w, idx - gs)
+        nf_ = np.minimum(w, gend - idx)
+        i0 = idx - nb_
+        i1 = idx + nf_ + 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bx = (cx[idx] - cx[i0]) / nb_
+            by = (cy[idx] - cy[i0]) / nb_
+            ax_ = (cx[i1] - cx[idx + 1]) / nf_
+            ay_ = (cy[i1] - cy[idx + 1]) / nf_
+            moved = np.hypot(ax_ - bx, ay_ - by)
+            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(1.0 / nb_ + 1.0 / nf_)
+        still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
+        # a track's first and last fix: as their neighbour
+        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
+        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
+        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
+        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
+        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
+        # fixes that take part in the matching: the moving ones; where the noise is large against
+        # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
+        # (and always the track's last fix, and the fixes on both sides of a time gap)
+        tg = np.r_[np.diff(P["t"]) > 3e9 * h.decimate * h.interval_s, False]
+        tg = (tg | np.r_[False, tg[:-1]]) & ~untimed
+        H = np.flatnonzero(~still & ((P["kidx"] % h.decimate == 0) | P["last"] | tg))
+        # ---- candidates: the nearest pieces of each matched fix, as directed states
+        c = m.candidates(X[H], Y[H])
+        pt, dd = c.point, c.dist  # grouped by fix
+        # only candidates whose emission is not hopeless against the nearest one's
+        if len(pt):
+            starts, grp = c.groups()
+            dmin = np.minimum.reduceat(dd, starts)[grp]
+            k_ = (dd * dd - dmin * dmin) <= 2.0 * h.emission_cut * h.sigma_m ** 2
+            pt, dd, sb, fr = pt[k_], dd[k_], c.sub[k_], c.frac[k_]
+        else:
+            sb, fr = c.sub, c.frac
+        pc = m.sub_piece[sb]
+        # the nearest sub-segment of each (fix, piece): a fix's candidates come in sub-segment
+        # order (the index's cell lists are), so each piece's are one run
+        if len(pt):
+            gst = np.flatnonzero(np.r_[True, (pt[1:] != pt[:-1]) | (pc[1:] != pc[:-1])])
+            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(pt)]))
+            mins = np.minimum.reduceat(dd, gst)
+            hit = np.flatnonzero(dd == mins[gid])
+            first = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
+            pt, pc, dd, sb, fr = pt[first], pc[first], dd[first], sb[first], fr[first]
+        pos = (m.sub_along[sb] + fr * m.sub_len[sb]) * m.piece_scale[pc]  # geodesic m from u
+        two = ~m.piece_oneway[pc]
+        nd = 1 + two.astype(np.int64)
+        rep = np.repeat(np.arange(len(pt)), nd)
+        sdir = np.where(np.arange(len(rep)) - np.repeat(np.cumsum(nd) - nd, nd) == 0, 1, -1)
+        s_pt = H[pt[rep]]  # fix (row of P) of each state
+        s_piece, s_sub = pc[rep], sb[rep]
+        Lg = m.piece_length_m[s_piece]
+        s_pos = pos[rep]
+        s_off = np.where(sdir > 0, s_pos, Lg - s_pos)
+        s_exit = np.where(sdir > 0, R.pv[s_piece], R.pu[s_piece])
+        s_entry = np.where(sdir > 0, R.pu[s_piece], R.pv[s_piece])
+        emis = dd[rep] ** 2 / (2.0 * h.sigma_m ** 2)
+        gh = P["gh"][s_pt]
+        use_h = np.isfinite(gh) & ~(np.isfinite(spd[s_pt]) & (spd[s_pt] < p.min_gps_heading_speed))
+        if use_h.any():
+            rad = np.radians(np.where(use_h, gh, 0.0))
+            cos = (np.sin(rad) * m.ux[s_sub] + np.cos(rad) * m.uy[s_sub]) * sdir
+            emis = emis + np.where(use_h, h.heading_weight * (1.0 - cos), 0.0)
+            # against the GPS heading of a moving vehicle: out, unless the fix has nothing else
+            against = use_h & (cos < -0.3)
+            if against.any():
+                n_ok = np.bincount(s_pt[~against], minlength=n)
+                keep_s = ~against | (n_ok[s_pt] == 0)
+                s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir = (
+                    a[keep_s] for a in (s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir))
+        ns = len(s_pt)
+        st_cnt = np.bincount(s_pt, minlength=n)
+        st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
+        # ---- pairs of consecutive matched fixes of a window, every state to every state
+        Hh = H[st_cnt[H] > 0]  # matched fixes with candidates
+        prevH = np.full(n, -1, dtype=np.int64)
+        # the previous matched fix (in H, with or without candidates) of the same window
+        if len(H) > 1:
+            sameH = win[H[1:]] == win[H[:-1]]
+            prevH[H[1:][sameH]] = H[:-1][sameH]
+        pb = Hh[(prevH[Hh] >= 0)]
+        pa = prevH[pb]
+        ok = st_cnt[pa] > 0
+        pa, pb = pa[ok], pb[ok]
+        na, nb = st_cnt[pa], st_cnt[pb]
+        npair = na * nb
+        prp = np.repeat(np.arange(len(pa)), npair)
+        kk = np.arange(int(npair.sum())) - np.repeat(np.cumsum(npair) - npair, npair)
+        # b-major: the incoming pairs of each state of b are contiguous
+        sb_ = st_start[pb][prp] + kk // na[prp]
+        sa_ = st_start[pa][prp] + kk % na[prp]
+        d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])[prp]
+        dt_s = ((T[pb] - T[pa]) / 1e9)[prp]
+        unt = untimed[pb][prp]
+        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
+             "L": Lg}
+        fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
+        cost = np.abs(r - d_st) / h.beta
+        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / h.beta, 0.0)
+        cost = cost + np.where(use_rev, h.uturn_penalty_m / h.beta, 0.0)
+        plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
+                           & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
+        cost = np.where(plausible, cost, np.inf)
+        # ---- Viterbi, one step per position of the matched fixes in their window
+        step = np.zeros(n, dtype=np.int64)
+        if len(Hh):
+            # position of each fix with candidates among its window's
+            hw = win[Hh]
+            step[Hh] = np.arange(len(Hh)) - _group_starts(hw)
+        score = emis.copy()
+        bp = np.full(ns, -1, dtype=np.int64)
+        ps = step[pb][prp]
+        perm = np.argsort(ps, kind="stable")  # by step; b-major within each pair of fixes stays
+        SA, SB, C = sa_[perm], sb_[perm], cost[perm]
+        nsteps = int(step.max()) + 1 if len(Hh) else 0
+        bnd = np.searchsorted(ps[perm], np.arange(nsteps + 1))
+        any_ok = np.zeros(n, dtype=bool)
+        for s_i in range(1, nsteps):
+            lo, hi = int(bnd[s_i]), int(bnd[s_i + 1])
+            if hi <= lo:
+                continue
+            a_, b_ = SA[lo:hi], SB[lo:hi]
+            cand = score[a_] + C[lo:hi]
+            gstart = np.flatnonzero(np.r_[True, b_[1:] != b_[:-1]])
+            mins = np.minimum.reduceat(cand, gstart)
+            gid = np.repeat(np.arange(len(gstart)), np.diff(np.r_[gstart, len(b_)]))
+            hit = np.flatnonzero(cand == mins[gid])
+            fh = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
+            bstate = b_[gstart]
+            best_a = np.full(len(gstart), -1, dtype=np.int64)
+            best_a[gid[fh]] = a_[fh]
+            finite = np.isfinite(mins)
+            # a fix none of whose states can be reached starts a new segment (emission only)
+            fix_b = s_pt[bstate]
+            any_ok[fix_b[finite]] = True
+            reach = any_ok[fix_b]
+            score[bstate] = np.where(reach, mins + emis[bstate], emis[bstate])
+            bp[bstate] = np.where(reach & finite, best_a, -1)
+        # ---- backtrack: from the best state of each segment's last fix
+        chosen = np.full(n, -1, dtype=np.int64)  # state per fix
+        seg_start = np.zeros(n, dtype=bool)
+        if ns:
+            has_bp = np.zeros(n, dtype=bool)
+            has_bp[s_pt[bp >= 0]] = True
+            seg_start[Hh] = ~has_bp[Hh]
+            # next matched fix (with candidates) of the same window
+            nxt = np.full(n, -1, dtype=np.int64)
+            if len(Hh) > 1:
+                sw = win[Hh[1:]] == win[Hh[:-1]]
+                nxt[Hh[:-1][sw]] = Hh[1:][sw]
+            seg_end = np.zeros(n, dtype=bool)
+            seg_end[Hh] = (nxt[Hh] < 0) | seg_start[np.maximum(nxt[Hh], 0)]
+            # best state of each fix (for segment ends)
+            ss = st_start[Hh]
+            mins = np.minimum.reduceat(score, ss)
+            sgid = np.repeat(np.arange(len(Hh)), st_cnt[Hh])
+            hit = np.flatnonzero(score == mins[sgid])
+            fh = hit[np.r_[True, sgid[hit][1:] != sgid[hit][:-1]]] if len(hit) else hit
+            best_state = np.full(n, -1, dtype=np.int64)
+            best_state[Hh[sgid[fh]]] = fh
+            ends = Hh[seg_end[Hh]]
+            chosen[ends] = best_state[ends]
+            # walk back step by step (all segments at once)
+            cur = ends[~seg_start[ends]]
+            while len(cur):
+                prev_fix = prevH[cur]
+                chosen[prev_fix] = bp[chosen[cur]]
+                cur = prev_fix[~seg_start[prev_fix]]
+        self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
+                        s_exit, s_entry, Lg, untimed)
+
+    def _attribute(self, P: dict[str, np.ndarray], jobs: list, H: np.ndarray, still: np.ndarray,
+                   chosen: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, s_piece: np.ndarray,
+                   s_sub: np.ndarray, sdir: np.ndarray, s_off: np.ndarray, s_pos: np.ndarray,
+                   s_exit: np.ndarray, s_entry: np.ndarray, Lg: np.ndarray, untimed: np.ndarray) -> None:
+        """Km of the committed pairs along their matched routes; per-vehicle counts; into the totals."""
+        p, m, R, tot = self.p, self.m, self.routes, self.totals
+        n = len(P["t"])
+        commit = P["commit"]
+        win = P["win"]
+        X, Y, T = P["x"], P["y"], P["t"]
+        # pairs of matched fixes ending at committed fixes
+        pb = H[commit[H] & (prevH[H] >= 0)]
+        pa = prevH[pb]
+        dt = (T[pb] - T[pa]).astype(np.float64)
+        gap = ~untimed[pb] & (dt > p.max_gap_s * 1e9)
+        d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
+        both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
+        sa, sb = chosen[pa[both]], chosen[pb[both]]
+        at = pb[both]
+        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
+             "L": Lg}
+        fwd, use_rev, route, delta, r_rev, _ = self._pair_routes(S, sa, sb, d_st[both], dt[both] / 1e9,
+                                                                 untimed[pb[both]])
+        # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
+        f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
+        u = np.flatnonzero(use_rev)
+        ri = np.flatnonzero(route)
+        c_piece = [s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]
+        c_sub = [s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]
+        c_m = [delta[f], r_rev[u], Lg[sa[ri]] - s_off[sa[ri]], s_off[sb[ri]]]
+        c_at = [at[f], at[u], at[ri], at[ri]]
+        which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]])
+        c_piece.append(mid)
+        c_sub.append(self._mid_sub[mid] if len(mid) else mid)
+        c_m.append(m.piece_length_m[mid])
+        c_at.append(at[ri][which])
+        c_piece = np.concatenate(c_piece).astype(np.int64)
+        c_sub = np.concatenate(c_sub).astype(np.int64)
+        c_um = np.rint(np.concatenate(c_m) * UM).astype(np.int64)
+        c_at = np.concatenate(c_at).astype(np.int64)
+        # pairs the matcher could not follow: reported; their straight distance is off-network
+        broke = np.flatnonzero((chosen[pa] >= 0) & (chosen[pb] >= 0) & seg_start[pb] & ~gap)
+        if len(broke):
+            tot.unconnected_pairs += len(broke)
+            ex = tot.break_examples
+            for i in broke[:max(0, 20 - len(ex))].tolist():
+                ex.append((self.vehicle_names[int(P["veh"][pb[i]])], int(T[pa[i]]), int(T[pb[i]]),
+                           "no plausible route between the fixes"))
+        # piece of every committed fix: its state's; a fix left out of the matching (standing,
+        # or between matched fixes of a dense log) that of the last matched fix before it, else after
+        piece_fix = np.full(n, -1, dtype=np.int64)
+        has = chosen >= 0
+        piece_fix[has] = s_piece[chosen[has]]
+        inH = np.zeros(n, dtype=bool)
+        inH[H] = True
+        gs = _group_starts(win)
+        ar = np.arange(n)
+        last = np.maximum.accumulate(np.where(inH, ar, -1))
+        nxt = np.minimum.accumulate(np.where(inH, ar, n)[::-1])[::-1]
+        ge_ = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
+        gend = np.repeat(ge_, np.diff(np.r_[-1, ge_]))
+        fill = np.where(last >= gs, piece_fix[np.maximum(last, 0)], -1)
+        fill = np.where((fill < 0) & (nxt <= gend), piece_fix[np.minimum(nxt, n - 1)], fill)
+        piece_fix = np.where(inH, piece_fix, fill)
+        fw = np.flatnonzero(commit)
+        # off-network: pairs with a fix without candidates, or broken
+        off = ~gap & ~both
+        K = {"veh": P["veh"], "ent": P["ent"], "t": T, "x": X, "y": Y}
+        self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], gs, untimed)
+        if self.point_log is not None:
+            self.point_log.append((P["row"][fw].copy(), piece_fix[fw].copy()))
+
+    def _pair_routes(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, d_st: np.ndarray,
+                     dt_s: np.ndarray, unt: np.ndarray) -> tuple[np.ndarray, ...]:
+        """How state ``sa`` leads to state ``sb`` (see the module docstring).
+
+        Returns the masks ``fwd`` (same directed state), ``use_rev`` (U-turn on the
+        piece) and ``route`` (through the graph), the signed advance ``delta`` on
+        the same state, the U-turn distance and the routed distance (``inf``
+        where longer than any plausible route: those are not looked up).
+        """
+        h, p, R = self.h, self.p, self.routes
+        pa_, pb_ = S["piece"][sa], S["piece"][sb]
+        same_piece = pa_ == pb_
+        delta = S["off"][sb] - S["off"][sa]
+        dsame = S["dir"][sa] == S["dir"][sb]
+        fwd = same_piece & dsame & (delta >= -h.back_tol)
+        rev = same_piece & ~dsame
+        r_route = np.full(len(sa), np.inf)
+        o = np.flatnonzero(~fwd)
+        so, to = sa[o], sb[o]
+        ends = (S["L"][so] - S["off"][so]) + S["off"][to]
+        ex, en = S["exit"][so], S["entry"][to]
+        limit = h.route_factor * d_st[o] + h.slack
+        timed = ~unt[o]
+        limit[timed] = np.minimum(limit[timed], p.max_speed_mps * np.maximum(dt_s[o][timed], 0.0) + h.slack)
+        # a route is at least the straight line between the nodes (less a margin for the scale)
+        lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
+        look = np.flatnonzero(lower <= limit)
+        r_route[o[look]] = ends[look] + R.dist(ex[look], en[look])
+        r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
+        use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
+        route = ~fwd & ~use_rev
+        return fwd, use_rev, route, delta, r_rev, r_route
+
+    @property
+    def _mid_sub(self) -> np.ndarray:
+        ms = getattr(self, "_mid_sub_arr", None)
+        if ms is None:
+            m = self.m
+            first = np.searchsorted(m.sub_piece, np.arange(m.n_pieces))
+            last = np.searchsorted(m.sub_piece, np.arange(m.n_pieces), side="right") - 1
+            ms = self._mid_sub_arr = np.maximum((first + last) // 2, 0)
+        return ms
+
+    def _add(self, K: dict[str, np.ndarray], fw: np.ndarray, c_piece: np.ndarray, c_sub: np.ndarray,
+             c_um: np.ndarray, c_at: np.ndarray, piece_fix: np.ndarray, off_at: np.ndarray,
+             off_d: np.ndarray, gs: np.ndarray, untimed: np.ndarray) -> None:
+        p, m, tot = self.p, self.m, self.totals
+        if len(c_piece):
+            tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
+            zi = m.sub_zone_index[c_sub]
+            tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
+                                          minlength=m.n_subzones + 1).astype(np.int64)
+            tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
+            ent = K["ent"][c_at] + 1
+            for e in np.unique(ent).tolist():
+                name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
+                arr = tot.enterprise_piece_um.get(name)
+                if arr is None:
+                    arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
+                sel = ent == e
+                arr += np.bincount(c_piece[sel], weights=c_um[sel], minlength=m.n_pieces).astype(np.int64)
+        matched = fw[piece_fix[fw] >= 0]
+        tot.piece_points += np.bincount(piece_fix[matched], minlength=m.n_pieces)
+        veh = K["veh"]
+        nv = len(self.vehicle_names)
+        # consecutive kept rows (committed ends) for time and GPS distance
+        ri = fw[fw > gs[fw]]
+        dt_ns = K["t"][ri] - K["t"][ri - 1]
+        X, Y = K["x"], K["y"]
+        d_raw = np.hypot(X[ri] - X[ri - 1], Y[ri] - Y[ri - 1])
+        gap = ~untimed[ri] & (dt_ns > int(p.max_gap_s * 1e9))
+        timed = ~untimed[ri]
+        per = {
+            "matched_um": np.bincount(veh[c_at], weights=c_um, minlength=nv),
+            "offnet_um": np.bincount(veh[off_at], weights=np.rint(off_d * UM), minlength=nv),
+            "gps_um": np.bincount(veh[ri[~gap]], weights=np.rint(d_raw[~gap] * UM), minlength=nv),
+            "gap_pairs": np.bincount(veh[ri[gap]], minlength=nv),
+            "driving_ns": np.bincount(veh[ri[~gap & timed]], weights=dt_ns[~gap & timed].astype(np.float64),
+                                      minlength=nv),
+            "points": np.bincount(veh[fw], minlength=nv),
+            "matched_points": np.bincount(veh[matched], minlength=nv),
+        }
+        vf = veh[fw]
+        if len(vf) == 0:
+            return
+        tf, ef = K["t"][fw], K["ent"][fw]
+        for code in np.unique(vf).tolist():
+            st = self._vehicle(code)
+            for k_, arr in per.items():
+                st[k_] += int(arr[code])
+            sel = vf == code
+            if not untimed[fw][sel].any():
+                t0, t1 = int(tf[sel].min()), int(tf[sel].max())
+                st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
+                st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
+            if st["enterprise"] is None:
+                e0 = int(ef[sel][0])
+                st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
+
+
+def _ordered_times(veh: np.ndarray) -> np.ndarray:
+    """Increasing times per vehicle, for the order checks of traces without times."""
+    gs = _group_starts(veh)
+    # a million seconds apart: no step is a jump over the max speed
+    return ((np.arange(len(veh)) - gs) * 10**15).astype(np.int64)

@@ -1,0 +1,275 @@
+"""The HMM matcher (geo._fleet_hmm): known answers on hand-built networks.
+
+Networks and logs are drawn in local metres (see tests/test_fleet.py); the
+expected km are geodesic lengths computed here with pyproj.Geod.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo import fleet, sources
+from geo._fleet_hmm import HmmParams, RouteTable
+from test_fleet import geod_len, line_points, piece_of, track, write_layer, zone_of
+
+HMM = fleet.MileageParams(matcher="hmm")
+SNAP = fleet.MileageParams(matcher="snap")
+
+
+@pytest.fixture()
+def row3(tmp_path: Path):
+    """Three two-way pieces in a row, 0-300-600-900 m east, with a block to the north (300-600, y = 300)."""
+    ways = [{"xy": [(0, 0), (300, 0)]}, {"xy": [(300, 0), (600, 0)]}, {"xy": [(600, 0), (900, 0)]},
+            {"xy": [(300, 0), (300, 300)]}, {"xy": [(600, 0), (600, 300)]}, {"xy": [(300, 300), (600, 300)]}]
+    return sources.load_network(write_layer(tmp_path / "row3.geojson", ways), zone=zone_of(-100, -100, 1000, 400))
+
+
+@pytest.fixture()
+def dual(tmp_path: Path):
+    """A dual carriageway: eastbound y = 0 and westbound y = 20, one-way, 1 km, joined at both ends."""
+    ways = [{"xy": [(0, 0), (1000, 0)], "oneway": "yes", "name": "双向路"},
+            {"xy": [(1000, 20), (0, 20)], "oneway": "yes", "name": "双向路"},
+            {"xy": [(1000, 0), (1000, 20)], "highway": "tertiary"}, {"xy": [(0, 20), (0, 0)], "highway": "tertiary"}]
+    return sources.load_network(write_layer(tmp_path / "dual.geojson", ways), zone=zone_of(-100, -100, 1100, 120))
+
+
+def test_sparse_fixes_give_the_pieces_in_between_their_full_length(row3, tmp_path: Path) -> None:
+    # 30 s apart at 20 m/s: x = 100 (first piece), x = 700 (third piece); no fix on the middle piece
+    df = track(np.array([[100.0, 0.0], [700.0, 0.0]]))
+    df["timestamp"] = [1_700_000_000, 1_700_000_030]
+    log = tmp_path / "sparse.csv"
+    df.to_csv(log, index=False)
+    a, b, c = (piece_of(row3.roads, (0, 0), (300, 0)), piece_of(row3.roads, (300, 0), (600, 0)),
+               piece_of(row3.roads, (600, 0), (900, 0)))
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    km_m = res.piece_km * 1000
+    assert km_m[a] == pytest.approx(geod_len([(100, 0), (300, 0)]), abs=0.05)
+    assert km_m[b] == pytest.approx(geod_len([(300, 0), (600, 0)]), abs=0.05)  # the whole middle piece
+    assert km_m[c] == pytest.approx(geod_len([(600, 0), (700, 0)]), abs=0.05)
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(100, 0), (700, 0)]), abs=0.1)
+    assert res.driven()[b]
+    # the nearest-piece matcher splits the straight distance between the two end pieces
+    snap = fleet.compute_mileage(log, row3.roads, params=SNAP)
+    assert snap.piece_km[b] == 0
+
+
+def test_a_routed_detour_counts_the_route_not_the_straight_line(row3, tmp_path: Path) -> None:
+    # round the block: (250, 0) -> north side (450, 300) -> (650, 0), 40 s apart
+    df = track(np.array([[250.0, 0.0], [450.0, 300.0], [650.0, 0.0]]))
+    df["timestamp"] = [1_700_000_000, 1_700_000_040, 1_700_000_080]
+    log = tmp_path / "block.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    want = geod_len([(250, 0), (300, 0), (300, 300), (600, 300), (600, 0), (650, 0)])
+    assert res.on_network_km * 1000 == pytest.approx(want, abs=0.2)
+    assert res.piece_km[piece_of(row3.roads, (300, 0), (600, 0))] == 0
+
+
+@pytest.mark.parametrize("with_speed", [False, True])
+def test_standing_vehicle_with_30_m_noise_adds_no_km(row3, tmp_path: Path, with_speed: bool) -> None:
+    rng = np.random.default_rng(3)
+    # 10 minutes at 1 Hz standing 5 m from the junction at x = 300, 30 m RMS horizontal noise
+    xy = np.array([[300.0, 5.0]] * 600) + rng.normal(0, 30 / math.sqrt(2), (600, 2))
+    df = track(xy, speed=np.zeros(600) if with_speed else None)
+    log = tmp_path / "stand.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    jitter = float(np.hypot(*np.diff(xy, axis=0).T).sum())
+    assert jitter > 15_000
+    assert res.on_network_km * 1000 < 1.0
+    assert sum(res.totals.bad.values()) == 0
+    assert res.noise_m == pytest.approx(30 / math.sqrt(2), rel=0.25)
+
+
+def test_one_way_pair_goes_by_direction_without_heading(dual, tmp_path: Path) -> None:
+    # both drive midway (10 m from each carriageway) at 12 m/s, 1 Hz, no heading column
+    east = line_points((50, 10), (950, 10), 12.0)
+    df = pd.concat([track(east, "EAST", "E1"), track(east[::-1], "WEST", "E2")])
+    log = tmp_path / "dual.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, dual.roads, params=HMM)
+    eb, wb = piece_of(dual.roads, (0, 0), (1000, 0)), piece_of(dual.roads, (1000, 20), (0, 20))
+    ent = {e: np.maximum(a, 0) / 1e9 for e, a in res.totals.enterprise_piece_um.items()}
+    assert ent["E1"][eb] * 1000 == pytest.approx(900, abs=1.0) and ent["E1"][wb] == 0
+    assert ent["E2"][wb] * 1000 == pytest.approx(900, abs=1.0) and ent["E2"][eb] == 0
+
+
+def test_noisy_1hz_log_loses_no_valid_fix_and_keeps_its_km(row3, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    # 15 m/s along the 900 m row, 30 m RMS noise: many raw steps exceed 60 m in 1 s
+    true = line_points((0, 0), (900, 0), 15.0)
+    xy = true + rng.normal(0, 30 / math.sqrt(2), true.shape)
+    assert (np.hypot(*np.diff(xy, axis=0).T) > 60).sum() >= 3
+    log = tmp_path / "noisy.csv"
+    track(xy).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    assert sum(res.totals.bad.values()) == 0
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (900, 0)]), rel=0.05)
+
+
+def test_gap_over_60_s_is_routed_when_plausible(row3, tmp_path: Path) -> None:
+    df = track(np.array([[100.0, 0.0], [110.0, 0.0], [790.0, 0.0], [800.0, 0.0]]))
+    df["timestamp"] = [1_700_000_000, 1_700_000_001, 1_700_000_091, 1_700_000_092]  # a 90 s gap
+    log = tmp_path / "gap.csv"
+    df.to_csv(log, index=False)
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(100, 0), (800, 0)]), abs=0.2)
+
+
+def test_unfollowable_pair_breaks_the_track_and_is_reported(tmp_path: Path) -> None:
+    # two roads 60 m apart that do not connect: a hop between them has no route
+    ways = [{"xy": [(0, 0), (500, 0)]}, {"xy": [(0, 60), (500, 60)]}]
+    net = sources.load_network(write_layer(tmp_path / "two.geojson", ways))
+    xy = np.vstack([line_points((0, 0), (200, 0), 10.0), line_points((210, 60), (400, 60), 10.0)])
+    log = tmp_path / "hop.csv"
+    track(xy).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, net.roads, params=HMM)
+    assert res.totals.unconnected_pairs == 1
+    (veh, t0, t1, why), = res.totals.break_examples
+    assert veh == "V1" and (t1 - t0) == 10**9 and "route" in why
+    # km on both roads, the hop as off-network straight distance
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (200, 0)]) + geod_len([(210, 60), (400, 60)]),
+                                                     abs=0.5)
+    assert res.off_network_km * 1000 == pytest.approx(math.hypot(10, 60), abs=0.5)
+    assert any(r["figure"] == "unfollowed pairs" and r["value"] == 1 for r in res.summary())
+    (row,) = res.unfollowed()
+    assert row["vehicle_id"] == "V1" and row["from"] < row["to"] and "route" in row["why"]
+
+
+def test_route_table_is_one_way_aware(dual) -> None:
+    m = fleet.build_matcher(dual.roads)
+    rt = RouteTable(m, 5000.0)
+    eb = piece_of(dual.roads, (0, 0), (1000, 0))
+    u, v = rt.pu[eb], rt.pv[eb]
+    # u -> v along the eastbound carriageway; v -> u only round by the westbound one (20 + 1000 + 20)
+    d = rt.dist(np.array([u, v]), np.array([v, u]))
+    assert d[0] == pytest.approx(geod_len([(0, 0), (1000, 0)]), abs=0.01)
+    assert d[1] == pytest.approx(geod_len([(1000, 0), (1000, 20), (0, 20), (0, 0)]), abs=0.01)
+    which, pieces = rt.path_pieces(np.array([v]), np.array([u]))
+    assert sorted(pieces.tolist()) == sorted([piece_of(dual.roads, (1000, 0), (1000, 20)),
+                                              piece_of(dual.roads, (1000, 20), (0, 20)),
+                                              piece_of(dual.roads, (0, 20), (0, 0))])
+
+
+def test_results_do_not_depend_on_chunks_or_windows(row3, tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    frames = []
+    for i in range(3):
+        true = np.vstack([line_points((0, 0), (900, 0), 9.0), line_points((900, 0), (0, 0), 9.0)[1:]])
+        frames.append(track(true + rng.normal(0, 8, true.shape), f"V{i}", f"E{i % 2}", t0=1_700_000_000 + 5000 * i))
+    log = tmp_path / "three.csv"
+    pd.concat(frames).to_csv(log, index=False)
+    m = fleet.build_matcher(row3.roads)
+    small = fleet.MileageParams(hmm=HmmParams(sigma_m=8.0, window=16, overlap=8))
+    base = fleet.compute_mileage(log, row3.roads, matcher=m, params=small, chunk_rows=10**6)
+    for rows in (7, 50, 333):
+        other = fleet.compute_mileage(log, row3.roads, matcher=m, params=small, chunk_rows=rows)
+        assert np.array_equal(base.totals.piece_um, other.totals.piece_um)
+        assert base.by_vehicle() == other.by_vehicle()
+    total = geod_len([(0, 0), (900, 0)]) * 2 * 3
+    assert base.on_network_km * 1000 == pytest.approx(total, rel=0.02)
+
+
+def _gpx(tracks: list[tuple[str | None, str | None, np.ndarray, list[str] | None]]) -> str:
+    from test_fleet import TO_LL, X0, Y0
+
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<gpx version="1.1" creator="test" '
+           'xmlns="http://www.topografix.com/GPX/1/1">']
+    for name, typ, xy, times in tracks:
+        out.append("<trk>" + (f"<name>{name}</name>" if name else "") + (f"<type>{typ}</type>" if typ else "")
+                   + "<trkseg>")
+        lon, lat = TO_LL.transform(X0 + xy[:, 0], Y0 + xy[:, 1])
+        for i, (a, b) in enumerate(zip(lon, lat)):
+            t = f"<time>{times[i]}</time>" if times else ""
+            out.append(f'<trkpt lat="{b:.8f}" lon="{a:.8f}">{t}</trkpt>')
+        out.append("</trkseg></trk>")
+    out.append("</gpx>")
+    return "\n".join(out)
+
+
+def test_gpx_without_times_or_type_is_an_ordered_trace(row3, tmp_path: Path) -> None:
+    # fixes every 100 m, no <time> and no <type>; a second track with one time for every point
+    xy = line_points((50, 0), (850, 0), 100.0)
+    same = ["2024-03-01T08:00:00+08:00"] * len(xy)
+    p = tmp_path / "walk.gpx"
+    p.write_text(_gpx([("car-1", None, xy, None), (None, "ACME", xy[::-1], same)]), encoding="utf-8")
+    res = fleet.compute_mileage(p, row3.roads, params=HMM)
+    want = geod_len([(50, 0), (850, 0)])
+    by = {v["vehicle_id"]: v for v in res.by_vehicle()}
+    assert set(by) == {"car-1", "walk-trk2"}
+    assert by["car-1"]["on_network_km"] * 1000 == pytest.approx(want, abs=0.5)
+    assert by["walk-trk2"]["on_network_km"] * 1000 == pytest.approx(want, abs=0.5)
+    assert by["car-1"]["enterprise"] == "walk" and by["walk-trk2"]["enterprise"] == "ACME"
+    assert sum(res.totals.bad.values()) == 0  # 100 m "in 1 s" is no jump: times are not known
+    assert res.untimed == ("car-1", "walk-trk2")
+    summary = {r["figure"]: r["value"] for r in res.summary()}
+    assert summary["ordered traces"] == 2 and summary["driving hours"] == 0
+    assert any("enterprise set to the file name 'walk'" in w for w in res.log.warnings)
+    assert any("ordered traces" in w for w in res.log.warnings)
+
+
+def test_cli_matcher_option_and_noise_in_the_summary(row3, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli import cli
+    import geopandas as gpd
+    import json
+
+    src = tmp_path / "row3_src.geojson"
+    ways = [{"xy": [(0, 0), (300, 0)]}, {"xy": [(300, 0), (600, 0)]}, {"xy": [(600, 0), (900, 0)]}]
+    write_layer(src, ways)
+    zf = tmp_path / "z.geojson"
+    gpd.GeoDataFrame({"name": ["z"]}, geometry=[zone_of(-100, -100, 1000, 400).geometry], crs=4326).to_file(zf)
+    df = track(np.array([[100.0, 0.0], [700.0, 0.0]]))
+    df["timestamp"] = [1_700_000_000, 1_700_000_030]
+    log = tmp_path / "two.csv"
+    df.to_csv(log, index=False)
+    got = {}
+    for mt in ("hmm", "snap"):
+        r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--zone", str(zf),
+                                     "--format", "json", "--matcher", mt, "--out-dir", str(tmp_path / mt)])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        summ = {row["figure"]: row["value"] for row in doc["tables"]["summary"]}
+        assert summ["matcher"] == mt and summ["sampling interval s"] == 30
+        assert "estimated GPS noise m" in summ
+        meta = json.loads((tmp_path / mt / "mileage_figures.json").read_text(encoding="utf-8"))["meta"]
+        assert meta["matcher"] == mt and meta["sampling_interval_s"] == 30
+        got[mt] = summ["on-network km"]
+    assert got["hmm"] * 1000 == pytest.approx(geod_len([(100, 0), (700, 0)]), abs=0.1)
+    r = CliRunner().invoke(cli, ["fleet", "mileage", str(log), "--source", str(src), "--matcher", "meili"])
+    assert r.exit_code != 0 and "meili" in r.output
+
+
+def test_route_cache_that_fills_up_gives_the_same_routes(row3) -> None:
+    m = fleet.build_matcher(row3.roads)
+    big, tiny = RouteTable(m, 5000.0), RouteTable(m, 5000.0, max_cached=3)
+    src = np.r_[big.pu, big.pv]
+    tgt = np.r_[big.pv[::-1], big.pu]
+    for _ in range(3):  # the tiny cache is cleared again and again
+        assert np.array_equal(big.dist(src, tgt), tiny.dist(src, tgt))
+        assert [a.tolist() for a in big.path_pieces(src, tgt)] == [a.tolist() for a in tiny.path_pieces(src, tgt)]
+
+
+def test_coverage_counts_a_carriageway_with_its_driven_partner(dual, tmp_path: Path) -> None:
+    east = line_points((0, 0), (1000, 0), 10.0)
+    log = tmp_path / "east.csv"
+    track(east).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, dual.roads, zone=zone_of(-100, -100, 1100, 120), params=HMM)
+    cl = res._centerline()
+    drv = res.driven()
+    # the same by a plain loop over the partners
+    d_cl = [bool(drv[p]) or any(bool(drv[q]) for q in (ps if ps is not None else [])) for p, ps in
+            zip(cl["piece"], cl["partners"])]
+    want = cl["centerline_m"].to_numpy()[np.array(d_cl)].sum() / 1000
+    cov = res.coverage()
+    assert cov[0]["driven_centerline_km"] == pytest.approx(round(want, 3))
+    eb, wb = piece_of(dual.roads, (0, 0), (1000, 0)), piece_of(dual.roads, (1000, 20), (0, 20))
+    assert drv[eb] and not drv[wb]
+    assert any(eb in (ps if ps is not None else []) for ps in cl["partners"])  # the pair is paired
+    assert res.coverage() == cov and res.coverage() is not res.coverage()  # cached, handed out as copies
