@@ -717,12 +717,109 @@ def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None
 # ---------------------------------------------------------------- compare
 
 COMPARE_TABLE_COLUMNS = ["figure", "reported", "unit", "as_of", "source", "computed", "definition", "delta",
-                         "delta_pct", "note"]
+                         "delta_pct", "verdict", "note"]
+#: Data formats also carry the rule of each verdict, why computed is left out, and the reconciled definitions.
+COMPARE_DATA_COLUMNS = ["qualifier", "verdict_rule", "computed_reason", "closest_definitions", "definitions_tried"]
 
 
 def _compare_columns(fmt: str) -> list[str]:
-    """The text table leaves the place out (it is in the title); data formats keep it."""
-    return COMPARE_TABLE_COLUMNS if fmt == "table" else ["place", *COMPARE_TABLE_COLUMNS]
+    """The text table leaves the place out (it is in the title) and the absolute delta (delta_pct and the
+    verdict say it, and a 100-column terminal holds the rest); data formats keep both."""
+    if fmt == "table":
+        return [c for c in COMPARE_TABLE_COLUMNS if c != "delta"]
+    return ["place", *COMPARE_TABLE_COLUMNS, *COMPARE_DATA_COLUMNS]
+
+
+def _read_reported(ctx: click.Context, param: click.Parameter, value: Path | None) -> Any:
+    """Read --reported while parsing: a bad file fails (line and field) before the network loads."""
+    if value is None:
+        return None
+    from geo import reported
+
+    return reported.merge_figures(None, reported.load_reported_figures(value))
+
+
+def verdict_options(f: Callable) -> Callable:
+    """``--reported FILE``, ``--test-roads FILE`` and the verdict tolerances (compare and report)."""
+    opts = [
+        click.option("--reported", "reported_figures", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, callback=_read_reported, metavar="FILE.toml",
+                     help="Your reported figures (the schema of data/reported_figures.toml): each place and "
+                          "figure in FILE replaces the shipped ones, the rest are added."),
+        click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     callback=lambda c, p, v: _read_test_roads(c, p, v), metavar="FILE",
+                     help="Roads open for testing (CSV of names/refs or GeoJSON lines): test-road km and the "
+                          "covered area are computed on this set. Without it: every road of the filter."),
+        click.option("--tolerance-area", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                     metavar="PCT", help="An area agrees within PCT % of reported."),
+        click.option("--tolerance-length", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                     metavar="PCT", help="A length agrees within PCT % of reported."),
+        click.option("--tolerance-count", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                     metavar="PCT", help="A count (or any other figure) agrees within PCT % of reported."),
+        click.option("--complete-reach", type=click.FloatRange(min=0, max=100, min_open=True), default=95.0,
+                     show_default=True, metavar="PCT",
+                     help="A network reaching PCT % of the zone (within 500 m of a road) is the whole zone's; "
+                          "below, road figures are lower bounds."),
+        click.option("--buffer-m", "coverage_buffer_m", type=click.FloatRange(min=0, min_open=True), default=500.0,
+                     show_default=True, metavar="M",
+                     help="A coverage claim (\"test roads cover 463 km²\") is set against the zone's area within "
+                          "M metres of the test-road set."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _verdict_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the verdict options into compare_zone's keywords (figures, test set, tolerances)."""
+    from geo.verdicts import Tolerances
+
+    return {"figures": kw.pop("reported_figures"), "test_set": kw.pop("test_set"),
+            "buffer_m": kw.pop("coverage_buffer_m"),
+            "tolerances": Tolerances(area_pct=kw.pop("tolerance_area"), length_pct=kw.pop("tolerance_length"),
+                                     count_pct=kw.pop("tolerance_count"),
+                                     complete_reach=kw.pop("complete_reach") / 100.0)}
+
+
+def _network_comparison(net: Any, zone: Any, vkw: Mapping[str, Any]) -> tuple[dict[str, Any], str, Any]:
+    """compare_zone keywords that need the network, the reach sentence, the coverage of every road."""
+    from geo import report
+
+    inputs = report.network_inputs(net.roads, zone.geometry, zone_name=zone.name, selection=net.provenance.filter,
+                                   test_set=vkw.get("test_set"), buffer_m=vkw.get("buffer_m", 500.0))
+    for label in inputs.unmatched:
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
+    return inputs.compare_kw, inputs.reach_text, inputs.coverage
+
+
+def _verdict_meta(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The verdict rules (one line per distinct rule) and the closest definitions, for the lines below a table."""
+    from geo.reconcile import closest_text
+
+    meta: dict[str, str] = {}
+    rules: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("verdict_rule"):
+            rules.setdefault(str(r["verdict_rule"]), []).append(str(r["figure"]))
+    for rule, figs in rules.items():
+        meta[f"verdict rule for {', '.join(dict.fromkeys(figs))}"] = rule
+    seen: set[str] = set()
+    for r in rows:
+        if r.get("definitions_tried") and r["figure"] not in seen:
+            seen.add(r["figure"])
+            text = closest_text(r)
+            if r.get("verdict") in ("consistent lower bound", "exceeds"):
+                text += " (on a network that covers part of the zone: lower bounds)"
+            meta[f"closest definitions to {r['figure']} {r['reported']:g} {r['unit']} "
+                 f"({r.get('definitions_tried', 0)} tried)"] = text
+    return meta
+
+
+def _flat_closest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CSV, Markdown and table cells hold text: the closest definitions as one string."""
+    from geo.reconcile import closest_text
+
+    return [{**r, "closest_definitions": closest_text(r)} if "closest_definitions" in r else r for r in rows]
 
 
 def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -770,6 +867,7 @@ def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
 
 
 def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | None, no_network: bool,
+                  vkw: Mapping[str, Any] | None = None, reconcile: bool = False,
                   **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     from geo import report, stats, zones
     from geo import reported as _reported
@@ -782,12 +880,18 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
     meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
                             "reported figures": "data/reported_figures.toml (source and date on each row)",
                             "zone's figures": zp.how}
+    vkw = dict(vkw or {})
+    figures, tolerances = vkw.get("figures"), vkw.get("tolerances")
+    if figures is not None:
+        meta["reported figures"] += " with your --reported file"
     fleet = _load_fleet_figures(fleet_summary)
     if place.casefold() != str(zone_place).casefold():
         # another place: its reported figures only, nothing computed for it
         meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
-        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet), meta
+        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet, figures=figures,
+                                          tolerances=tolerances), meta
     st = None
+    nkw_cmp: dict[str, Any] = {}
     if not no_network:
         try:
             _, net = load_from_options(**nkw)
@@ -797,10 +901,13 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
         else:
             st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
-            meta["network reach"] = report.network_reach(net.roads, zone.geometry)
+            nkw_cmp, meta["network reach"], _ = _network_comparison(net, zone, vkw)
             meta["network"] = net.provenance.summary()
+            if vkw.get("test_set") is not None:
+                meta["test-road set"] = vkw["test_set"].label
     rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
-                               allow_unknown_place=True)
+                               allow_unknown_place=True, figures=figures, tolerances=tolerances,
+                               reconcile=reconcile, **nkw_cmp)
     meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
     return place, rows, meta
 
@@ -815,8 +922,14 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) to set beside the reported ones.")
 @click.option("--no-network", is_flag=True, help="Compare the zone area only; load no road network.")
+@verdict_options
+@click.option("--reconcile", is_flag=True,
+              help="Search a documented space of definitions (carriageway/centerline km, class cut-offs with and "
+                   "without links, named roads, the test-road set) for each reported length or count and show "
+                   "the closest ones.")
 def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None, history: bool,
-            history_figure: str | None, fleet_summary: Path | None, no_network: bool, **nkw: Any) -> None:
+            history_figure: str | None, fleet_summary: Path | None, no_network: bool, reconcile: bool,
+            **nkw: Any) -> None:
     """Set computed figures beside the reported ones (source and date beside each).
 
     Road figures come from the road network of the zone (default: the cache
@@ -831,22 +944,28 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     """
     from geo import reported
 
+    vkw = _verdict_kw(nkw)
     if history:
         from geo import zones
 
         place = place or reported.place_for_zone(zones.resolve_zone(nkw["zone"], source=nkw.get("source"))).place \
             or "Jiading"
-        recs = reported.history(place, history_figure)
+        recs = reported.history(place, history_figure, figures=vkw["figures"])
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
         emit(rows, fmt, output, title=f"Reported figures of {place} over time",
-             meta={"records": len(rows), "source": "data/reported_figures.toml", "tool": f"icv {__version__}"})
+             meta={"records": len(rows), "tool": f"icv {__version__}",
+                   "source": "data/reported_figures.toml" + (" with your --reported file" if vkw["figures"] else "")})
         return
-    place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, **nkw)
+    place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, vkw=vkw, reconcile=reconcile,
+                                      **nkw)
     defs: dict[str, str] = {}
     if fmt == "table":
         rows, defs = _short_definitions(rows)
-    emit(rows, fmt, output, columns=_compare_columns(fmt), meta={**meta, **defs},
+    vmeta = _verdict_meta(rows)
+    cols = _compare_columns(fmt) if reconcile else [c for c in _compare_columns(fmt)
+                                                    if c not in ("closest_definitions", "definitions_tried")]
+    emit(rows if fmt == "json" else _flat_closest(rows), fmt, output, columns=cols, meta={**meta, **defs, **vmeta},
          title=f"{place}: reported and computed figures")
 
 
@@ -1051,6 +1170,7 @@ def _step(i: int, n: int, text: str) -> None:
 @click.option("--no-maps", is_flag=True, help="Write report.md only.")
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
+@verdict_options
 def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
            cdn: bool, no_maps: bool, fleet_summary: Path | None, with_history: bool = False,
            history_time: str | None = None, ohsome_url: str | None = None, **nkw: Any) -> None:
@@ -1074,6 +1194,7 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     from geo.history import AsOfWarning
     from geo.pipeline import run_report
 
+    vkw = _verdict_kw(nkw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", gmaps.MapAssetsWarning)
         warnings.simplefilter("always", AsOfWarning)
@@ -1083,7 +1204,11 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
                          fleet_summary=fleet_summary, overpass_url=nkw.get("overpass_url"),
                          timeout=nkw.get("overpass_timeout"), memory=nkw.get("overpass_memory"),
                          cache_dir=nkw.get("cache_dir"), progress=True, on_step=_step,
-                         history=with_history, history_time=history_time, ohsome_url=ohsome_url)
+                         history=with_history, history_time=history_time, ohsome_url=ohsome_url,
+                         test_set=vkw["test_set"], buffer_m=vkw["buffer_m"], figures=vkw["figures"],
+                         tolerances=vkw["tolerances"])
+    for label in res.test_roads_unmatched:
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
     for w in caught:
         if issubclass(w.category, (gmaps.MapAssetsWarning, AsOfWarning)):
             click.echo(f"icv: warning: {w.message}", err=True)
@@ -1091,9 +1216,10 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
         click.echo(f"wrote {f}", err=True)
     summary = res.summary_rows()
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
-    emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{res.place}: reported and computed figures",
+    emit(summary if fmt == "json" else _flat_closest(summary), fmt, output, columns=_compare_columns(fmt),
+         title=f"{res.place}: reported and computed figures",
          meta={"network": res.network.provenance.summary(), "network reach": res.reach,
-               "reported figures": res.comparison.attrs.get("zone's figures"), **defs})
+               "reported figures": res.comparison.attrs.get("zone's figures"), **defs, **_verdict_meta(summary)})
 
 
 @cli.command("history")

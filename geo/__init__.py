@@ -10,6 +10,8 @@ click front end over it. One module per concern:
 - :mod:`geo.stats`    road statistics (carriageway km, centerline km, streets, ...)
 - :mod:`geo.reported` reported figures and their comparison with computed ones
 - :mod:`geo.history`  OSM as of a date; the zone's network over time (ohsome, history files); its chart
+- :mod:`geo.verdicts` a verdict per comparison row (agrees, contradicts, lower bound, not visible ...)
+- :mod:`geo.reconcile` the definitions of "road km" and "streets" that come closest to a reported figure
 - :mod:`geo.fleet`    fleet logs to test kilometres per road
 - :mod:`geo.maps`     folium maps of coverage and mileage share
 - :mod:`geo.provenance` where every number comes from

@@ -69,6 +69,7 @@ class ReportResult:
     place: str
     files: dict[str, Path] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # the comparison as records (None, not NaN)
+    test_roads_unmatched: list[str] = field(default_factory=list)  # test-road entries that match no road
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -76,9 +77,11 @@ class ReportResult:
         return self.network.provenance.to_dict()
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """The rows ``icv report`` prints: figures with a computed value, and the fleet's reported ones."""
+        """The rows ``icv report`` prints: figures with a computed value, those OSM cannot see, and the
+        fleet's reported ones."""
         rows = self.rows or self.comparison.to_dict("records")
-        return [r for r in rows if _present(r.get("computed")) or r.get("figure") in SUMMARY_REPORTED_ONLY]
+        return [r for r in rows if _present(r.get("computed")) or r.get("verdict") == "not visible"
+                or r.get("figure") in SUMMARY_REPORTED_ONLY]
 
     def __repr__(self) -> str:
         files = ", ".join(p.name for p in self.files.values())
@@ -171,6 +174,7 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                cache_dir: str | os.PathLike[str] | None = None, progress: bool = False,
                fallback_overpass: bool = True, on_step: Callable[[int, int, str], None] | None = None,
                history: bool = False, history_time: str | None = None, ohsome_url: str | None = None,
+               test_set: Any = None, buffer_m: float = 500.0, reconcile: bool = True,
                **compare_kw: Any) -> ReportResult:
     """The main job: load the network, compute statistics, compare, write report.md and both maps.
 
@@ -205,8 +209,14 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
         Add the chart of the zone's OSM km over time (the history file given as ``source``, else
         the ohsome API) beside the reported figures over time, linked from report.md
         (:func:`geo.history.add_to_report`); fetched first, so a failure writes nothing.
+    test_set, buffer_m
+        A :class:`geo.testroads.TestRoadSet` (test-road km and the covered area are
+        computed on it; None: every loaded road), and the distance of the covered area.
+    reconcile
+        Add the closest definitions to each reported length and street count.
     **compare_kw
-        Passed on to the comparison (:func:`geo.report.compare_zone`).
+        Passed on to the comparison (:func:`geo.report.compare_zone`), e.g. ``figures``
+        (your reported figures), ``tolerances`` (:class:`geo.verdicts.Tolerances`).
 
     Returns
     -------
@@ -260,15 +270,17 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                   fallback_overpass=fallback_overpass and when is None, as_of=when)
     step(2, n, f"road statistics of {len(net.roads):,} pieces")
     st = gstats.road_stats(net.stats_roads, z, provenance=net.provenance)  # with the margin around the zone
-    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, **compare_kw)
+    # reach, covered share and test-road mask: verdicts need them (a partial network gives lower bounds)
+    inputs = rep.network_inputs(net.roads, z.geometry, zone_name=z.name, selection=net.provenance.filter,
+                                test_set=test_set, buffer_m=buffer_m)
+    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, reconcile=reconcile,
+                               **{**inputs.compare_kw, **compare_kw})
     place = cattrs["place"]
     notes = ["reported figures: " + str(cattrs["zone's figures"])]
     files: dict[str, Path] = {}
-    reach_share = None
     if maps:
         step(3, n, "coverage map")
-        cov = gmaps.compute_coverage(net.roads, z.geometry, zone_name=z.name)
-        reach_share = cov.share_within  # every road is a test road here: the same buffer share
+        cov = inputs.coverage  # every loaded road within 500 m: computed once, also the network's reach
         m = gmaps.coverage_map(net.roads, z.geometry, zone_name=z.name, subzones=z.subzones, coverage=cov,
                                provenance=net.provenance, basemap=bm)
         files["coverage map"] = gmaps.save_map(m, out / "coverage.html", offline=offline, cdn=cdn)
@@ -289,21 +301,25 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
             files["test-mileage share map provenance"] = out / "mileage_share.provenance.json"
     step(n, n, f"writing {out / 'report.md'}")
     by_class = gstats.breakdown(st, "class")
-    reach = rep.network_reach(net.roads, z.geometry, share=reach_share)
+    reach = inputs.reach_text
+    chart = rep.write_verdict_chart(out / "verdicts.svg", rows, title=f"{place}: reported and computed figures",
+                                    provenance=net.provenance)
     md = rep.report_markdown(zone_name=z.name, place=place, stats=st, comparison=rows,
                              provenance=net.provenance,
                              maps={k: p.name for k, p in files.items() if not k.endswith("provenance")},
-                             by_class=by_class, reach=reach, zone_notes=notes)
+                             by_class=by_class, reach=reach, reach_share=inputs.compare_kw["reach"],
+                             chart=chart.name, zone_notes=notes)
     written: dict[str, Path] = {}
     md = hist.add_to_report(md, as_of=as_of, network_date=when.label if when else net.provenance.osm_timestamp,
                             network_is_as_of=when is not None, history=osm_history, place=place, out_dir=out,
                             written=written)
-    files = {"report": write_text(out / "report.md", md), **files, **written}
+    files = {"report": write_text(out / "report.md", md), "verdict chart": chart, **files, **written}
     prov = net.provenance.to_dict()
     comparison = _frame(rows, {**cattrs, "network reach": reach})
     return ReportResult(zone=z, network=net, stats=st, comparison=comparison, rows=rows,
                         figures=_frame(st.figures(detail=True), {**prov, **gstats.stats_meta(st)}),
-                        by_class=_frame(by_class, prov), reach=reach, place=place, files=files)
+                        by_class=_frame(by_class, prov), reach=reach, place=place, files=files,
+                        test_roads_unmatched=inputs.unmatched)
 
 
 __all__ = ["ReportResult", "compare", "load", "run_report"]
