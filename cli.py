@@ -781,17 +781,6 @@ def _verdict_kw(kw: dict[str, Any]) -> dict[str, Any]:
                                      complete_reach=kw.pop("complete_reach") / 100.0)}
 
 
-def _network_comparison(net: Any, zone: Any, vkw: Mapping[str, Any]) -> tuple[dict[str, Any], str, Any]:
-    """compare_zone keywords that need the network, the reach sentence, the coverage of every road."""
-    from geo import report
-
-    inputs = report.network_inputs(net.roads, zone.geometry, zone_name=zone.name, selection=net.provenance.filter,
-                                   test_set=vkw.get("test_set"), buffer_m=vkw.get("buffer_m", 500.0))
-    for label in inputs.unmatched:
-        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
-    return inputs.compare_kw, inputs.reach_text, inputs.coverage
-
-
 def _verdict_meta(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The verdict rules (one line per distinct rule) and the closest definitions, for the lines below a table."""
     from geo.reconcile import closest_text
@@ -869,29 +858,13 @@ def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
 def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | None, no_network: bool,
                   vkw: Mapping[str, Any] | None = None, reconcile: bool = False,
                   **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-    from geo import report, stats, zones
-    from geo import reported as _reported
+    from geo import zones
     from geo.errors import CacheError
+    from geo.pipeline import compare_rows
 
-    zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
-    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
-    zone_place = zp.place or zone.meta.get("place") or zone.name
-    place = place or zone_place
-    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
-                            "reported figures": "data/reported_figures.toml (source and date on each row)",
-                            "zone's figures": zp.how}
     vkw = dict(vkw or {})
-    figures, tolerances = vkw.get("figures"), vkw.get("tolerances")
-    if figures is not None:
-        meta["reported figures"] += " with your --reported file"
-    fleet = _load_fleet_figures(fleet_summary)
-    if place.casefold() != str(zone_place).casefold():
-        # another place: its reported figures only, nothing computed for it
-        meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
-        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet, figures=figures,
-                                          tolerances=tolerances), meta
-    st = None
-    nkw_cmp: dict[str, Any] = {}
+    zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
+    net = None
     if not no_network:
         try:
             _, net = load_from_options(**nkw)
@@ -899,16 +872,12 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
             if nkw.get("source") != "cache":
                 raise
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
-        else:
-            st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
-            nkw_cmp, meta["network reach"], _ = _network_comparison(net, zone, vkw)
-            meta["network"] = net.provenance.summary()
-            if vkw.get("test_set") is not None:
-                meta["test-road set"] = vkw["test_set"].label
-    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
-                               allow_unknown_place=True, figures=figures, tolerances=tolerances,
-                               reconcile=reconcile, **nkw_cmp)
-    meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
+    place, rows, meta = compare_rows(zone, net, place=place, as_of=as_of, fleet=_load_fleet_figures(fleet_summary),
+                                     figures=vkw.get("figures"), tolerances=vkw.get("tolerances"),
+                                     test_set=vkw.get("test_set"), buffer_m=vkw.get("buffer_m", 500.0),
+                                     reconcile=reconcile, tool=f"icv {__version__}")
+    for label in meta.pop("unmatched test roads", ()):
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
     return place, rows, meta
 
 

@@ -63,7 +63,7 @@ def main() -> None:
     one = [r for r in rows if r[1] == "one process"]
     dsk = [r for r in rows if r[1] != "one process"]
     ratios = [a[2] / b[2] for a, b in zip(one, dsk, strict=True)]
-    print(f"| points | workers | one process wall s | dask wall s | speed-up (pairs, median) | one cpu s | dask cpu s |")
+    print("| points | workers | one process wall s | dask wall s | speed-up (pairs, median) | one cpu s | dask cpu s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {args.points:,} | {args.workers} | {statistics.median(r[2] for r in one):.1f} | "
           f"{statistics.median(r[2] for r in dsk):.1f} | {statistics.median(ratios):.2f} | "

@@ -144,6 +144,70 @@ def compare(zone: str | os.PathLike[str] | Zone = "jiading", stats: RoadStats | 
     return _frame(rows, attrs)
 
 
+def compare_rows(zone: Zone, network: Network | None, *, place: str | None = None, as_of: str | None = None,
+                 fleet: Mapping[str, Any] | None = None, figures: Any = None, tolerances: Any = None,
+                 test_set: Any = None, buffer_m: float = 500.0, reconcile: bool = False,
+                 tool: str | None = None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """What ``icv compare`` prints: the place compared, its rows (with verdicts) and the lines about them.
+
+    Parameters
+    ----------
+    zone, network
+        The test zone and its loaded network (``None``: reported figures only,
+        road figures left out).
+    place
+        Whose reported figures (default: the zone's place, :func:`geo.reported.place_for_zone`).
+        Another place than the zone's gets its reported figures only, nothing computed.
+    figures, tolerances
+        Your reported figures (:func:`geo.reported.merge_figures`) and verdict
+        tolerances (:class:`geo.verdicts.Tolerances`).
+    test_set, buffer_m
+        The test-road set and the distance of the covered area.
+    reconcile
+        Add the closest definitions to each reported length and street count.
+
+    Returns
+    -------
+    (place, rows, meta)
+        ``meta`` holds the provenance lines; ``meta["unmatched test roads"]`` the
+        test-road entries that match no road.
+    """
+    from . import report, reported, stats
+    from ._version import __version__
+
+    zp = reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    zone_place = zp.place or zone.meta.get("place") or zone.name
+    place = place or zone_place
+    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": tool or f"icv {__version__}",
+                            "reported figures": "data/reported_figures.toml (source and date on each row)",
+                            "zone's figures": zp.how}
+    if figures is not None:
+        meta["reported figures"] += " with your --reported file"
+    if place.casefold() != str(zone_place).casefold():
+        # another place: its reported figures only, nothing computed for it
+        meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
+        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet, figures=figures,
+                                          tolerances=tolerances), meta
+    st = None
+    cmp_kw: dict[str, Any] = {}
+    if network is not None:
+        st = stats.road_stats(network.stats_roads, zone, provenance=network.provenance)
+        inputs = report.network_inputs(network.roads, zone.geometry, zone_name=zone.name,
+                                       selection=network.provenance.filter, test_set=test_set, buffer_m=buffer_m)
+        cmp_kw = inputs.compare_kw
+        meta["network reach"] = inputs.reach_text
+        meta["network"] = network.provenance.summary()
+        if inputs.unmatched:
+            meta["unmatched test roads"] = list(inputs.unmatched)
+        if test_set is not None:
+            meta["test-road set"] = test_set.label
+    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
+                               allow_unknown_place=True, figures=figures, tolerances=tolerances,
+                               reconcile=reconcile, **cmp_kw)
+    meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
+    return place, rows, meta
+
+
 def _comparison(zone: str | os.PathLike[str] | Zone, stats: RoadStats | None, *, as_of: str | None,
                 fleet: Mapping[str, Any] | None, place: str | None,
                 **compare_kw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
