@@ -766,3 +766,15 @@ def test_cli_report_history_from_ohsome(runner, osh: Path, tmp_path: Path) -> No
     assert "- reported: 5.6 km as of 2018-03-01; 11.1 km as of 2018-09-18;" in md  # Jiading's, oldest first
     page = (out / "history_chart.html").read_text()
     assert page.count('<circle class="rep"') == len(hist.reported_series("Jiading"))
+
+
+def test_history_pbf_under_a_plain_name_counts_current_versions_only(osh_pbf: Path, tmp_path: Path) -> None:
+    """A history PBF named .osm.pbf: the PBF reader sees the header's history flag and takes the newest state."""
+    import shutil
+
+    plain = tmp_path / "named-plainly.osm.pbf"
+    shutil.copyfile(osh_pbf, plain)
+    want = sources.load_network(osh_pbf, zone=load_zone_box())  # the history reader, newest state
+    got = sources.load_network(plain, zone=load_zone_box())
+    assert got.roads["length_m"].sum() == pytest.approx(want.roads["length_m"].sum(), rel=1e-9)
+    assert len(got.roads) == len(want.roads)
