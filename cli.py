@@ -309,24 +309,30 @@ def _scheduler(ctx: click.Context, param: click.Parameter, value: str | None) ->
                              "such as tcp://HOST:8786.", ctx=ctx, param=param)
 
 
-def _input_warnings() -> Any:
-    """Print each :class:`geo.errors.InputWarning` (a stated repair of an input) as one warning line."""
+def _warning_lines(*categories: type[Warning]) -> Any:
+    """A context that prints each warning of ``categories`` as one ``icv: warning:`` line on stderr."""
     import contextlib
     import warnings
-
-    from geo.errors import InputWarning
 
     @contextlib.contextmanager
     def ctx() -> Any:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", InputWarning)
+            for c in categories:
+                warnings.simplefilter("always", c)
             yield
         for w in caught:
-            if issubclass(w.category, InputWarning):
+            if issubclass(w.category, categories):
                 click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return ctx()
+
+
+def _input_warnings() -> Any:
+    """Print each :class:`geo.errors.InputWarning` (a stated repair of an input) as one warning line."""
+    from geo.errors import InputWarning
+
+    return _warning_lines(InputWarning)
 
 
 def _pop_network_kw(kw: dict[str, Any]) -> dict[str, Any]:
@@ -453,22 +459,9 @@ def zone() -> None:
 
 def _zone_warnings() -> Any:
     """Record geo.zones' warnings and print each as one ``icv: warning:`` line on stderr."""
-    import contextlib
-    import warnings
-
     from geo.zones import ZoneWarning
 
-    @contextlib.contextmanager
-    def ctx() -> Any:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ZoneWarning)
-            yield
-        for w in caught:
-            if issubclass(w.category, ZoneWarning):
-                click.echo(f"icv: warning: {strip_controls(w.message)}", err=True)
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return ctx()
+    return _warning_lines(ZoneWarning)
 
 
 @zone.command("list")
