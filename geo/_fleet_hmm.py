@@ -247,11 +247,14 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
 
     Noise: the median distance from the fixes to the nearest piece (within 300
     m) over 0.6745, the median of a half-normal distribution: the across-road
-    component of the noise; for logs of 2 s or denser, at least the robust
+    component of the noise; for logs of 5 s or denser, at least the robust
     (median) estimate from second differences of consecutive fixes. Interval:
     the median time step of consecutive fixes of a vehicle. ``None`` where the
     sample says nothing.
     """
+    # per vehicle in time order: the same estimate for a log grouped by vehicle or interleaved
+    o = np.lexsort((t_ns, veh))
+    x, y, veh, t_ns = x[o], y[o], veh[o], t_ns[o]
     ok = np.isfinite(x) & np.isfinite(y)
     sig = None
     idx = np.flatnonzero(ok)
@@ -266,11 +269,13 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
         itv = float(np.median((t_ns[1:] - t_ns[:-1])[same]) / 1e9)
-    if itv is not None and itv <= 2.0:
-        # dense logs: white noise shows in second differences (variance 6 sigma^2 per axis), which
-        # the distance to the nearest piece underestimates where pieces are close together
+    if itv is not None and itv <= 5.0:
+        # logs of 5 s or denser: white noise shows in second differences (variance 6 sigma^2 per
+        # axis), which the distance to the nearest piece underestimates where pieces are close
+        # together (on a grid of 11 m blocks no fix is more than 5.5 m from a piece, whatever the
+        # noise); a vehicle drives straight on most triples of fixes that close, so the median holds
         tri = np.flatnonzero(same[:-1] & same[1:]
-                             & ((t_ns[2:] - t_ns[:-2]) <= 4.0e9) & ok[:-2] & ok[1:-1] & ok[2:])
+                             & ((t_ns[2:] - t_ns[:-2]) <= max(4.0, 2.5 * itv) * 1e9) & ok[:-2] & ok[1:-1] & ok[2:])
         if len(tri) >= 20:
             d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
             s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
