@@ -80,7 +80,7 @@ class HmmParams:
 
     @property
     def beta(self) -> float:
-        return self.beta_m if self.beta_m is not None else max(4.0, 1.5 * self.sigma_m)
+        return self.beta_m if self.beta_m is not None else max(4.0, 1.0 * self.sigma_m)
 
     @property
     def back_tol(self) -> float:

@@ -308,6 +308,7 @@ def test_straight_drive_on_a_dense_grid_counts_the_row_length(dense_grid, tmp_pa
     res = fleet.compute_mileage(log, net.roads, params=HMM)
     want = geod_len([(0.0, y), (length, y)])
     assert res.on_network_km * 1000 == pytest.approx(want, rel=0.04)
-    # almost all of it on the row driven (the columns crossing it get at most a few metres)
+    # almost all of it on the rows: a 2.6-sigma fix nearer the next row may still be matched there
+    # (an excursion round one block puts 22 m on the columns), a zig-zag at every junction may not
     rows = net.roads["highway"].to_numpy() == "residential"
-    assert res.piece_km[~rows].sum() * 1000 < 0.02 * want
+    assert res.piece_km[~rows].sum() * 1000 < 0.05 * want
