@@ -357,6 +357,9 @@ def with_network(f: Callable) -> Callable:
 
 @cli.command()
 @network_options
+@click.option("--as-of", "network_as_of", default=None, metavar="DATE",
+              help="The network as it was at DATE (YYYY-MM-DD): Overpass attic data or an OSM history file "
+                   "(.osh.pbf, .osh, .osh.gz); cached apart from the current network.")
 @click.option("--force", is_flag=True, help="Pull again even when the cache holds this network.")
 @click.option("-o", "--output", "export", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=_output_path, metavar="FILE",
@@ -378,6 +381,11 @@ def pull(force: bool, export: Path | None, **kw: Any) -> None:
     from geo import sources, zones
     from geo.roads import parse_filter
 
+    network_as_of = kw.pop("network_as_of", None)
+    if network_as_of is not None:
+        from geo.history import parse_as_of
+
+        network_as_of = parse_as_of(network_as_of)  # a bad date fails before anything loads
     road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
     zone = zones.resolve_zone(kw["zone"], source=kw.get("source"))
     _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
@@ -385,7 +393,7 @@ def pull(force: bool, export: Path | None, **kw: Any) -> None:
     with _input_warnings():
         path = sources.pull_to_cache(src, zone=zone, road_filter=road_filter, overpass_url=kw.get("overpass_url"),
                                      timeout=kw.get("overpass_timeout"), memory=kw.get("overpass_memory"),
-                                     cache_dir=kw.get("cache_dir"), force=force, progress=True)
+                                     cache_dir=kw.get("cache_dir"), force=force, progress=True, as_of=network_as_of)
     click.echo(f"cached {path}")
     if export is not None:
         from geo import _cache
@@ -709,12 +717,98 @@ def stats_cmd(zone: Any, net: Any, fmt: str, output: Path | None, by: str | None
 # ---------------------------------------------------------------- compare
 
 COMPARE_TABLE_COLUMNS = ["figure", "reported", "unit", "as_of", "source", "computed", "definition", "delta",
-                         "delta_pct", "note"]
+                         "delta_pct", "verdict", "note"]
+#: Data formats also carry the rule of each verdict, why computed is left out, and the reconciled definitions.
+COMPARE_DATA_COLUMNS = ["qualifier", "verdict_rule", "computed_reason", "closest_definitions", "definitions_tried"]
 
 
 def _compare_columns(fmt: str) -> list[str]:
-    """The text table leaves the place out (it is in the title); data formats keep it."""
-    return COMPARE_TABLE_COLUMNS if fmt == "table" else ["place", *COMPARE_TABLE_COLUMNS]
+    """The text table leaves the place out (it is in the title) and the absolute delta (delta_pct and the
+    verdict say it, and a 100-column terminal holds the rest); data formats keep both."""
+    if fmt == "table":
+        return [c for c in COMPARE_TABLE_COLUMNS if c != "delta"]
+    return ["place", *COMPARE_TABLE_COLUMNS, *COMPARE_DATA_COLUMNS]
+
+
+def _read_reported(ctx: click.Context, param: click.Parameter, value: Path | None) -> Any:
+    """Read --reported while parsing: a bad file fails (line and field) before the network loads."""
+    if value is None:
+        return None
+    from geo import reported
+
+    return reported.merge_figures(None, reported.load_reported_figures(value))
+
+
+def verdict_options(f: Callable) -> Callable:
+    """``--reported FILE``, ``--test-roads FILE`` and the verdict tolerances (compare and report)."""
+    opts = [
+        click.option("--reported", "reported_figures", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None, callback=_read_reported, metavar="FILE.toml",
+                     help="Your reported figures (the schema of data/reported_figures.toml): each place and "
+                          "figure in FILE replaces the shipped ones, the rest are added."),
+        click.option("--test-roads", "test_set", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     callback=lambda c, p, v: _read_test_roads(c, p, v), metavar="FILE",
+                     help="Roads open for testing (CSV of names/refs or GeoJSON lines): test-road km and the "
+                          "covered area are computed on this set. Without it: every road of the filter."),
+        click.option("--tolerance-area", type=click.FloatRange(min=0), default=2.0, show_default=True,
+                     metavar="PCT", help="An area agrees within PCT % of reported."),
+        click.option("--tolerance-length", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                     metavar="PCT", help="A length agrees within PCT % of reported."),
+        click.option("--tolerance-count", type=click.FloatRange(min=0), default=5.0, show_default=True,
+                     metavar="PCT", help="A count (or any other figure) agrees within PCT % of reported."),
+        click.option("--complete-reach", type=click.FloatRange(min=0, max=100, min_open=True), default=95.0,
+                     show_default=True, metavar="PCT",
+                     help="A network reaching PCT % of the zone (within 500 m of a road) is the whole zone's; "
+                          "below, road figures are lower bounds."),
+        click.option("--buffer-m", "coverage_buffer_m", type=click.FloatRange(min=0, min_open=True), default=500.0,
+                     show_default=True, metavar="M",
+                     help="A coverage claim (\"test roads cover 463 km²\") is set against the zone's area within "
+                          "M metres of the test-road set."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _verdict_kw(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the verdict options into compare_zone's keywords (figures, test set, tolerances)."""
+    from geo.verdicts import Tolerances
+
+    return {"figures": kw.pop("reported_figures"), "test_set": kw.pop("test_set"),
+            "buffer_m": kw.pop("coverage_buffer_m"),
+            "tolerances": Tolerances(area_pct=kw.pop("tolerance_area"), length_pct=kw.pop("tolerance_length"),
+                                     count_pct=kw.pop("tolerance_count"),
+                                     complete_reach=kw.pop("complete_reach") / 100.0)}
+
+
+def _verdict_meta(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The verdict rules (one line per distinct rule) and the closest definitions, for the lines below a table."""
+    from geo.reconcile import closest_text
+
+    meta: dict[str, str] = {}
+    rules: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("verdict_rule"):
+            rules.setdefault(str(r["verdict_rule"]), []).append(str(r["figure"]))
+    for rule, figs in rules.items():
+        meta[f"verdict rule for {', '.join(dict.fromkeys(figs))}"] = rule
+    seen: set[str] = set()
+    for r in rows:
+        if r.get("definitions_tried") and r["figure"] not in seen:
+            seen.add(r["figure"])
+            text = closest_text(r)
+            if r.get("verdict") in ("consistent lower bound", "exceeds"):
+                text += " (on a network that covers part of the zone: lower bounds)"
+            meta[f"closest definitions to {r['figure']} {r['reported']:g} {r['unit']} "
+                 f"({r.get('definitions_tried', 0)} tried)"] = text
+    return meta
+
+
+def _flat_closest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CSV, Markdown and table cells hold text: the closest definitions as one string."""
+    from geo.reconcile import closest_text
+
+    return [{**r, "closest_definitions": closest_text(r)} if "closest_definitions" in r else r for r in rows]
 
 
 def _short_definitions(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -762,24 +856,15 @@ def _load_fleet_figures(path: Path | None) -> dict[str, Any] | None:
 
 
 def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | None, no_network: bool,
+                  vkw: Mapping[str, Any] | None = None, reconcile: bool = False,
                   **nkw: Any) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
-    from geo import report, stats, zones
-    from geo import reported as _reported
+    from geo import zones
     from geo.errors import CacheError
+    from geo.pipeline import compare_rows
 
+    vkw = dict(vkw or {})
     zone = zones.resolve_zone(nkw["zone"], source=nkw.get("source"))
-    zp = _reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
-    zone_place = zp.place or zone.meta.get("place") or zone.name
-    place = place or zone_place
-    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": f"icv {__version__}",
-                            "reported figures": "data/reported_figures.toml (source and date on each row)",
-                            "zone's figures": zp.how}
-    fleet = _load_fleet_figures(fleet_summary)
-    if place.casefold() != str(zone_place).casefold():
-        # another place: its reported figures only, nothing computed for it
-        meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
-        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet), meta
-    st = None
+    net = None
     if not no_network:
         try:
             _, net = load_from_options(**nkw)
@@ -787,13 +872,12 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
             if nkw.get("source") != "cache":
                 raise
             click.echo(f"icv: warning: {e.message} Road figures are left out.", err=True)
-        else:
-            st = stats.road_stats(net.stats_roads, zone, provenance=net.provenance)
-            meta["network reach"] = report.network_reach(net.roads, zone.geometry)
-            meta["network"] = net.provenance.summary()
-    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
-                               allow_unknown_place=True)
-    meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
+    place, rows, meta = compare_rows(zone, net, place=place, as_of=as_of, fleet=_load_fleet_figures(fleet_summary),
+                                     figures=vkw.get("figures"), tolerances=vkw.get("tolerances"),
+                                     test_set=vkw.get("test_set"), buffer_m=vkw.get("buffer_m", 500.0),
+                                     reconcile=reconcile, tool=f"icv {__version__}")
+    for label in meta.pop("unmatched test roads", ()):
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
     return place, rows, meta
 
 
@@ -807,8 +891,14 @@ def _compare_rows(place: str | None, as_of: str | None, fleet_summary: Path | No
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) to set beside the reported ones.")
 @click.option("--no-network", is_flag=True, help="Compare the zone area only; load no road network.")
+@verdict_options
+@click.option("--reconcile", is_flag=True,
+              help="Search a documented space of definitions (carriageway/centerline km, class cut-offs with and "
+                   "without links, named roads, the test-road set) for each reported length or count and show "
+                   "the closest ones.")
 def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None, history: bool,
-            history_figure: str | None, fleet_summary: Path | None, no_network: bool, **nkw: Any) -> None:
+            history_figure: str | None, fleet_summary: Path | None, no_network: bool, reconcile: bool,
+            **nkw: Any) -> None:
     """Set computed figures beside the reported ones (source and date beside each).
 
     Road figures come from the road network of the zone (default: the cache
@@ -823,22 +913,28 @@ def compare(fmt: str, output: Path | None, place: str | None, as_of: str | None,
     """
     from geo import reported
 
+    vkw = _verdict_kw(nkw)
     if history:
         from geo import zones
 
         place = place or reported.place_for_zone(zones.resolve_zone(nkw["zone"], source=nkw.get("source"))).place \
             or "Jiading"
-        recs = reported.history(place, history_figure)
+        recs = reported.history(place, history_figure, figures=vkw["figures"])
         rows = [{"place": r.place, "figure": r.figure, "as_of": r.as_of_label, "value": r.value, "unit": r.unit,
                  "qualifier": r.qualifier, "definition": r.definition, "source": r.source.citation} for r in recs]
         emit(rows, fmt, output, title=f"Reported figures of {place} over time",
-             meta={"records": len(rows), "source": "data/reported_figures.toml", "tool": f"icv {__version__}"})
+             meta={"records": len(rows), "tool": f"icv {__version__}",
+                   "source": "data/reported_figures.toml" + (" with your --reported file" if vkw["figures"] else "")})
         return
-    place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, **nkw)
+    place, rows, meta = _compare_rows(place, as_of, fleet_summary, no_network, vkw=vkw, reconcile=reconcile,
+                                      **nkw)
     defs: dict[str, str] = {}
     if fmt == "table":
         rows, defs = _short_definitions(rows)
-    emit(rows, fmt, output, columns=_compare_columns(fmt), meta={**meta, **defs},
+    vmeta = _verdict_meta(rows)
+    cols = _compare_columns(fmt) if reconcile else [c for c in _compare_columns(fmt)
+                                                    if c not in ("closest_definitions", "definitions_tried")]
+    emit(rows if fmt == "json" else _flat_closest(rows), fmt, output, columns=cols, meta={**meta, **defs, **vmeta},
          title=f"{place}: reported and computed figures")
 
 
@@ -1026,6 +1122,13 @@ def _step(i: int, n: int, text: str) -> None:
 @cli.command()
 @network_options
 @output_options
+@click.option("--history", "with_history", is_flag=True,
+              help="Add the chart of OSM km over time beside the reported figures over time (ohsome, or the "
+                   "history file given as --source), linked from report.md.")
+@click.option("--history-time", default=None, metavar="START/END/PERIOD",
+              help="Dates of the --history chart [default: 2012-10-01/2024-12-31/P3M].")
+@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
+              help="ohsome API base for --history (env ICV_OHSOME_URL).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("maps"),
               show_default=True, help="Folder for report.md and the maps.")
 @click.option("--as-of", default=None, help="Compare with the latest reported figures at this date.")
@@ -1036,13 +1139,19 @@ def _step(i: int, n: int, text: str) -> None:
 @click.option("--no-maps", is_flag=True, help="Write report.md only.")
 @click.option("--fleet-summary", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Fleet figures (JSON written by `icv fleet mileage`) for the comparison.")
+@verdict_options
 def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, basemap: str, offline: bool,
-           cdn: bool, no_maps: bool, fleet_summary: Path | None, **nkw: Any) -> None:
+           cdn: bool, no_maps: bool, fleet_summary: Path | None, with_history: bool = False,
+           history_time: str | None = None, ohsome_url: str | None = None, **nkw: Any) -> None:
     """The main job: load the network, compute statistics, compare, write maps/report.md and the maps.
 
     With the default source (the cache) and nothing cached yet, the zone's roads
     are pulled through Overpass first; where Overpass is unreachable the error
     names the offline sources.
+
+    With --as-of the reported figures are those at that date, and with --source overpass or an OSM history
+    file (or a cache pulled with `icv pull --as-of`) the network too; the report says which dates it compares.
+    --history adds the chart of OSM km over time beside the reported figures over time.
 
     \b
     Example (nothing needed beside the installed package):
@@ -1051,26 +1160,88 @@ def report(fmt: str, output: Path | None, out_dir: Path, as_of: str | None, base
     import warnings
 
     from geo import maps as gmaps
+    from geo.history import AsOfWarning
     from geo.pipeline import run_report
 
+    vkw = _verdict_kw(nkw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", gmaps.MapAssetsWarning)
+        warnings.simplefilter("always", AsOfWarning)
         res = run_report(nkw["source"], nkw["zone"], out_dir, road_filter=nkw["filter_name"],
                          highway=nkw.get("highway"), include_private=nkw.get("include_private", False),
                          as_of=as_of, basemap=basemap, offline=offline, cdn=cdn, maps=not no_maps,
                          fleet_summary=fleet_summary, overpass_url=nkw.get("overpass_url"),
                          timeout=nkw.get("overpass_timeout"), memory=nkw.get("overpass_memory"),
-                         cache_dir=nkw.get("cache_dir"), progress=True, on_step=_step)
+                         cache_dir=nkw.get("cache_dir"), progress=True, on_step=_step,
+                         history=with_history, history_time=history_time, ohsome_url=ohsome_url,
+                         test_set=vkw["test_set"], buffer_m=vkw["buffer_m"], figures=vkw["figures"],
+                         tolerances=vkw["tolerances"])
+    for label in res.test_roads_unmatched:
+        click.echo(f"icv: warning: test-road entry matches no road: {label}", err=True)
     for w in caught:
-        if issubclass(w.category, gmaps.MapAssetsWarning):
+        if issubclass(w.category, (gmaps.MapAssetsWarning, AsOfWarning)):
             click.echo(f"icv: warning: {w.message}", err=True)
     for f in res.files.values():  # every file the main job wrote
         click.echo(f"wrote {f}", err=True)
     summary = res.summary_rows()
     summary, defs = _short_definitions(summary) if fmt == "table" else (summary, {})
-    emit(summary, fmt, output, columns=_compare_columns(fmt), title=f"{res.place}: reported and computed figures",
+    emit(summary if fmt == "json" else _flat_closest(summary), fmt, output, columns=_compare_columns(fmt),
+         title=f"{res.place}: reported and computed figures",
          meta={"network": res.network.provenance.summary(), "network reach": res.reach,
-               "reported figures": res.comparison.attrs.get("zone's figures"), **defs})
+               "reported figures": res.comparison.attrs.get("zone's figures"), **defs, **_verdict_meta(summary)})
+
+
+@cli.command("history")
+@output_options
+@click.option("--source", "history_source", default="ohsome", show_default=True,
+              help="'ohsome' (the ohsome API of OSM history) or an OSM history file (.osh.pbf, .osh, .osh.gz), "
+                   "read offline. (Not a road network: the network options do not apply here.)")
+@click.option("--zone", default="jiading", show_default=True,
+              help="Test zone: a shipped zone name or a GeoJSON/GPKG file.")
+@click.option("--filter", "filter_name", type=click.Choice(["drive", "arterial", "all-roads"]), default="drive",
+              show_default=True, help="Road filter preset.")
+@click.option("--highway", default=None, help="Custom filter: comma-separated highway classes.")
+@click.option("--include-private", is_flag=True, help="Keep private-access ways.")
+@click.option("--time", "time_range", default=None, metavar="START/END/PERIOD",
+              help="Dates: START/END/PERIOD (ISO 8601 period, e.g. P3M, P1Y) or a comma-separated list "
+                   "[default: 2012-10-01/2024-12-31/P3M].")
+@click.option("--ohsome-url", envvar="ICV_OHSOME_URL", default=None,
+              help="ohsome API base URL (env ICV_OHSOME_URL; default https://api.ohsome.org/v1).")
+@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True,
+              help="ohsome timeout, seconds.")
+@click.option("--no-names", is_flag=True, help="Skip the named-street count (one ohsome request less).")
+@click.option("--place", default=None, help="Place whose reported figures the chart shows (default: the zone's).")
+@click.option("--figure", "reported_figure", default="test_road_km", show_default=True,
+              help="Reported figure drawn beside the OSM km.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the series (osm_history.csv/.json) and the chart (history_chart.png/.svg/.html) here.")
+def history_cmd(fmt: str, output: Path | None, history_source: str, zone: str, filter_name: str, highway: str | None,
+                include_private: bool, time_range: str | None, ohsome_url: str | None, timeout: int, no_names: bool,
+                place: str | None, reported_figure: str, out_dir: Path | None) -> None:
+    """Km by class and named streets of the zone over time (ohsome API or an OSM history file).
+
+    \b
+    Examples:
+      icv history --time 2012-10-01/2024-12-31/P3M --out-dir maps/history
+      icv history --source jiading.osh.pbf --time 2018-01-01,2020-01-01,2024-02-29 --format csv
+    """
+    from geo import history as hist, zones
+    from geo.roads import parse_filter
+
+    rfilter = parse_filter(filter_name, highway, include_private)
+    z = zones.resolve_zone(zone)
+    time_range = time_range or hist.DEFAULT_RANGE
+    hist.parse_time_range(time_range)
+    explicit_place, place = place, place or z.meta.get("place") or z.name
+    reported = hist.reported_series(place, reported_figure, allow_unknown_place=explicit_place is None) \
+        if out_dir is not None else []
+    h = hist.load_history(history_source, z, rfilter, time_range, ohsome_url=ohsome_url, timeout=timeout,
+                          names=not no_names)
+    if out_dir is not None:
+        for p in [*hist.write_series(h, out_dir), *hist.write_charts(h, reported, out_dir, place=place).values()]:
+            click.echo(f"wrote {p}", err=True)
+    emit(hist.history_records(h), fmt, output, meta=hist.history_meta(h),
+         title=f"OSM road network of zone {z.name} over time ({h.provenance['source_kind']})")
 
 
 # ---------------------------------------------------------------- fleet
@@ -1094,22 +1265,46 @@ def fleet() -> None:
               help="GPS noise, horizontal RMS metres.")
 @click.option("--crs", type=click.Choice(["wgs84", "gcj02"]), default="wgs84", show_default=True,
               help="Coordinates of the written log.")
+@click.option("--interval", "interval_s", type=click.FloatRange(1, 60), default=1.0, show_default=True,
+              help="Seconds between fixes (1-60).")
+@click.option("--drift", "drift_s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Correlation time (s) of the GPS error, AR(1) drift; 0: independent between fixes.")
+@click.option("--outliers", "outlier_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of fixes with an outlier error (0.5-2 x --outlier-m).")
+@click.option("--outlier-m", type=click.FloatRange(min=0), default=100.0, show_default=True,
+              help="Typical size of an outlier error, metres.")
+@click.option("--dropouts", "dropout_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Chance per fix that a 5-30 s dropout (no fixes) starts.")
+@click.option("--via", "via_points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Up to this many via junctions per trip (routes that are not shortest paths).")
+@click.option("--loops", "loop_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips that loop back to their start.")
+@click.option("--uturns", "uturn_probability", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of trips with a U-turn (on two-way pieces only).")
+@click.option("--park-logging", "park_log_probability", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Share of stops between trips logged in place (truth 0 km).")
+@click.option("--parked", "parked_vehicles", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Extra vehicles that stand still while logging (truth 0 km).")
+@click.option("--speed-heading/--no-speed-heading", default=True, show_default=True,
+              help="Log speed and heading columns.")
 def fleet_simulate(zone: Any, net: Any, output: Path, vehicles: int, enterprises: int, trips: int, seed: int,
-                   noise_m: float, crs: str) -> None:
-    """Write a SYNTHETIC fleet log (1 Hz, shortest-path trips) and its known answer.
+                   noise_m: float, crs: str, **more: Any) -> None:
+    """Write a SYNTHETIC fleet log and its known answer (one-way respecting trips, GPS noise, stops).
 
     \b
     Example:
       icv fleet simulate --source skeleton --vehicles 30 --seed 1 --crs gcj02 -o fleet.parquet
+      icv fleet simulate --source skeleton --interval 10 --noise 15 --drift 20 --parked 1 --no-speed-heading -o sparse.parquet
     """
     from geo import simulate
 
     params = simulate.SimParams(vehicles=vehicles, enterprises=enterprises, trips=trips, seed=seed,
-                                noise_m=noise_m, crs=crs)
+                                noise_m=noise_m, crs=crs, **more)
     sim = simulate.simulate_fleet(net.roads, params, network_provenance=net.provenance)
     files = simulate.write_simulation(sim, output)
-    click.echo(f"simulated {len(sim.log):,} fixes of {vehicles} vehicles ({enterprises} enterprises), "
-               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), coordinates {crs}; SYNTHETIC")
+    click.echo(f"simulated {len(sim.log):,} fixes of {len(sim.vehicles)} vehicles ({enterprises} enterprises), "
+               f"{sim.truth_km:.3f} km on {len(sim.truth)} pieces (truth), a fix every {params.interval_s:g} s, "
+               f"coordinates {crs}; SYNTHETIC")
     for f in files:
         click.echo(f"wrote {f}")
 

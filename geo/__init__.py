@@ -9,6 +9,9 @@ click front end over it. One module per concern:
 - :mod:`geo.gcj02`    GCJ-02 <-> WGS84 conversion
 - :mod:`geo.stats`    road statistics (carriageway km, centerline km, streets, ...)
 - :mod:`geo.reported` reported figures and their comparison with computed ones
+- :mod:`geo.history`  OSM as of a date; the zone's network over time (ohsome, history files); its chart
+- :mod:`geo.verdicts` a verdict per comparison row (agrees, contradicts, lower bound, not visible ...)
+- :mod:`geo.reconcile` the definitions of "road km" and "streets" that come closest to a reported figure
 - :mod:`geo.fleet`    fleet logs to test kilometres per road
 - :mod:`geo.maps`     folium maps of coverage and mileage share
 - :mod:`geo.provenance` where every number comes from
@@ -40,7 +43,7 @@ _API = {
     "load_network": "sources", "Network": "sources", "pull_to_cache": "sources",
     "parse_filter": "roads",
     "road_stats": "stats", "RoadStats": "stats", "StatsParams": "stats",
-    "compare": "pipeline", "run_report": "pipeline", "ReportResult": "pipeline",
+    "compare": "pipeline", "compare_rows": "pipeline", "run_report": "pipeline", "ReportResult": "pipeline",
     "compute_mileage": "fleet", "MileageResult": "fleet",
     "compute_coverage": "maps", "coverage_map": "maps", "mileage_map": "maps", "save_map": "maps",
     "simulate_fleet": "simulate",
@@ -51,7 +54,7 @@ _API = {
 }
 
 __all__ = ["__version__", "load_zone", "Zone", "load_network", "Network", "pull_to_cache", "parse_filter",
-           "road_stats", "RoadStats", "StatsParams", "compare", "run_report", "ReportResult",
+           "road_stats", "RoadStats", "StatsParams", "compare", "compare_rows", "run_report", "ReportResult",
            "compute_mileage", "MileageResult", "compute_coverage", "coverage_map", "mileage_map", "save_map",
            "simulate_fleet", "wgs84_to_gcj02", "gcj02_to_wgs84", "write_geometry", "GEOMETRY_SUFFIXES",
            "IcvError", "InputError", "SourceUnavailableError", "CacheError", "OutputError", "resolve_zone"]
@@ -76,7 +79,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from .fleet import MileageResult, compute_mileage
     from .gcj02 import gcj02_to_wgs84, wgs84_to_gcj02
     from .maps import compute_coverage, coverage_map, mileage_map, save_map
-    from .pipeline import ReportResult, compare, run_report
+    from .pipeline import ReportResult, compare, compare_rows, run_report
     from .roads import parse_filter
     from .simulate import simulate_fleet
     from .sources import Network, load_network, pull_to_cache

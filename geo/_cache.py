@@ -28,9 +28,12 @@ from .provenance import Provenance, sha256_file
 SCHEMA = 1
 
 
-def cache_key(zone: str, filter_label: str) -> str:
-    """File stem of a cached network: safe characters only (no path escapes)."""
-    raw = f"roads-{zone}-{filter_label}"
+def cache_key(zone: str, filter_label: str, as_of: str | None = None) -> str:
+    """File stem of a cached network: safe characters only (no path escapes).
+
+    ``as_of`` (``YYYY-MM-DD``) keys a network as it was at that date apart from the current one.
+    """
+    raw = f"roads-{zone}-{filter_label}" + (f"-asof-{as_of}" if as_of else "")
     key = re.sub(r"[^A-Za-z0-9_.+=,-]", "_", raw).replace("..", "_")
     digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
     if len(key) > 160:  # file names stop at 255 bytes: shorten, and keep distinct names distinct

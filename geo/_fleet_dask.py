@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._fleet_engine import EngineParams, MileageEngine, Totals
-from ._fleet_hmm import HmmEngine, HmmParams
+from ._fleet_hmm import HmmEngine, HmmParams, RouteTable
 from ._fleet_io import FleetLog, chunk_from_table
 from ._fleet_match import PieceMatcher
 from .errors import InputError
@@ -127,9 +127,75 @@ def _env_int(value: str | None, default: int) -> int:
         return default
 
 
-def run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
+#: Index files already mapped by this worker process (path -> matcher).
+_MAPPED: dict[str, PieceMatcher] = {}
+
+
+def save_index(matcher: PieceMatcher, folder: str | os.PathLike[str]) -> str:
+    """Write the matcher's arrays as ``.npy`` files (plus a small pickle of the rest) into ``folder``.
+
+    Workers on the same machine map them read-only (:func:`load_index`): the
+    page cache holds one copy for all of them, where a scatter pickles the index
+    and sends a private copy to each worker (216 MB for a 74k-piece network).
+    """
+    import pickle
+
+    folder = os.fspath(folder)
+    rest = {}
+    for k, v in vars(matcher).items():
+        if isinstance(v, np.ndarray) and v.dtype != object:
+            np.save(os.path.join(folder, f"{k}.npy"), v, allow_pickle=False)
+        else:
+            rest[k] = v
+    with open(os.path.join(folder, "rest.pkl"), "wb") as f:
+        pickle.dump(rest, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return folder
+
+
+def load_index(folder: str) -> PieceMatcher:
+    """The matcher written by :func:`save_index`, its arrays memory-mapped read-only (once per process)."""
+    import pickle
+
+    m = _MAPPED.get(folder)
+    if m is None:
+        m = PieceMatcher.__new__(PieceMatcher)
+        with open(os.path.join(folder, "rest.pkl"), "rb") as f:
+            vars(m).update(pickle.load(f))
+        for name in os.listdir(folder):
+            if name.endswith(".npy"):
+                setattr(m, name[:-4], np.load(os.path.join(folder, name), mmap_mode="r"))
+        _MAPPED.clear()  # one index at a time: a new run on this worker drops the old map
+        _MAPPED[folder] = m
+    return m
+
+
+#: The route table of this worker's index: its cached shortest paths serve every task of the run.
+_ROUTES: dict[tuple[int, float], RouteTable] = {}
+
+
+def _worker_routes(matcher: PieceMatcher, bound_m: float) -> RouteTable:
+    key = (id(matcher), float(bound_m))
+    rt = _ROUTES.get(key)
+    if rt is None:
+        _ROUTES.clear()
+        rt = _ROUTES[key] = RouteTable(matcher, bound_m)
+    return rt
+
+
+def _unmap() -> None:
+    """Drop this worker's mapped index and routes (run on each worker at the end of a run)."""
+    _MAPPED.clear()
+    _ROUTES.clear()
+
+
+def run_partition(path: str, start: int, stop: int, matcher: PieceMatcher | str, crs: str, params: EngineParams,
                   chunk_rows: int, hmm: HmmParams | None = None) -> Totals:
-    """Totals of the vehicles that start in row groups ``start..stop-1`` (see the module docstring)."""
+    """Totals of the vehicles that start in row groups ``start..stop-1`` (see the module docstring).
+
+    ``matcher`` is the index itself or the folder :func:`save_index` wrote.
+    """
+    if isinstance(matcher, str):
+        matcher = load_index(matcher)
     with _reusable_heap():
         return _run_partition(path, start, stop, matcher, crs, params, chunk_rows, hmm)
 
@@ -142,7 +208,8 @@ def _run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs:
     skip = last_vehicle(log, start - 1) if start > 0 else None
     tail = last_vehicle(log, stop - 1)
     leading = skip is not None
-    eng = HmmEngine(matcher, crs, params, hmm) if hmm is not None else MileageEngine(matcher, crs, params)
+    eng = (HmmEngine(matcher, crs, params, hmm, routes=_worker_routes(matcher, hmm.route_bound_m))
+           if hmm is not None else MileageEngine(matcher, crs, params))
     for rg in range(start, n_rg):
         extending = rg >= stop
         for first, batch in log.iter_row_groups(rg, rg + 1):
@@ -182,14 +249,21 @@ def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: Engi
     except ImportError as e:  # pragma: no cover - distributed is an optional extra
         raise InputError("--scheduler needs dask.distributed", hint="pip install 'icv[dask]'") from e
     own_cluster = own_client = None
-    if isinstance(scheduler, Client):
+    local = False
+    if isinstance(scheduler, LocalStart):
+        own_cluster, client = scheduler.result()
+        own_client = client
+        label = f"dask LocalCluster ({scheduler.n} workers)"
+        local = True
+    elif isinstance(scheduler, Client):
         client = scheduler
         label = f"dask {client.scheduler.address if client.scheduler else 'client'}"
     elif isinstance(scheduler, str) and scheduler.startswith("local"):
-        n = int(scheduler.split(":", 1)[1]) if ":" in scheduler else 2
+        n = _local_workers(scheduler)
         own_cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = own_client = Client(own_cluster)
         label = f"dask LocalCluster ({n} workers)"
+        local = True
     else:
         try:
             client = own_client = Client(str(scheduler), timeout="20s")
@@ -202,15 +276,68 @@ def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: Engi
         n_rg = log.info.row_groups or 0
         if n_rg == 0:
             return Totals(matcher.n_pieces, matcher.n_subzones), label
-        m_f = client.scatter(matcher, broadcast=True)
-        futs = [client.submit(run_partition, str(log.path), a, b, m_f, crs, params, log.chunk_rows, hmm, pure=False)
-                for a, b in _ranges(n_rg, workers * tasks_per_worker)]
-        total = Totals(matcher.n_pieces, matcher.n_subzones)
-        for part in client.gather(futs):
-            total.merge(part)
+        with contextlib.ExitStack() as stack:
+            if local:  # workers on this machine map one copy of the index from a file
+                import tempfile
+
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="icv-index-", ignore_cleanup_errors=True))
+                m_f: Any = save_index(matcher, folder)
+            else:
+                m_f = client.scatter(matcher, broadcast=True)
+            futs = [client.submit(run_partition, str(log.path), a, b, m_f, crs, params, log.chunk_rows, hmm,
+                                  pure=False)
+                    for a, b in _ranges(n_rg, workers * tasks_per_worker)]
+            total = Totals(matcher.n_pieces, matcher.n_subzones)
+            for part in client.gather(futs):
+                total.merge(part)
+            del futs
+            if local:
+                client.run(_unmap)  # unmap before the folder goes
         return total, label
     finally:
         if own_client is not None:
             own_client.close()
         if own_cluster is not None:
             own_cluster.close()
+
+
+def _local_workers(scheduler: str) -> int:
+    return int(scheduler.split(":", 1)[1]) if ":" in scheduler else 2
+
+
+class LocalStart:
+    """A LocalCluster started in a background thread while the caller builds the index.
+
+    Starting worker processes (each imports numpy, pandas, pyarrow and icv)
+    takes seconds; :func:`geo.fleet.compute_mileage` overlaps it with reading
+    the network's index and the log's noise estimate.
+    """
+
+    def __init__(self, scheduler: str) -> None:
+        import concurrent.futures
+
+        self.n = _local_workers(scheduler)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-dask-start")
+        self._future = self._pool.submit(self._start)
+
+    def _start(self) -> tuple[Any, Any]:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=self.n, threads_per_worker=1, processes=True, dashboard_address=None)
+        return cluster, Client(cluster)
+
+    def result(self) -> tuple[Any, Any]:
+        """The cluster and its client (waits for the start)."""
+        try:
+            return self._future.result()
+        finally:
+            self._pool.shutdown(wait=False)
+
+    def close(self) -> None:
+        """Close the cluster if it started (when the run stops before it is used)."""
+        try:
+            cluster, client = self.result()
+        except Exception:  # noqa: BLE001 - a failed start has nothing to close
+            return
+        client.close()
+        cluster.close()

@@ -178,7 +178,7 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
                url: str | None = None, timeout: int = 180, memory: int | None = None,
                cache_dir: Path | None = None, progress: bool = False,
                max_retries: int = 4, backoff: float = 2.0,
-               margin_m: float = 0.0) -> tuple[list[RawWay], OverpassInfo]:
+               margin_m: float = 0.0, as_of: str | None = None) -> tuple[list[RawWay], OverpassInfo]:
     """Pull the road ways inside a polygon from an Overpass server.
 
     Runs ``osmnx.graph_from_polygon`` with the filter's Overpass QL, unsimplified,
@@ -221,6 +221,11 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
     margin_m
         Widen the polygon by this many metres (in its local UTM zone) before
         querying.
+    as_of
+        Query OSM as it was at this moment (Overpass attic data), an ISO
+        timestamp ``YYYY-MM-DDTHH:MM:SSZ`` sent as ``[date:"..."]``; checked by
+        :func:`geo.history.parse_as_of`. OSMnx's cache key is the query text,
+        so each date is cached apart.
 
     Returns
     -------
@@ -255,7 +260,7 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
         "overpass_url": base,
         "requests_timeout": timeout,
         "overpass_memory": memory,
-        "overpass_settings": "[out:json][timeout:{timeout}]{maxsize}",
+        "overpass_settings": "[out:json][timeout:{timeout}]{maxsize}" + _date_setting(as_of),
         "overpass_rate_limit": False,  # no /status call before each query; 429 is handled by the hook
         "requests_kwargs": requests_kwargs,
         "doh_url_template": None,  # never ask Google's DNS-over-HTTPS when the host does not resolve
@@ -293,6 +298,15 @@ def fetch_ways(polygon: Polygon | MultiPolygon, road_filter: RoadFilter, *,
     if progress and info.from_cache:
         tqdm.write(f"Overpass: answer read from the cache {values['cache_folder']}", file=sys.stderr)
     return ways, info
+
+
+def _date_setting(as_of: str | None) -> str:
+    """The attic ``[date:"..."]`` setting for an as-of pull ("" for current data)."""
+    if as_of is None:
+        return ""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", as_of):
+        raise InputError(f"as-of timestamp {as_of!r} is not YYYY-MM-DDTHH:MM:SSZ", hint="give --as-of YYYY-MM-DD")
+    return f'[date:"{as_of}"]'
 
 
 def _check_polygon(polygon: Any) -> None:

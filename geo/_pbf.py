@@ -43,9 +43,15 @@ def _read_ways(path: Path, counts: dict[str, int] | None) -> tuple[list[RawWay],
     try:
         reader = osmium.io.Reader(str(path), osmium.osm.osm_entity_bits.NOTHING)
         try:
-            header_ts = reader.header().get("osmosis_replication_timestamp") or None
+            header = reader.header()
+            header_ts = header.get("osmosis_replication_timestamp") or None
+            history = bool(header.has_multiple_object_versions)
         finally:
             reader.close()
+        if history:  # a history PBF under a plain name: every version inside, so read its newest state
+            from ._osh import read_ways_as_of
+
+            return read_ways_as_of(path, None)
         fp = (osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
               .with_locations()
               .with_filter(osmium.filter.KeyFilter("highway")))

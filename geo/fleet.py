@@ -529,6 +529,23 @@ def compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, *
         raise InputError("--chunk-rows must be at least 1", hint="e.g. --chunk-rows 500000")
     params = params or MileageParams()
     roads = roads.reset_index(drop=True)
+    starting = None
+    if isinstance(scheduler, str) and scheduler.startswith("local"):
+        from ._fleet_dask import LocalStart
+
+        starting = LocalStart(scheduler)  # worker processes start while the index is built
+    try:
+        return _compute_mileage(log_path, roads, zone, crs, chunk_rows, starting or scheduler, params,
+                                provenance, matcher)
+    except BaseException:
+        if starting is not None:
+            starting.close()
+        raise
+
+
+def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, zone: Zone | None, crs: str,
+                     chunk_rows: int, scheduler: Any, params: MileageParams, provenance: Provenance | None,
+                     matcher: PieceMatcher | None) -> MileageResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FleetLogWarning)
         log = FleetLog(log_path, chunk_rows=chunk_rows)

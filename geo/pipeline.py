@@ -69,6 +69,7 @@ class ReportResult:
     place: str
     files: dict[str, Path] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)  # the comparison as records (None, not NaN)
+    test_roads_unmatched: list[str] = field(default_factory=list)  # test-road entries that match no road
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -76,9 +77,11 @@ class ReportResult:
         return self.network.provenance.to_dict()
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """The rows ``icv report`` prints: figures with a computed value, and the fleet's reported ones."""
+        """The rows ``icv report`` prints: figures with a computed value, those OSM cannot see, and the
+        fleet's reported ones."""
         rows = self.rows or self.comparison.to_dict("records")
-        return [r for r in rows if _present(r.get("computed")) or r.get("figure") in SUMMARY_REPORTED_ONLY]
+        return [r for r in rows if _present(r.get("computed")) or r.get("verdict") == "not visible"
+                or r.get("figure") in SUMMARY_REPORTED_ONLY]
 
     def __repr__(self) -> str:
         files = ", ".join(p.name for p in self.files.values())
@@ -94,7 +97,7 @@ def load(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike[str] 
          road_filter: str = "drive", highway: str | None = None, include_private: bool = False,
          overpass_url: str | None = None, timeout: int | None = 180, memory: int | None = None,
          cache_dir: str | os.PathLike[str] | None = None, progress: bool = False,
-         fallback_overpass: bool = False, subzones: bool = False) -> tuple[Zone, Network]:
+         fallback_overpass: bool = False, subzones: bool = False, as_of: Any = None) -> tuple[Zone, Network]:
     """The zone and its road network, as the network options of every command describe them.
 
     ``zone`` is anything ``--zone`` takes (:func:`geo.zones.resolve_zone`: a shipped
@@ -126,7 +129,7 @@ def load(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike[str] 
             except SourceUnavailableError as e:  # a fresh machine offline: say what works without a network
                 raise SourceUnavailableError(f"no cached network of zone {z.name!r}, and {e.what}", where=e.where,
                                              hint=OFFLINE_HINT) from e
-    return z, sources.load_network(source, zone=z, **net_kw)
+    return z, sources.load_network(source, zone=z, as_of=as_of, **net_kw)
 
 
 def compare(zone: str | os.PathLike[str] | Zone = "jiading", stats: RoadStats | None = None, *,
@@ -139,6 +142,70 @@ def compare(zone: str | os.PathLike[str] | Zone = "jiading", stats: RoadStats | 
     """
     rows, attrs = _comparison(zone, stats, as_of=as_of, fleet=fleet, place=place, **compare_kw)
     return _frame(rows, attrs)
+
+
+def compare_rows(zone: Zone, network: Network | None, *, place: str | None = None, as_of: str | None = None,
+                 fleet: Mapping[str, Any] | None = None, figures: Any = None, tolerances: Any = None,
+                 test_set: Any = None, buffer_m: float = 500.0, reconcile: bool = False,
+                 tool: str | None = None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """What ``icv compare`` prints: the place compared, its rows (with verdicts) and the lines about them.
+
+    Parameters
+    ----------
+    zone, network
+        The test zone and its loaded network (``None``: reported figures only,
+        road figures left out).
+    place
+        Whose reported figures (default: the zone's place, :func:`geo.reported.place_for_zone`).
+        Another place than the zone's gets its reported figures only, nothing computed.
+    figures, tolerances
+        Your reported figures (:func:`geo.reported.merge_figures`) and verdict
+        tolerances (:class:`geo.verdicts.Tolerances`).
+    test_set, buffer_m
+        The test-road set and the distance of the covered area.
+    reconcile
+        Add the closest definitions to each reported length and street count.
+
+    Returns
+    -------
+    (place, rows, meta)
+        ``meta`` holds the provenance lines; ``meta["unmatched test roads"]`` the
+        test-road entries that match no road.
+    """
+    from . import report, reported, stats
+    from ._version import __version__
+
+    zp = reported.place_for_zone(zone)  # by adcode, name, or the unit containing the zone
+    zone_place = zp.place or zone.meta.get("place") or zone.name
+    place = place or zone_place
+    meta: dict[str, Any] = {"place": place, "as_of": as_of or "latest", "tool": tool or f"icv {__version__}",
+                            "reported figures": "data/reported_figures.toml (source and date on each row)",
+                            "zone's figures": zp.how}
+    if figures is not None:
+        meta["reported figures"] += " with your --reported file"
+    if place.casefold() != str(zone_place).casefold():
+        # another place: its reported figures only, nothing computed for it
+        meta["computed"] = f"none: the zone {zone.name!r} is not {place}"
+        return place, report.compare_zone(place, None, as_of=as_of, fleet=fleet, figures=figures,
+                                          tolerances=tolerances), meta
+    st = None
+    cmp_kw: dict[str, Any] = {}
+    if network is not None:
+        st = stats.road_stats(network.stats_roads, zone, provenance=network.provenance)
+        inputs = report.network_inputs(network.roads, zone.geometry, zone_name=zone.name,
+                                       selection=network.provenance.filter, test_set=test_set, buffer_m=buffer_m)
+        cmp_kw = inputs.compare_kw
+        meta["network reach"] = inputs.reach_text
+        meta["network"] = network.provenance.summary()
+        if inputs.unmatched:
+            meta["unmatched test roads"] = list(inputs.unmatched)
+        if test_set is not None:
+            meta["test-road set"] = test_set.label
+    rows = report.compare_zone(place, st, area_km2=zone.area_km2, as_of=as_of, fleet=fleet,
+                               allow_unknown_place=True, figures=figures, tolerances=tolerances,
+                               reconcile=reconcile, **cmp_kw)
+    meta["zone"] = f"{zone.name} ({zone.area_km2:.2f} km², equal-area)"
+    return place, rows, meta
 
 
 def _comparison(zone: str | os.PathLike[str] | Zone, stats: RoadStats | None, *, as_of: str | None,
@@ -170,6 +237,8 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
                timeout: int | None = 180, memory: int | None = None,
                cache_dir: str | os.PathLike[str] | None = None, progress: bool = False,
                fallback_overpass: bool = True, on_step: Callable[[int, int, str], None] | None = None,
+               history: bool = False, history_time: str | None = None, ohsome_url: str | None = None,
+               test_set: Any = None, buffer_m: float = 500.0, reconcile: bool = True,
                **compare_kw: Any) -> ReportResult:
     """The main job: load the network, compute statistics, compare, write report.md and both maps.
 
@@ -182,7 +251,9 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
     road_filter, highway, include_private
         Which ways are roads (``drive``, ``arterial``, ``all-roads``; or highway classes).
     as_of
-        Compare with the latest reported figures at this date.
+        Compare with the latest reported figures at this date; with ``overpass``, an OSM history
+        file or a cache pulled with ``icv pull --as-of``, the network of that date too (the report
+        says which dates it compares).
     basemap, offline, cdn
         Map tiles (``osm``, ``amap``, ``none``), no remote tiles, Leaflet from a CDN
         instead of inlined.
@@ -198,8 +269,18 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
         An empty cache is filled through Overpass first.
     on_step
         Called as ``on_step(i, n, text)`` before each step (the CLI prints it).
+    history, history_time, ohsome_url
+        Add the chart of the zone's OSM km over time (the history file given as ``source``, else
+        the ohsome API) beside the reported figures over time, linked from report.md
+        (:func:`geo.history.add_to_report`); fetched first, so a failure writes nothing.
+    test_set, buffer_m
+        A :class:`geo.testroads.TestRoadSet` (test-road km and the covered area are
+        computed on it; None: every loaded road), and the distance of the covered area.
+    reconcile
+        Add the closest definitions to each reported length and street count.
     **compare_kw
-        Passed on to the comparison (:func:`geo.report.compare_zone`).
+        Passed on to the comparison (:func:`geo.report.compare_zone`), e.g. ``figures``
+        (your reported figures), ``tolerances`` (:class:`geo.verdicts.Tolerances`).
 
     Returns
     -------
@@ -227,21 +308,43 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
 
         fleet = fleet_figures_from_file(fleet_summary)
     bm = gmaps.resolve_basemap(basemap, offline=offline) if maps else None  # a bad basemap fails early too
-    step(1, n, f"loading the road network ({source}) of zone {getattr(zone, 'name', zone)}")
-    z, net = load(source, zone, road_filter=road_filter, highway=highway, include_private=include_private,
+    from . import history as hist
+    from . import zones as gzones
+    from .roads import parse_filter
+
+    z0 = zone if isinstance(zone, gzones.Zone) else gzones.resolve_zone(zone, source=source)
+    flt = parse_filter(road_filter, highway, include_private)
+    when = hist.network_as_of(str(source), as_of, zone_name=z0.name, filter_label=flt.label, cache_dir=cache_dir)
+    if as_of and when is None and str(source) == "cache":
+        import warnings
+
+        warnings.warn(f"no network pulled as of {as_of} in the cache (`icv pull --as-of {as_of}`); the report "
+                      "compares the current cache with the figures of that date and says so", hist.AsOfWarning,
+                      stacklevel=2)
+    osm_history = None
+    if history:  # fetched first: a bad range or an ohsome failure stops the report before it writes anything
+        time_range = history_time or hist.DEFAULT_RANGE
+        hist.parse_time_range(time_range)
+        src = str(source) if hist.is_history_source(str(source)) else "ohsome"
+        step(0, n, f"OSM history of zone {z0.name} from {src} ({time_range})")
+        osm_history = hist.load_history(src, z0, flt, time_range, ohsome_url=ohsome_url, timeout=timeout or 120)
+    step(1, n, f"loading the road network ({source}) of zone {z0.name}")
+    z, net = load(source, z0, road_filter=road_filter, highway=highway, include_private=include_private,
                   overpass_url=overpass_url, timeout=timeout, memory=memory, cache_dir=cache_dir, progress=progress,
-                  fallback_overpass=fallback_overpass)
+                  fallback_overpass=fallback_overpass and when is None, as_of=when)
     step(2, n, f"road statistics of {len(net.roads):,} pieces")
     st = gstats.road_stats(net.stats_roads, z, provenance=net.provenance)  # with the margin around the zone
-    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, **compare_kw)
+    # reach, covered share and test-road mask: verdicts need them (a partial network gives lower bounds)
+    inputs = rep.network_inputs(net.roads, z.geometry, zone_name=z.name, selection=net.provenance.filter,
+                                test_set=test_set, buffer_m=buffer_m)
+    rows, cattrs = _comparison(z, st, as_of=as_of, fleet=fleet, place=None, reconcile=reconcile,
+                               **{**inputs.compare_kw, **compare_kw})
     place = cattrs["place"]
     notes = ["reported figures: " + str(cattrs["zone's figures"])]
     files: dict[str, Path] = {}
-    reach_share = None
     if maps:
         step(3, n, "coverage map")
-        cov = gmaps.compute_coverage(net.roads, z.geometry, zone_name=z.name)
-        reach_share = cov.share_within  # every road is a test road here: the same buffer share
+        cov = inputs.coverage  # every loaded road within 500 m: computed once, also the network's reach
         m = gmaps.coverage_map(net.roads, z.geometry, zone_name=z.name, subzones=z.subzones, coverage=cov,
                                provenance=net.provenance, basemap=bm)
         files["coverage map"] = gmaps.save_map(m, out / "coverage.html", offline=offline, cdn=cdn)
@@ -262,17 +365,25 @@ def run_report(source: str | os.PathLike[str] = "cache", zone: str | os.PathLike
             files["test-mileage share map provenance"] = out / "mileage_share.provenance.json"
     step(n, n, f"writing {out / 'report.md'}")
     by_class = gstats.breakdown(st, "class")
-    reach = rep.network_reach(net.roads, z.geometry, share=reach_share)
+    reach = inputs.reach_text
+    chart = rep.write_verdict_chart(out / "verdicts.svg", rows, title=f"{place}: reported and computed figures",
+                                    provenance=net.provenance)
     md = rep.report_markdown(zone_name=z.name, place=place, stats=st, comparison=rows,
                              provenance=net.provenance,
                              maps={k: p.name for k, p in files.items() if not k.endswith("provenance")},
-                             by_class=by_class, reach=reach, zone_notes=notes)
-    files = {"report": write_text(out / "report.md", md), **files}
+                             by_class=by_class, reach=reach, reach_share=inputs.compare_kw["reach"],
+                             chart=chart.name, zone_notes=notes)
+    written: dict[str, Path] = {}
+    md = hist.add_to_report(md, as_of=as_of, network_date=when.label if when else net.provenance.osm_timestamp,
+                            network_is_as_of=when is not None, history=osm_history, place=place, out_dir=out,
+                            written=written)
+    files = {"report": write_text(out / "report.md", md), "verdict chart": chart, **files, **written}
     prov = net.provenance.to_dict()
     comparison = _frame(rows, {**cattrs, "network reach": reach})
     return ReportResult(zone=z, network=net, stats=st, comparison=comparison, rows=rows,
                         figures=_frame(st.figures(detail=True), {**prov, **gstats.stats_meta(st)}),
-                        by_class=_frame(by_class, prov), reach=reach, place=place, files=files)
+                        by_class=_frame(by_class, prov), reach=reach, place=place, files=files,
+                        test_roads_unmatched=inputs.unmatched)
 
 
 __all__ = ["ReportResult", "compare", "load", "run_report"]

@@ -122,7 +122,7 @@ _UNITS: dict[str, tuple[str, float]] = {
 
 #: Columns of :func:`compare` rows, in display order.
 COMPARE_COLUMNS = ("place", "figure", "reported", "unit", "source", "as_of", "computed", "definition",
-                   "delta", "delta_pct", "note")
+                   "delta", "delta_pct", "note", "qualifier")
 
 
 def figure_spec(name: str) -> FigureSpec:
@@ -335,15 +335,31 @@ class _Loader:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         lines = text.splitlines()
+        self.lines = lines
         self.figure_lines = [i + 1 for i, ln in enumerate(lines) if _FIGURE_HEADER.match(ln)]
         self.source_lines = {m.group(1): i + 1 for i, ln in enumerate(lines) if (m := _SOURCE_HEADER.match(ln))}
 
     def fail(self, where: str, what: str, hint: str | None = None) -> ReportedFiguresError:
         return ReportedFiguresError(what, where=f"{self.path}: {where}", hint=hint)
 
-    def record_where(self, i: int) -> str:
+    def record_where(self, i: int, key: str | None = None) -> str:
         line = self.figure_lines[i - 1] if i - 1 < len(self.figure_lines) else None
-        return f"figure #{i}" + (f" (line {line})" if line else "")
+        where = f"figure #{i}" + (f" (line {line})" if line else "")
+        if key is not None:
+            at = self.field_line(line, key) if line else None
+            where += f", field {key!r}" + (f" (line {at})" if at else "")
+        return where
+
+    def field_line(self, header: int, key: str) -> int | None:
+        """Line of ``key = ...`` in the record whose header is on line ``header`` (1-based)."""
+        pat = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for n in range(header, len(self.lines)):  # lines after the header, up to the next table
+            ln = self.lines[n]
+            if ln.lstrip().startswith("["):
+                return None
+            if pat.match(ln):
+                return n + 1
+        return None
 
     def source_where(self, key: str) -> str:
         line = self.source_lines.get(key)
@@ -404,53 +420,54 @@ class _Loader:
             raise self.fail(where, "record is not a table")
         unknown = set(raw) - _RECORD_KEYS
         if unknown:
-            raise self.fail(where, f"unknown key {sorted(unknown)[0]!r}", "record keys are " + ", ".join(sorted(_RECORD_KEYS)))
+            raise self.fail(self.record_where(i, sorted(unknown)[0]), f"unknown key {sorted(unknown)[0]!r}",
+                            "record keys are " + ", ".join(sorted(_RECORD_KEYS)))
         for key in ("place", "figure", "value", "unit", "as_of", "source"):
             if key not in raw:
                 raise self.fail(where, f"missing {key!r}", f"add {key} = ... to the record")
         place = raw["place"]
         if not isinstance(place, str) or not place.strip():
-            raise self.fail(where, "place is empty", "write place = \"Jiading\" or \"City/Sub-zone\"")
+            raise self.fail(self.record_where(i, "place"), "place is empty", "write place = \"Jiading\" or \"City/Sub-zone\"")
         name = raw["figure"]
         try:
             spec = figure_spec(name)
         except (KeyError, TypeError):
-            raise self.fail(where, f"unknown figure {name!r}", _vocabulary_hint()) from None
+            raise self.fail(self.record_where(i, "figure"), f"unknown figure {name!r}", _vocabulary_hint()) from None
         value = raw["value"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise self.fail(where, f"value {value!r} is not a non-negative number")
+            raise self.fail(self.record_where(i, "value"), f"value {value!r} is not a non-negative number")
         unit = raw["unit"]
         if unit != spec.unit:
-            raise self.fail(where, f"unit {unit!r} is not valid for {name}", f"{name} is given in {spec.unit}")
+            raise self.fail(self.record_where(i, "unit"), f"unit {unit!r} is not valid for {name}", f"{name} is given in {spec.unit}")
         if unit == "count" and float(value) != int(value):
-            raise self.fail(where, f"count {value!r} is not a whole number")
+            raise self.fail(self.record_where(i, "value"), f"count {value!r} is not a whole number")
         if unit == "%" and value > 100:
-            raise self.fail(where, f"share {value!r} % is above 100")
+            raise self.fail(self.record_where(i, "value"), f"share {value!r} % is above 100")
         try:
             as_of, precision = parse_as_of(raw["as_of"])
         except ValueError as e:
-            raise self.fail(where, f"bad as_of: {e}", "write as_of = \"YYYY-MM-DD\", \"YYYY-MM\" or \"YYYY\"") from None
+            raise self.fail(self.record_where(i, "as_of"), f"bad as_of: {e}", "write as_of = \"YYYY-MM-DD\", \"YYYY-MM\" or \"YYYY\"") from None
         qualifier = raw.get("qualifier", "exact")
         if qualifier not in QUALIFIERS:
-            raise self.fail(where, f"unknown qualifier {qualifier!r}", "use one of " + ", ".join(QUALIFIERS))
+            raise self.fail(self.record_where(i, "qualifier"), f"unknown qualifier {qualifier!r}", "use one of " + ", ".join(QUALIFIERS))
         definition = raw.get("definition", "not stated" if spec.road_length else "")
         if spec.road_length and definition not in KM_DEFINITIONS:
-            raise self.fail(where, f"road length definition {definition!r} is not one of " + ", ".join(KM_DEFINITIONS),
+            raise self.fail(self.record_where(i, "definition"), f"road length definition {definition!r} is not one of " + ", ".join(KM_DEFINITIONS),
                             "say how the source counts km, or \"not stated\"")
         for key in ("as_of_text", "notes", "definition"):
             if not isinstance(raw.get(key, ""), str):
-                raise self.fail(where, f"{key} is not a string")
+                raise self.fail(self.record_where(i, key), f"{key} is not a string")
         src_raw = raw["source"]
         if isinstance(src_raw, str):
             if src_raw not in sources:
                 close = difflib.get_close_matches(src_raw, list(sources), n=1)
-                raise self.fail(where, f"unknown source key {src_raw!r}",
+                raise self.fail(self.record_where(i, "source"), f"unknown source key {src_raw!r}",
                                 f"did you mean {close[0]!r}" if close else "define it as a [sources.KEY] table")
             source = sources[src_raw]
         else:
             source = self.source(src_raw, where)
         if source.published and _period_start(as_of, precision) > source.published:
-            raise self.fail(where, f"as_of {raw['as_of']} is after the source's publication date "
+            raise self.fail(self.record_where(i, "as_of"), f"as_of {raw['as_of']} is after the source's publication date "
                             f"{source.published.isoformat()}", "check the dates")
         return ReportedFigure(place=place.strip(), figure=name, value=value, unit=unit, as_of=as_of,
                               as_of_precision=precision, qualifier=qualifier, source=source,
@@ -510,6 +527,35 @@ def _shipped() -> tuple[ReportedFigure, ...]:
 
 def _records(figures: Iterable[ReportedFigure] | None) -> Sequence[ReportedFigure]:
     return _shipped() if figures is None else list(figures)
+
+
+def merge_figures(base: Iterable[ReportedFigure] | None, extra: Iterable[ReportedFigure]) -> list[ReportedFigure]:
+    """Add a user's reported figures to ``base`` (the shipped file when None), replacing like with like.
+
+    Every (place, figure) that ``extra`` holds replaces all records of that place
+    and figure in ``base`` (a user's own "1,117 km" stands instead of the shipped
+    history of that figure); the rest of ``extra`` is added. Records of ``extra``
+    are numbered after those of ``base``, so they win ties of the same date.
+
+    Parameters
+    ----------
+    base
+        Records to start from; the shipped ``data/reported_figures.toml`` when None.
+    extra
+        The user's records (e.g. :func:`load_reported_figures` of ``--reported FILE``).
+
+    Returns
+    -------
+    list of ReportedFigure
+    """
+    import dataclasses
+
+    base_l = list(_records(base))
+    extra_l = list(extra)
+    replaced = {(r.place.casefold(), r.figure) for r in extra_l}
+    kept = [r for r in base_l if (r.place.casefold(), r.figure) not in replaced]
+    start = max((r.index for r in base_l), default=0)
+    return kept + [dataclasses.replace(r, index=start + k) for k, r in enumerate(extra_l, start=1)]
 
 
 # ---------------------------------------------------------------- queries
@@ -630,7 +676,9 @@ def _convert(cv: ComputedValue, to_unit: str) -> float | None:
 
 
 def _km_basis(definition: str) -> str | None:
-    d = definition.casefold()
+    label, sep, _ = definition.partition(":")
+    d = (label if sep and ("carriageway" in label.casefold() or "centerline" in label.casefold())
+         else definition).casefold()  # the label first: a centerline definition mentions dual carriageways
     if "carriageway" in d:
         return "carriageway"
     if "centerline" in d or "centreline" in d:
@@ -695,7 +743,7 @@ def _row(r: ReportedFigure, cv: ComputedValue | None) -> dict[str, Any]:
         "place": r.place, "figure": r.figure, "reported": r.value, "unit": r.unit,
         "source": r.source.citation, "as_of": r.as_of_label, "computed": computed,
         "definition": cv.definition if cv is not None else None,
-        "delta": delta, "delta_pct": delta_pct, "note": _row_note(r, cv, computed),
+        "delta": delta, "delta_pct": delta_pct, "note": _row_note(r, cv, computed), "qualifier": r.qualifier,
     }
 
 
@@ -744,7 +792,7 @@ def compare(reported: Sequence[ReportedFigure],
         rows.append({
             "place": places_[0] if len(places_) == 1 else None, "figure": name, "reported": None,
             "unit": cv.unit, "source": None, "as_of": None, "computed": cv.value, "definition": cv.definition,
-            "delta": None, "delta_pct": None, "note": "computed only: no reported figure",
+            "delta": None, "delta_pct": None, "note": "computed only: no reported figure", "qualifier": None,
         })
     return rows
 

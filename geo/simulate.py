@@ -1,22 +1,38 @@
 """Synthetic fleet logs with a known answer.
 
 :func:`simulate_fleet` drives ``vehicles`` vehicles of ``enterprises``
-enterprises over a road network and logs them at 1 Hz:
+enterprises over a road network and logs them every ``interval_s`` (1-60 s,
+default 1 s):
 
 - Routes: shortest paths by length (networkx on :func:`geo.roads.roads_to_graph`,
   so one-way pieces are driven only in their direction) between random nodes of
   the largest strongly connected part of the network; each vehicle drives
-  ``trips`` trips in a row, parking (not logging) 2-15 min between trips.
+  ``trips`` trips in a row, parking 2-15 min between trips (not logging, or with
+  probability ``park_log_probability`` logging in place: truth 0 km).
+  Routes that are not shortest paths: up to ``via_points`` random via
+  junctions (shortest legs through them), with ``loop_probability`` a loop back
+  to the start through two or more via points, with ``uturn_probability`` a
+  there-and-back on a two-way piece (a U-turn only where the graph has the way
+  back, slowed to :data:`UTURN_SPEED_MPS`).
+- Parked vehicles: ``parked_vehicles`` extra vehicles that stand in their lane
+  for ``park_minutes`` while logging; their truth is 0 km.
 - Motion: a cruising speed per piece (a class speed, :data:`CLASS_SPEED_MPS`,
   times a random factor 0.8-1.1), :data:`TURN_SPEED_MPS` through turns sharper
   than 45°, and with probability ``stop_probability`` a 5-40 s stop a few
   metres before the junction that ends a piece; speeds change with
   :data:`ACCEL` (1.5 m/s²) of acceleration and braking, from rest to rest. On two-way pieces the
   vehicle keeps ``lane_offset_m`` right of the centre line.
-- GPS: independent Gaussian noise with a horizontal RMS error of ``noise_m``
-  (default 5 m; ``noise_m / sqrt(2)`` per axis), a speed column (m/s, noise 0.2)
-  and a heading column (degrees from north, noise ``heading_noise_deg``);
-  optionally GCJ-02 coordinates.
+- GPS: Gaussian noise with a horizontal RMS error of ``noise_m`` (default 5
+  m; ``noise_m / sqrt(2)`` per axis), independent between fixes, or with
+  ``drift_s > 0`` correlated as a receiver drifts: AR(1) per axis, correlation
+  ``exp(-dt / drift_s)`` between fixes ``dt`` apart, the same stationary std;
+  with probability ``outlier_probability`` per fix an extra error of 0.5-2 x
+  ``outlier_m`` in a random direction; with probability
+  ``dropout_probability`` per fix a dropout of ``dropout_s`` seconds (no
+  fixes; a trip's first and last fix are kept). A speed column (m/s, noise
+  0.2) and a heading column (degrees from north, noise
+  ``heading_noise_deg``), left out with ``speed_heading=False``; optionally
+  GCJ-02 coordinates.
 - The truth: per road piece, the distance driven between each trip's first
   and last fix, measured along the piece and scaled to its geodesic
   ``length_m``, the same measure :mod:`geo.fleet` reports; and per fix the
@@ -34,7 +50,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +81,8 @@ DEFAULT_SPEED_MPS = 9.0
 #: Acceleration and braking (m/s²) and the speed through turns sharper than 45° (m/s).
 ACCEL = 1.5
 TURN_SPEED_MPS = 6.0
+#: Speed through a U-turn (a change of direction over 150°), m/s.
+UTURN_SPEED_MPS = 2.0
 LOG_COLUMNS = ["vehicle_id", "enterprise", "timestamp", "lon", "lat", "speed", "heading"]
 
 
@@ -83,6 +101,19 @@ class SimParams:
     min_trip_m: float = 500.0
     start: str = "2024-03-01T08:00:00+08:00"
     crs: str = "wgs84"
+    interval_s: float = 1.0
+    drift_s: float = 0.0
+    outlier_probability: float = 0.0
+    outlier_m: float = 100.0
+    dropout_probability: float = 0.0
+    dropout_s: tuple[float, float] = (5.0, 30.0)
+    via_points: int = 0
+    loop_probability: float = 0.0
+    uturn_probability: float = 0.0
+    park_log_probability: float = 0.0
+    parked_vehicles: int = 0
+    park_minutes: float = 20.0
+    speed_heading: bool = True
 
     def __post_init__(self) -> None:
         if self.vehicles < 1 or self.enterprises < 1 or self.trips < 1:
@@ -95,6 +126,21 @@ class SimParams:
             raise InputError("GPS noise must be >= 0 m", hint="give --noise 5")
         if self.crs not in ("wgs84", "gcj02"):
             raise InputError(f"unknown coordinate system {self.crs!r}", hint="use wgs84 or gcj02")
+        if not 1.0 <= self.interval_s <= 60.0:
+            raise InputError(f"log interval {self.interval_s:g} s is outside 1-60 s", hint="give --interval 1 to 60")
+        if self.drift_s < 0 or self.outlier_m < 0 or self.park_minutes < 0 or self.via_points < 0:
+            raise InputError("drift time, outlier size, parking time and via points must be >= 0",
+                             hint="give e.g. --drift 30 --outliers 0.01 --via 1")
+        for name in ("outlier_probability", "dropout_probability", "loop_probability", "uturn_probability",
+                     "park_log_probability", "stop_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name.replace('_', ' ')} {getattr(self, name):g} is not a probability (0-1)",
+                                 hint="give a value between 0 and 1")
+        lo, hi = self.dropout_s
+        if not 0 < lo <= hi:
+            raise InputError(f"dropout durations {lo:g}-{hi:g} s are not a range", hint="e.g. 5-30 s")
+        if self.parked_vehicles < 0:
+            raise InputError("parked vehicles must be >= 0", hint="give --parked 0 or more")
 
 
 @dataclass
@@ -122,6 +168,7 @@ class Simulation:
     true_piece: np.ndarray
     params: SimParams
     provenance: Provenance
+    vehicles: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def truth_km(self) -> float:
@@ -143,32 +190,83 @@ def _routable(G: nx.MultiDiGraph) -> list[int]:
     return sorted(comp)
 
 
+def _shortest_edges(G: nx.MultiDiGraph, o: int, d: int) -> list[tuple[int, int, dict]]:
+    path = nx.shortest_path(G, o, d, weight="length")
+    return [(u, v, min(G[u][v].values(), key=lambda e: e["length"])) for u, v in zip(path[:-1], path[1:])]
+
+
+def _uturn(G: nx.MultiDiGraph, edges: list[tuple[int, int, dict]],
+           rng: np.random.Generator) -> list[tuple[int, int, dict]]:
+    """Insert a there-and-back on a two-way piece at a random junction of the route (where the graph allows)."""
+    order = rng.permutation(len(edges) + 1)
+    for j in order[:20]:
+        w = edges[j - 1][1] if j > 0 else edges[0][0]
+        outs = [(x, e) for x, es in G[w].items() for e in es.values()
+                if x != w and not e["oneway"] and G.has_edge(x, w)]
+        if not outs:
+            continue
+        x, e = outs[int(rng.integers(len(outs)))]
+        back = next((b for b in G[x][w].values() if b["piece"] == e["piece"]), None)
+        if back is None:
+            continue
+        return [*edges[:j], (w, x, e), (x, w, back), *edges[j:]]
+    return edges
+
+
 def _trip(G: nx.MultiDiGraph, nodes: list[int], start: int | None, rng: np.random.Generator,
-          min_trip_m: float) -> list[tuple[int, int, dict]]:
-    """Edges of a shortest path from ``start`` (or a random node) to a random node."""
-    for _ in range(50):
-        o = start if start is not None else nodes[int(rng.integers(len(nodes)))]
-        d = nodes[int(rng.integers(len(nodes)))]
-        if o == d:
+          min_trip_m: float, p: SimParams | None = None) -> list[tuple[int, int, dict]]:
+    """Edges of a route from ``start`` (or a random node) to a random node.
+
+    Shortest by length, unless ``p`` asks for via points (shortest legs through
+    random junctions), a loop (back to the start through two or more via points)
+    or a U-turn (there and back on a two-way piece, only where the graph has the
+    way back).
+    """
+    p = p or SimParams()
+
+    def pick() -> int:
+        return nodes[int(rng.integers(len(nodes)))]
+
+    for attempt in range(250):
+        o = start if start is not None else pick()
+        loop = p.loop_probability > 0 and rng.random() < p.loop_probability
+        n_via = int(rng.integers(0, p.via_points + 1)) if p.via_points else 0
+        if loop:
+            n_via = max(n_via, 2)
+        d = o if loop else pick()
+        stops = [o, *[pick() for _ in range(n_via)], d]
+        if any(a == b for a, b in zip(stops[:-1], stops[1:])):
             continue
         try:
-            path = nx.shortest_path(G, o, d, weight="length")
+            edges = [e for a, b in zip(stops[:-1], stops[1:]) for e in _shortest_edges(G, a, b)]
         except nx.NetworkXNoPath:
             continue
-        edges = []
-        for u, v in zip(path[:-1], path[1:]):
-            data = min(G[u][v].values(), key=lambda e: e["length"])
-            edges.append((u, v, data))
-        if sum(e[2]["length"] for e in edges) >= min_trip_m:
+        if not edges:
+            continue
+        if p.uturn_probability > 0 and rng.random() < p.uturn_probability:
+            edges = _uturn(G, edges, rng)
+        # on a small network accept any route with at least one edge after the first tries
+        if sum(e[2]["length"] for e in edges) >= min_trip_m or attempt >= 50:
             return edges
-    # a small network: accept any route with at least one edge
-    for _ in range(200):
-        o = start if start is not None else nodes[int(rng.integers(len(nodes)))]
-        d = nodes[int(rng.integers(len(nodes)))]
-        if o != d and nx.has_path(G, o, d):
-            path = nx.shortest_path(G, o, d, weight="length")
-            return [(u, v, min(G[u][v].values(), key=lambda e: e["length"])) for u, v in zip(path[:-1], path[1:])]
     raise EmptyNetworkError("no route of the network leads anywhere", hint="use a connected road network")
+
+
+def _ar1(n: int, t: np.ndarray, sigma: float, drift_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Correlated noise per axis: AR(1) with std ``sigma`` and correlation exp(-dt / drift_s) between fixes.
+
+    ``drift_s == 0`` gives independent noise.
+    """
+    z = rng.normal(0.0, sigma, n)
+    if drift_s <= 0 or n < 2:
+        return z
+    phi = np.exp(-np.diff(t) / drift_s)
+    inn = np.sqrt(1.0 - phi ** 2)
+    e = np.empty(n)
+    e[0] = z[0]
+    # a plain loop: numpy has no first-order recursive filter and scipy is not a dependency
+    for k in range(1, n):
+        e[k] = phi[k - 1] * e[k - 1] + inn[k - 1] * z[k]
+    return e
 
 
 def simulate_fleet(roads: gpd.GeoDataFrame, params: SimParams | None = None, *,
@@ -192,7 +290,9 @@ def simulate_fleet(roads: gpd.GeoDataFrame, params: SimParams | None = None, *,
     if len(roads) == 0:
         raise EmptyNetworkError("the road network is empty", hint="load a network with roads")
     roads = roads.reset_index(drop=True)
-    rng = np.random.default_rng(p.seed)
+    # two streams: routes and motion from one, GPS error from the other, so the same seed drives
+    # the same routes whatever the noise settings
+    rng, nrng = np.random.default_rng(p.seed).spawn(2)
     G = roads_to_graph(roads)
     nodes = _routable(G)
     if len(nodes) < 2:
@@ -218,23 +318,72 @@ def simulate_fleet(roads: gpd.GeoDataFrame, params: SimParams | None = None, *,
         start0 = start0.tz_localize("Asia/Shanghai")
     truth_m = np.zeros(len(roads))
     frames: list[dict[str, np.ndarray]] = []
-    for vi in range(p.vehicles):
+    vehicle_rows: list[dict[str, Any]] = []
+    sigma = p.noise_m / np.sqrt(2.0)
+    dt = p.interval_s
+    n_all = p.vehicles + p.parked_vehicles
+    for vi in range(n_all):
         ent = enterprise_name(vi % p.enterprises)
         vid = f"E{vi % p.enterprises + 1:02d}-V{vi + 1:03d}"
         t_clock = float(rng.uniform(0, 3600))
         here: int | None = None
-        for _ in range(p.trips):
-            edges = _trip(G, nodes, here, rng, p.min_trip_m)
+        parts: list[dict[str, np.ndarray]] = []
+        v_truth = 0.0
+        if vi >= p.vehicles:  # parked all along, logging: its truth is 0 km
+            e = G[nodes[int(rng.integers(len(nodes)))]]
+            x = next(iter(e))
+            data = next(iter(e[x].values()))
+            sx, sy, hd0 = _point_on_piece(int(data["piece"]), float(rng.uniform(0.2, 0.8)), bool(data["reversed"]),
+                                          px, py, bounds, oneway, p.lane_offset_m)
+            n = max(int(p.park_minutes * 60 / dt), 2)
+            parts.append(_parked(t_clock, n, dt, sx, sy, hd0, int(data["piece"]), p, nrng))
+        for _ in range(p.trips if vi < p.vehicles else 0):
+            edges = _trip(G, nodes, here, rng, p.min_trip_m, p)
             here = edges[-1][1]
-            out = _drive(edges, px, py, bounds, scale, highway, oneway, p, rng)
+            out = _drive(edges, px, py, bounds, scale, highway, oneway, p, rng, nrng)
             if out is None:
                 continue
             ts, xs, ys, sp, hd, tp, driven = out
             truth_m += driven
-            frames.append({"vehicle_id": np.full(len(ts), vid, dtype=object),
-                           "enterprise": np.full(len(ts), ent, dtype=object),
-                           "t": t_clock + ts, "x": xs, "y": ys, "speed": sp, "heading": hd, "piece": tp})
-            t_clock += float(ts[-1]) + float(rng.uniform(120, 900))
+            v_truth += float(driven.sum())
+            parts.append({"t": t_clock + ts, "x": xs, "y": ys, "speed": sp, "heading": hd, "piece": tp,
+                          "keep": np.r_[True, np.zeros(len(ts) - 2, dtype=bool), True]})
+            gap = float(rng.uniform(120, 900))
+            park_logged = rng.random() < p.park_log_probability  # drawn always: the same routes either way
+            if park_logged:
+                # engine left on while parked: fixes at the same place, truth 0 km
+                n = int(gap / dt)
+                if n >= 1:
+                    park = _parked(t_clock + float(ts[-1]) + dt, n, dt, float(xs[-1]), float(ys[-1]),
+                                   float(hd[-1]), int(tp[-1]), p, nrng)
+                    parts.append(park)
+            t_clock += float(ts[-1]) + gap
+        if not parts:
+            continue
+        V = {k: np.concatenate([f[k] for f in parts]) for k in parts[0]}
+        n = len(V["t"])
+        # GPS error: AR(1) drift (or independent noise), occasional outliers, dropouts
+        ex, ey = _ar1(n, V["t"], sigma, p.drift_s, nrng), _ar1(n, V["t"], sigma, p.drift_s, nrng)
+        if p.outlier_probability > 0:
+            out_i = nrng.random(n) < p.outlier_probability
+            mag = nrng.uniform(0.5, 2.0, n) * p.outlier_m
+            ang = nrng.uniform(0, 2 * np.pi, n)
+            ex = ex + np.where(out_i, mag * np.cos(ang), 0.0)
+            ey = ey + np.where(out_i, mag * np.sin(ang), 0.0)
+        V["x"], V["y"] = V["x"] + ex, V["y"] + ey
+        keep = np.ones(n, dtype=bool)
+        if p.dropout_probability > 0:
+            starts = np.flatnonzero(nrng.random(n) < p.dropout_probability)
+            lens = np.ceil(nrng.uniform(p.dropout_s[0], p.dropout_s[1], len(starts)) / dt).astype(int)
+            for s0, k in zip(starts, lens):
+                keep[s0:s0 + k] = False
+            keep |= V["keep"]  # a trip's first and last fix stay: the truth is measured between them
+        V = {k: a[keep] for k, a in V.items()}
+        V["vehicle_id"] = np.full(len(V["t"]), vid, dtype=object)
+        V["enterprise"] = np.full(len(V["t"]), ent, dtype=object)
+        frames.append(V)
+        vehicle_rows.append({"vehicle_id": vid, "enterprise": ent, "km": v_truth / 1000.0,
+                             "parked": vi >= p.vehicles, "fixes": int(len(V["t"]))})
     if not frames:
         raise EmptyNetworkError("no trip could be simulated", hint="use a larger connected network")
     cat = {k: np.concatenate([f[k] for f in frames]) for k in frames[0]}
@@ -250,6 +399,8 @@ def simulate_fleet(roads: gpd.GeoDataFrame, params: SimParams | None = None, *,
                         "speed": np.round(cat["speed"], 2), "heading": np.round(cat["heading"], 1)})
     order = np.lexsort((cat["t"], log["vehicle_id"].to_numpy()))
     log = log.iloc[order].reset_index(drop=True)
+    if not p.speed_heading:
+        log = log.drop(columns=["speed", "heading"])
     true_piece = cat["piece"][order]
     driven = np.flatnonzero(truth_m > 0)
     truth = pd.DataFrame({
@@ -259,13 +410,46 @@ def simulate_fleet(roads: gpd.GeoDataFrame, params: SimParams | None = None, *,
     })
     notes = ["SYNTHETIC fleet log made by icv fleet simulate: not real test driving",
              f"seed {p.seed}, {p.vehicles} vehicles, {p.enterprises} enterprises, {p.trips} trips each, "
-             f"GPS noise {p.noise_m} m RMS, coordinates {p.crs}"]
+             f"GPS noise {p.noise_m} m RMS, coordinates {p.crs}",
+             f"a fix every {p.interval_s:g} s; noise "
+             + (f"AR(1) drift, correlation time {p.drift_s:g} s" if p.drift_s > 0 else "independent")
+             + f"; outliers {p.outlier_probability:g}, dropouts {p.dropout_probability:g} per fix; "
+             f"{p.via_points} via points at most, loops {p.loop_probability:g}, U-turns {p.uturn_probability:g}; "
+             f"parked vehicles {p.parked_vehicles}; speed and heading {'logged' if p.speed_heading else 'not logged'}"]
     if network_provenance is not None:
         notes.append("network: " + network_provenance.summary())
     prov = Provenance("synthetic", "icv fleet simulate",
                       filter=network_provenance.filter if network_provenance else None,
                       zone=network_provenance.zone if network_provenance else None, notes=notes)
-    return Simulation(log, truth, true_piece, p, prov)
+    return Simulation(log, truth, true_piece, p, prov, pd.DataFrame(vehicle_rows))
+
+
+def _point_on_piece(i: int, frac: float, rev: bool, px: np.ndarray, py: np.ndarray, bounds: np.ndarray,
+                    oneway: np.ndarray, lane_offset_m: float) -> tuple[float, float, float]:
+    """A point ``frac`` along piece ``i`` (in the driven direction), in its lane, and the heading there."""
+    ex, ey = px[bounds[i]:bounds[i + 1]], py[bounds[i]:bounds[i + 1]]
+    if rev:
+        ex, ey = ex[::-1], ey[::-1]
+    D = np.r_[0.0, np.cumsum(np.hypot(np.diff(ex), np.diff(ey)))]
+    d = frac * D[-1]
+    k = int(np.clip(np.searchsorted(D, d, side="right") - 1, 0, len(D) - 2))
+    f = (d - D[k]) / max(D[k + 1] - D[k], 1e-9)
+    ux, uy = ex[k + 1] - ex[k], ey[k + 1] - ey[k]
+    un = max(float(np.hypot(ux, uy)), 1e-9)
+    ux, uy = ux / un, uy / un
+    off = 0.0 if oneway[i] else lane_offset_m
+    x = ex[k] + f * (ex[k + 1] - ex[k]) + off * uy
+    y = ey[k] + f * (ey[k + 1] - ey[k]) - off * ux
+    return float(x), float(y), float(np.degrees(np.arctan2(ux, uy)) % 360.0)
+
+
+def _parked(t0: float, n: int, dt: float, x: float, y: float, heading: float, piece: int, p: SimParams,
+            rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``n`` fixes of a standing vehicle (noise is added later): speed ~0, the last heading."""
+    return {"t": t0 + dt * np.arange(n), "x": np.full(n, x), "y": np.full(n, y),
+            "speed": np.abs(rng.normal(0, 0.2, n)),
+            "heading": (heading + rng.normal(0, p.heading_noise_deg, n)) % 360.0,
+            "piece": np.full(n, piece), "keep": np.zeros(n, dtype=bool)}
 
 
 def _turn_angles(X: np.ndarray, Y: np.ndarray, D: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -284,8 +468,9 @@ def _turn_angles(X: np.ndarray, Y: np.ndarray, D: np.ndarray, at: np.ndarray) ->
 
 def _drive(edges: list[tuple[int, int, dict]], px: np.ndarray, py: np.ndarray, bounds: np.ndarray,
            scale: np.ndarray, highway: np.ndarray, oneway: np.ndarray, p: SimParams,
-           rng: np.random.Generator) -> tuple[np.ndarray, ...] | None:
-    """Sample one trip at 1 Hz: times, noisy x/y, speed, heading, true piece, truth metres per piece."""
+           rng: np.random.Generator, nrng: np.random.Generator) -> tuple[np.ndarray, ...] | None:
+    """Sample one trip every ``p.interval_s``: times, x/y in the lane (no GPS error yet), speed, heading,
+    true piece, truth metres per piece."""
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     seg_edge: list[np.ndarray] = []
@@ -327,7 +512,7 @@ def _drive(edges: list[tuple[int, int, dict]], px: np.ndarray, py: np.ndarray, b
     for k, ang in enumerate(turn):
         if ang > 45.0:
             j = np.searchsorted(grid, e_end[k])
-            limit[j] = min(limit[j], TURN_SPEED_MPS)
+            limit[j] = min(limit[j], UTURN_SPEED_MPS if ang > 150.0 else TURN_SPEED_MPS)
     stop_d = np.where(stop, e_end - np.minimum(8.0, 0.5 * (e_end - e_start)), np.nan)
     stop_j = np.searchsorted(grid, stop_d[stop])
     limit[stop_j] = 0.0
@@ -345,7 +530,7 @@ def _drive(edges: list[tuple[int, int, dict]], px: np.ndarray, py: np.ndarray, b
         grid = np.insert(grid, j + 1, grid[j])
         tg = np.insert(tg, j + 1, tg[j] + w)
         v = np.insert(v, j + 1, 0.0)
-    ts = np.arange(0.0, tg[-1] + 1e-9, 1.0)
+    ts = np.arange(0.0, tg[-1] + 1e-9, p.interval_s)
     if len(ts) < 2:
         return None
     d = np.interp(ts, tg, grid)
@@ -362,15 +547,13 @@ def _drive(edges: list[tuple[int, int, dict]], px: np.ndarray, py: np.ndarray, b
     tpiece = pieces[ek]
     off = np.where(oneway[tpiece], 0.0, p.lane_offset_m)
     sx, sy = sx + off * uy, sy - off * ux  # right of the direction of travel
-    sigma = p.noise_m / np.sqrt(2.0)
-    nx_, ny_ = rng.normal(0, sigma, len(ts)), rng.normal(0, sigma, len(ts))
-    vs = np.maximum(vt + rng.normal(0, 0.2, len(ts)), 0.0)
-    hd = (np.degrees(np.arctan2(ux, uy)) + rng.normal(0, p.heading_noise_deg, len(ts))) % 360.0
+    vs = np.maximum(vt + nrng.normal(0, 0.2, len(ts)), 0.0)
+    hd = (np.degrees(np.arctan2(ux, uy)) + nrng.normal(0, p.heading_noise_deg, len(ts))) % 360.0
     # truth: distance along each edge between the first and last fix, geodesic-scaled
     d_last = float(d[-1])
     driven = np.clip(np.minimum(e_end, d_last) - e_start, 0.0, None) * scale[pieces]
     truth = np.bincount(pieces, weights=driven, minlength=len(scale))
-    return ts, sx + nx_, sy + ny_, vs, hd, tpiece, truth
+    return ts, sx, sy, vs, hd, tpiece, truth
 
 
 # ---------------------------------------------------------------- writing
@@ -436,10 +619,13 @@ def gpx_text(log: pd.DataFrame, meta: dict[str, Any] | None = None) -> str:
         ent = g["enterprise"].iloc[0]
         out.append(f"<trk><name>{escape(str(vid))}</name><type>{escape(str(ent))}</type><trkseg>")
         times = [ts.isoformat() if isinstance(ts, (pd.Timestamp, datetime)) else str(ts) for ts in g["timestamp"]]
-        for lo, la, tm, sp, hd in zip(g["lon"], g["lat"], times, g["speed"], g["heading"]):
+        has_sh = "speed" in g.columns and "heading" in g.columns
+        sps = g["speed"] if has_sh else [None] * len(g)
+        hds = g["heading"] if has_sh else [None] * len(g)
+        for lo, la, tm, sp, hd in zip(g["lon"], g["lat"], times, sps, hds):
+            ext = f"<extensions><speed>{sp}</speed><course>{hd}</course></extensions>" if has_sh else ""
             out.append(f"<trkpt lat={quoteattr(repr(float(la)))} lon={quoteattr(repr(float(lo)))}>"
-                       f"<time>{escape(tm)}</time><extensions><speed>{sp}</speed><course>{hd}</course>"
-                       "</extensions></trkpt>")
+                       f"<time>{escape(tm)}</time>{ext}</trkpt>")
         out.append("</trkseg></trk>")
     out.append("</gpx>")
     return "\n".join(out) + "\n"

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml")
 PBF_SUFFIXES = (".osm.pbf", ".pbf")
+#: OSM history files (every version of every object), read as of a date (see geo._osh).
+HISTORY_SUFFIXES = (".osh.pbf", ".osh", ".osh.gz", ".osh.bz2")
 #: Overpass pulls a polygon this much wider than the zone (metres), see load_network.
 OVERPASS_MARGIN_M = 2000.0
 #: Pieces this close to the zone (metres) are kept beside it for pairing and junction clustering:
@@ -89,11 +91,13 @@ class Network:
 
 
 def source_kind(source: str | os.PathLike[str]) -> str:
-    """``overpass``, ``cache``, ``skeleton``, ``osm-xml``, ``osm-pbf`` or ``layer``."""
+    """``overpass``, ``cache``, ``skeleton``, ``osm-history``, ``osm-xml``, ``osm-pbf`` or ``layer``."""
     s = str(source)
     if s in {"overpass", "cache", "skeleton"}:
         return s
     low = s.lower()
+    if low.endswith(HISTORY_SUFFIXES):  # before PBF: .osh.pbf ends in .pbf
+        return "osm-history"
     if low.endswith(PBF_SUFFIXES):
         return "osm-pbf"
     if low.endswith(XML_SUFFIXES):
@@ -108,7 +112,7 @@ def source_kind(source: str | os.PathLike[str]) -> str:
 def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
                  road_filter: RoadFilter | None = None, overpass_url: str | None = None,
                  timeout: int | None = None, memory: int | None = None, cache_dir: Path | None = None,
-                 progress: bool = False) -> Network:
+                 progress: bool = False, as_of: Any = None) -> Network:
     """Load a road network as the normalized roads table.
 
     Parameters
@@ -126,6 +130,10 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
         The project's cache folder (``$ICV_CACHE_DIR`` or ``./cache``).
     progress
         Show progress on stderr for long work.
+    as_of
+        The network as it was at this date (``YYYY-MM-DD``, ``YYYY-MM``, ``YYYY`` or a
+        :class:`geo.history.AsOf`): Overpass attic data, the state of an OSM history
+        file, or the cache entry pulled for that date. Other sources have no history.
 
     Returns
     -------
@@ -139,10 +147,20 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     kind = source_kind(source)
     zone_name = zone.name if zone is not None else None
+    when = None
+    if as_of is not None:
+        from .history import parse_as_of
+
+        when = parse_as_of(as_of)
+        if kind not in {"overpass", "osm-history", "cache"}:
+            raise InputError(f"--as-of needs a source with history, not {kind} {str(source)!r}",
+                             hint="use --source overpass, an OSM history file (.osh.pbf, .osh, .osh.gz), or the "
+                                  "cache of `icv pull --as-of`")
     if kind == "cache":
         if zone is None:
             raise InputError("the cache is kept per zone", hint="give --zone")
-        roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label),
+        roads, prov = _cache.read_cache(cache_dir, _cache.cache_key(zone.name, road_filter.label,
+                                                                    when.label if when else None),
                                         zone_sha256=_cache.zone_fingerprint(zone.geometry))
         # the cache holds the margin too (pull_to_cache writes stats_roads)
         touch = _touches(roads, zone)
@@ -158,9 +176,11 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
         # whole pieces at the zone edge, as the file sources give them
         ways, info = _overpass.fetch_ways(zone.geometry, road_filter, url=overpass_url, timeout=timeout if timeout is not None else 180,
                                           memory=memory, cache_dir=cache_dir, progress=progress,
-                                          margin_m=OVERPASS_MARGIN_M)
-        prov = Provenance("overpass", info.url, osm_timestamp=info.osm_base, filter=road_filter.label,
-                          zone=zone_name)
+                                          margin_m=OVERPASS_MARGIN_M, as_of=when.attic if when else None)
+        prov = Provenance("overpass", info.url, osm_timestamp=when.attic if when else info.osm_base,
+                          filter=road_filter.label, zone=zone_name,
+                          notes=[f"Overpass attic data as of {when.attic} (server data {info.osm_base or 'unknown'})"]
+                          if when else [])
         roads = build_roads_table(ways, road_filter)
         return _finish(roads, prov, zone, str(source))
     if kind == "skeleton":
@@ -174,6 +194,16 @@ def load_network(source: str | os.PathLike[str], *, zone: Zone | None = None,
     if path.is_dir():
         raise InputError("is a folder, not a file", where=str(path), hint="give a road-network file")
     reader: Callable[[Path], tuple[list[Any], str | None]]
+    if kind == "osm-history":
+        from ._osh import read_ways_as_of
+
+        ways, stamp = read_ways_as_of(path, when.moment if when else None)
+        prov = file_provenance(kind, path, osm_timestamp=stamp, filter=road_filter.label, zone=zone_name,
+                               notes=[f"OSM history file as of {when.attic if when else stamp}"])
+        if not ways:
+            raise EmptyNetworkError(f"the history file holds no road ways as of {stamp}", where=str(path),
+                                    hint="check the date and that the file covers the zone")
+        return _finish(build_roads_table(ways, road_filter), prov, zone, str(path))
     if kind == "osm-xml":
         from ._osmxml import read_ways as reader
     elif kind == "osm-pbf":
@@ -249,14 +279,20 @@ def select_in_zone(roads: gpd.GeoDataFrame, zone: Zone, margin_m: float = 0.0) -
 
 
 def pull_to_cache(source: str, *, zone: Zone, road_filter: RoadFilter | None = None, force: bool = False,
-                  cache_dir: Path | None = None, **kw: Any) -> Path:
+                  cache_dir: Path | None = None, as_of: Any = None, **kw: Any) -> Path:
     """Load a network (default: through Overpass) and write it to the cache.
 
     Returns the cached Parquet path. An existing, valid cache is kept unless ``force``.
+    With ``as_of`` the network as of that date is cached under its own key.
     """
     road_filter = road_filter or parse_filter("drive")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _cache.cache_key(zone.name, road_filter.label)
+    if as_of is not None:
+        from .history import parse_as_of
+
+        as_of = parse_as_of(as_of)
+        kw["as_of"] = as_of
+    key = _cache.cache_key(zone.name, road_filter.label, as_of.label if as_of is not None else None)
     zone_sha = _cache.zone_fingerprint(zone.geometry)
     if not force and _cache.cache_exists(cache_dir, key) and _same_request(cache_dir, key, source, zone_sha):
         try:
@@ -278,7 +314,7 @@ def _same_request(cache_dir: Path, key: str, source: str, zone_sha: str) -> bool
     kind = source_kind(source)
     if prov.get("source_kind") != kind:
         return False
-    if kind in {"osm-xml", "osm-pbf", "layer"}:
+    if kind in {"osm-xml", "osm-pbf", "layer", "osm-history"}:
         path = Path(source)
         return path.is_file() and prov.get("source_sha256") == sha256_file(path)
     return True

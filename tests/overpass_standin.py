@@ -265,6 +265,11 @@ class OverpassStandIn:
         Pause between the bytes of a ``slow`` body.
     hang_s
         How long ``hang`` stays silent (cut short when the server stops).
+    attic
+        Dated data for queries with ``[date:"..."]`` (Overpass attic queries): ISO
+        timestamp -> OSM XML file. A dated query is served the entry with the latest
+        timestamp at or before its date, with ``timestamp_osm_base`` unchanged (as the real
+        server does); a date before every entry gets no elements, a malformed date a 400.
     """
 
     osm_path: Path
@@ -275,6 +280,7 @@ class OverpassStandIn:
     hang_s: float = 60.0
     script: list[str] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
+    attic: dict[str, Path] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -433,7 +439,17 @@ class _Handler(BaseHTTPRequestHandler):
         except QueryError as exc:
             self._error_page(400, f"line 1: parse error: {exc}")
             return
-        result = answer(load_osm(Path(st.osm_path)), query, st.osm_base)
+        date = query.settings.get("date")
+        if date is not None:
+            stamp = _unquote(date.strip())
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", stamp):
+                self._error_page(400, f"line 1: parse error: invalid date {stamp}")
+                return
+            dated = [k for k in st.attic if k <= stamp]
+            data = load_osm(Path(st.attic[max(dated)])) if dated else OsmData({}, [], np.array([], dtype=object))
+            result = answer(data, query, st.osm_base)
+        else:
+            result = answer(load_osm(Path(st.osm_path)), query, st.osm_base)
         if behaviour in {"remark", "remark-oom"}:
             result["elements"] = result["elements"][: len(result["elements"]) // 2]
             result["remark"] = REMARK_TIMEOUT if behaviour == "remark" else REMARK_OOM

@@ -29,7 +29,8 @@ def test_compare_sets_computed_beside_reported(runner: CliRunner, shared_data: P
                             "--as-of", "2024-03-01", "--format", "json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    [area] = rows_by(doc, "area_km2")
+    covered, area = rows_by(doc, "area_km2")  # the coverage claim's test first, the outline beside it
+    assert covered["definition"].startswith("covered_area_km2") and covered["computed"] < area["computed"]
     assert area["reported"] == 463 and area["as_of"] == "2024-02"
     assert area["computed"] == pytest.approx(zone.area_km2)
     assert area["delta"] == pytest.approx(zone.area_km2 - 463)
@@ -105,6 +106,39 @@ def test_report_writes_report_and_maps(runner: CliRunner, shared_data: Path, tmp
     doc = json.loads(r.stdout)
     assert rows_by(doc, "test_road_km")[1]["computed"] == pytest.approx(st.value("carriageway_km"))
     assert "[1/5]" in r.stderr and "[5/5]" in r.stderr  # progress on stderr, data on stdout
+    assert {row["verdict"] for row in doc["rows"]} >= {"consistent lower bound", "not visible"}
+
+
+def test_report_reads_as_a_finding(runner: CliRunner, shared_data: Path, tmp_path: Path, jiading_stats) -> None:
+    import re
+
+    from geo.verdicts import VERDICT_COLOURS
+
+    _, st = jiading_stats
+    out = tmp_path / "maps"
+    r = runner.invoke(cli, ["report", "--source", str(shared_data / "jiading_osm_signalized.osm"),
+                            "--out-dir", str(out), "--no-maps", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    md = (out / "report.md").read_text(encoding="utf-8")
+    finding = md.split("## Finding\n\n", 1)[1].split("\n\n", 1)[0]
+    sentences = [x for x in re.split(r"(?<=[.])\s+(?=[A-Z0-9])", finding) if x]
+    assert 3 <= len(sentences) <= 6, sentences
+    assert "cannot see expressway\\_km, ref\\_km:G1503 and ref\\_km:G2" in finding
+    assert f"{st.value('carriageway_km'):,.1f} km against 1,117 km" in finding  # the lower bound, with its numbers
+    assert "closest" in finding or "nearest" in finding
+    # a compact table: 7 short columns, full definitions listed below it
+    table = [ln for ln in md.split("## Reported and computed", 1)[1].split("![", 1)[0].splitlines() if ln.startswith("|")]
+    assert table[0] == "| figure | reported | as of | computed | definition | delta % | verdict |"
+    assert all(len(cell) <= 40 for ln in table for cell in ln.split("|")), max(table, key=len)
+    assert "| expressway\\_km | 41 km | 2024-02 | not visible | expressway\\_km | — | not visible |" in table
+    assert "### Definitions" in md and "### Verdict rules" in md and "±5 %" in md
+    # the chart beside report.md, embedded, in the verdict colours, with provenance
+    assert "](verdicts.svg)" in md
+    svg = (out / "verdicts.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    for v in ("consistent lower bound", "not visible", "agrees"):
+        assert VERDICT_COLOURS[v].lower() in svg.lower() and v in svg
+    assert "OpenStreetMap contributors (ODbL)" in svg and "filter: drive" in svg and "zone: jiading" in svg
 
 
 def test_report_escapes_names_in_markdown(runner: CliRunner, fixtures_dir: Path, tmp_path: Path) -> None:
@@ -125,6 +159,8 @@ def test_report_escapes_names_in_markdown(runner: CliRunner, fixtures_dir: Path,
     raw_tag = re.compile(r"(?<!\\)<img")  # only an escaped \<img (shown as text) may appear
     assert not raw_tag.search(md) and not raw_tag.search(r.stdout)
     assert "\\<img src=z onerror=alert(3)\\>" in md
+    svg = (tmp_path / "out" / "verdicts.svg").read_text(encoding="utf-8")
+    assert "<img" not in svg  # the chart's text is XML-escaped
 
 
 def test_compare_sets_fleet_figures_beside_reported(runner: CliRunner, fixtures_dir: Path, zone_file: Path,
@@ -150,3 +186,4 @@ def test_compare_sets_fleet_figures_beside_reported(runner: CliRunner, fixtures_
     [km] = rows_by(doc, "test_mileage_km")
     assert km["computed"] == pytest.approx(summary["test_mileage_km"]["value"])
     assert "SYNTHETIC" in veh["definition"]
+    assert veh["verdict"] == "not comparable" and "SYNTHETIC" in veh["computed_reason"]  # never a contradiction

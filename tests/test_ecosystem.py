@@ -260,8 +260,8 @@ def test_run_report_writes_what_the_command_writes(fixtures_dir: Path, zone_file
     from geo.stats import road_stats
 
     res = geo.run_report(source=fixtures_dir / "small.osm", zone=zone_file, out_dir=tmp_path / "lib")
-    assert set(res.files) == {"report", "coverage map", "coverage map provenance", "test-mileage share map",
-                              "test-mileage share map provenance"}
+    assert set(res.files) == {"report", "verdict chart", "coverage map", "coverage map provenance",
+                              "test-mileage share map", "test-mileage share map provenance"}
     assert all(p.is_file() for p in res.files.values())
     assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == sorted(p.name for p in res.files.values())
     # the numbers are those of road_stats on the same network, and provenance rides along
@@ -271,7 +271,10 @@ def test_run_report_writes_what_the_command_writes(fixtures_dir: Path, zone_file
         st.value("carriageway_km"), abs=1e-3)
     assert res.comparison.attrs["network"]["source_kind"] == "osm-xml"
     assert res.figures.attrs["attribution"] == "© OpenStreetMap contributors (ODbL)"
-    assert row.loc["area_km2", "computed"] == pytest.approx(res.zone.area_km2, rel=1e-6)
+    outline = res.comparison[res.comparison["definition"].fillna("").str.startswith("zone_area_km2")]
+    assert outline.set_index("figure").loc["area_km2", "computed"] == pytest.approx(res.zone.area_km2, rel=1e-6)
+    assert set(row["verdict"]) <= {"agrees", "contradicts", "consistent lower bound", "exceeds", "not visible",
+                                   "not comparable", "reported only"}
     assert repr(res).startswith("ReportResult(zone='fixture_zone', pieces=8, ") and len(repr(res)) < 200
     # the command writes the same files, and names each
     from click.testing import CliRunner

@@ -295,8 +295,9 @@ def test_parquet_csv_gpx_and_gcj02_agree(tee, tmp_path: Path) -> None:
     right = fleet.compute_mileage(pg, tee.roads, crs="gcj02", matcher=m)
     wrong = fleet.compute_mileage(pg, tee.roads, crs="wgs84", matcher=m)
     assert right.on_network_km == pytest.approx(out["parquet"].on_network_km, abs=0.002)
-    # read as WGS84 the points lie ~500 m off: nothing matches
-    assert wrong.on_network_km == 0 and wrong.off_network_km > 0
+    # read as WGS84 the points lie ~500 m off: nothing matches, but for a few metres where the
+    # shifted side road (~420 m east, ~220 m south) crosses the main road
+    assert wrong.on_network_km < 0.01 and wrong.off_network_km > 0
 
 
 def test_unknown_crs_and_bad_chunk_rows(tee, tmp_path: Path) -> None:

@@ -96,3 +96,33 @@ def test_dask_needs_parquet(cluster, jiading, tmp_path: Path) -> None:
     write_simulation(sim, log)
     with pytest.raises(InputError, match="Parquet"):
         fleet.compute_mileage(log, net.roads, scheduler=client)
+
+
+def test_index_file_round_trip_matches_alike(jiading, tmp_path: Path) -> None:
+    from geo._fleet_dask import load_index, save_index
+
+    zone, net = jiading
+    m = fleet.build_matcher(net.roads, zone)
+    mapped = load_index(save_index(m, tmp_path))
+    for k, v in vars(m).items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(np.asarray(getattr(mapped, k)), v), k
+    x, y = m.project(np.array([121.25, 121.3]), np.array([31.3, 31.33]))
+    a, b = m.match(x, y), mapped.match(x, y)
+    assert np.array_equal(a.piece, b.piece) and np.allclose(a.pos_m, b.pos_m, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_local_cluster_maps_the_index_and_equals_single_process(jiading, tmp_path: Path) -> None:
+    zone, net = jiading
+    log = _log_with_bad_rows(net.roads, tmp_path / "f.parquet", row_group_rows=211)
+    one = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=1000)
+    many = fleet.compute_mileage(log, net.roads, zone=zone, chunk_rows=64, scheduler="local:2")
+    assert many.scheduler == "dask LocalCluster (2 workers)"
+    assert np.array_equal(one.totals.piece_um, many.totals.piece_um)
+    assert one.totals.vehicles == many.totals.vehicles and one.bad_rows() == many.bad_rows()
+    # a run that stops before the cluster is used closes it (a CSV log cannot go to Dask)
+    csv = tmp_path / "a.csv"
+    write_simulation(simulate_fleet(net.roads, SimParams(vehicles=1, enterprises=1, trips=1, seed=2)), csv)
+    with pytest.raises(InputError, match="Parquet"):
+        fleet.compute_mileage(csv, net.roads, scheduler="local:1")
