@@ -74,10 +74,13 @@ class HmmParams:
     still_sigmas: float = 4.0
     #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
     decimate_speed_mps: float = 8.0
+    #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
+    #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
+    decimate_sigmas: float = 6.0
 
     @property
     def beta(self) -> float:
-        return self.beta_m if self.beta_m is not None else max(4.0, 1.5 * self.sigma_m)
+        return self.beta_m if self.beta_m is not None else max(4.0, 1.0 * self.sigma_m)
 
     @property
     def back_tol(self) -> float:
@@ -90,7 +93,7 @@ class HmmParams:
     @property
     def decimate(self) -> int:
         """Match every k-th fix: a step of a dense log should be larger than ~3 sigma of noise."""
-        return int(np.clip(np.floor(3.0 * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
+        return int(np.clip(np.floor(self.decimate_sigmas * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
                            1, 30))
 
     @property
@@ -244,11 +247,14 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
 
     Noise: the median distance from the fixes to the nearest piece (within 300
     m) over 0.6745, the median of a half-normal distribution: the across-road
-    component of the noise; for logs of 2 s or denser, at least the robust
+    component of the noise; for logs of 5 s or denser, at least the robust
     (median) estimate from second differences of consecutive fixes. Interval:
     the median time step of consecutive fixes of a vehicle. ``None`` where the
     sample says nothing.
     """
+    # per vehicle in time order: the same estimate for a log grouped by vehicle or interleaved
+    o = np.lexsort((t_ns, veh))
+    x, y, veh, t_ns = x[o], y[o], veh[o], t_ns[o]
     ok = np.isfinite(x) & np.isfinite(y)
     sig = None
     idx = np.flatnonzero(ok)
@@ -263,11 +269,13 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
         itv = float(np.median((t_ns[1:] - t_ns[:-1])[same]) / 1e9)
-    if itv is not None and itv <= 2.0:
-        # dense logs: white noise shows in second differences (variance 6 sigma^2 per axis), which
-        # the distance to the nearest piece underestimates where pieces are close together
+    if itv is not None and itv <= 5.0:
+        # logs of 5 s or denser: white noise shows in second differences (variance 6 sigma^2 per
+        # axis), which the distance to the nearest piece underestimates where pieces are close
+        # together (on a grid of 11 m blocks no fix is more than 5.5 m from a piece, whatever the
+        # noise); a vehicle drives straight on most triples of fixes that close, so the median holds
         tri = np.flatnonzero(same[:-1] & same[1:]
-                             & ((t_ns[2:] - t_ns[:-2]) <= 4.0e9) & ok[:-2] & ok[1:-1] & ok[2:])
+                             & ((t_ns[2:] - t_ns[:-2]) <= max(4.0, 2.5 * itv) * 1e9) & ok[:-2] & ok[1:-1] & ok[2:])
         if len(tri) >= 20:
             d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
             s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
@@ -504,9 +512,14 @@ class HmmEngine(MileageEngine):
              "L": Lg}
         fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
-        cost = np.abs(r - d_st) / h.beta
+        # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
+        # against it, a zig-zag over parallel short pieces looks likelier than the road driven
+        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.sigma_m ** 2, 0.0))) / h.beta
         cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / h.beta, 0.0)
-        cost = cost + np.where(use_rev, h.uturn_penalty_m / h.beta, 0.0)
+        # a U-turn at a node costs as much as one on the spot: else, on pieces shorter than the
+        # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
+        node_turn = self._node_turn
+        cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
         plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
                            & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
         cost = np.where(plausible, cost, np.inf)
@@ -677,10 +690,25 @@ class HmmEngine(MileageEngine):
         # a route is at least the straight line between the nodes (less a margin for the scale)
         lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
         look = np.flatnonzero(lower <= limit)
-        r_route[o[look]] = ends[look] + R.dist(ex[look], en[look])
+        d_main = R.dist(ex[look], en[look])
+        r_route[o[look]] = ends[look] + d_main
+        # routes that start by driving back along a's piece, or end by driving b's piece the wrong way
+        # to turn at its entry node: a U-turn at a node (a shortest path has none in between)
+        so_l, to_l = so[look], to[look]
+        tol = 1e-3
+        fin = np.isfinite(d_main)
+        ta = fin & ~self.m.piece_oneway[S["piece"][so_l]]
+        ta[ta] = (S["L"][so_l][ta] + R.dist(S["entry"][so_l][ta], en[look][ta]) <= d_main[ta] + tol)
+        tb = fin & ~self.m.piece_oneway[S["piece"][to_l]] & ~ta
+        tb[tb] = (R.dist(ex[look][tb], S["exit"][to_l][tb]) + S["L"][to_l][tb] <= d_main[tb] + tol)
+        end_turn = np.zeros(len(sa), dtype=bool)
+        end_turn[o[look]] = ta | tb
         r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
         use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
         route = ~fwd & ~use_rev
+        # any U-turn at a node: on the same piece (to its end and back) or at either end of the route
+        node_turn = route & (end_turn | (same_piece & (S["exit"][sa] == S["entry"][sb])))
+        self._node_turn = node_turn
         return fwd, use_rev, route, delta, r_rev, r_route
 
     @property
