@@ -240,7 +240,9 @@ def test_fleet_mileage_killed_mid_write_keeps_previous_outputs(sig: int, mid_osm
              "--vehicles", "40", "--trips", "3", "--seed", "7")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
-    args = ["fleet", "mileage", str(log), "--source", str(mid_osm), "--zone", str(zone_file), "--out-dir", str(out)]
+    # the snap matcher: this test is about how the outputs are written, and it runs the command several times
+    args = ["fleet", "mileage", str(log), "--source", str(mid_osm), "--zone", str(zone_file), "--out-dir", str(out),
+            "--matcher", "snap"]
     r = _run(*args)
     assert r.returncode == 0, r.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir()}
