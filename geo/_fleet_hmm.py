@@ -463,7 +463,7 @@ class HmmEngine(MileageEngine):
         return self.totals
 
     #: Fixes matched at once (their candidates and state pairs: some tens of MiB).
-    _GROUP_FIXES = 32_768
+    _GROUP_FIXES = 262144
 
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
@@ -620,6 +620,11 @@ class HmmEngine(MileageEngine):
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
         fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        # kept for the km of the chosen pairs: pair (sa, sb) of fixes (pa, pb) is at
+        # off[pb] + (sb - st_start[pb]) * na + (sa - st_start[pa])
+        pair_at = np.full(n, -1, dtype=np.int64)
+        pair_at[pb] = np.cumsum(npair) - npair
+        self._pairs = (pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, r_route))
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
@@ -721,8 +726,11 @@ class HmmEngine(MileageEngine):
         at = pb[both]
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
-        fwd, use_rev, route, delta, r_rev, route_len = self._pair_routes(S, sa, sb, d_st[both], dt[both] / 1e9,
-                                                                         untimed[pb[both]])
+        # how each chosen pair leads on: as worked out for the Viterbi (the same fixes, the same states)
+        pair_at, st_start, st_cnt, got = self._pairs
+        pa_b, pb_b = pa[both], pb[both]
+        k = pair_at[pb_b] + (sb - st_start[pb_b]) * st_cnt[pa_b] + (sa - st_start[pa_b])
+        fwd, use_rev, route, delta, r_rev, route_len = (a[k] for a in got)
         # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
         f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
         u = np.flatnonzero(use_rev)
@@ -814,12 +822,18 @@ class HmmEngine(MileageEngine):
         so_l, to_l = so[look], to[look]
         tol = 1e-3
         fin = np.isfinite(d_main)
+        # (looked up only where the straight line between the nodes leaves room for it)
+        def crow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return 0.99 * np.hypot(R.node_x[a] - R.node_x[b], R.node_y[a] - R.node_y[b])
+
+        ent_a, ex_b, en_l, ex_l = S["entry"][so_l], S["exit"][to_l], en[look], ex[look]
+        La, Lb = S["L"][so_l], S["L"][to_l]
         ta = fin & ~self.m.piece_oneway[S["piece"][so_l]]
-        need_a = d_main[ta] - S["L"][so_l][ta] + tol
-        ta[ta] = (S["L"][so_l][ta] + R.dist(S["entry"][so_l][ta], en[look][ta], need_a) <= d_main[ta] + tol)
+        ta[ta] = La[ta] + crow(ent_a[ta], en_l[ta]) <= d_main[ta] + tol
+        ta[ta] = La[ta] + R.dist(ent_a[ta], en_l[ta], d_main[ta] - La[ta] + tol) <= d_main[ta] + tol
         tb = fin & ~self.m.piece_oneway[S["piece"][to_l]] & ~ta
-        need_b = d_main[tb] - S["L"][to_l][tb] + tol
-        tb[tb] = (R.dist(ex[look][tb], S["exit"][to_l][tb], need_b) + S["L"][to_l][tb] <= d_main[tb] + tol)
+        tb[tb] = crow(ex_l[tb], ex_b[tb]) + Lb[tb] <= d_main[tb] + tol
+        tb[tb] = R.dist(ex_l[tb], ex_b[tb], d_main[tb] - Lb[tb] + tol) + Lb[tb] <= d_main[tb] + tol
         end_turn = np.zeros(len(sa), dtype=bool)
         end_turn[o[look]] = ta | tb
         use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
