@@ -205,12 +205,20 @@ class MileageResult:
         ``osm_way_ids`` (``;``-joined), ``name``, ``highway``, ``enterprise``, ``km``."""
         r = self.roads
         frames = []
+        ids = r["osm_way_ids"].to_numpy(dtype=object)
+        joined: dict[int, str] = {}  # each piece's ids joined once, for all enterprises
         for e in sorted(self.totals.enterprise_piece_um):
             km = np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9
             sel = np.flatnonzero(km > 0)
+            way_ids = []
+            for i in sel.tolist():
+                s = joined.get(i)
+                if s is None:
+                    s = joined[i] = ";".join(str(x) for x in ids[i])
+                way_ids.append(s)
             frames.append(pd.DataFrame({
                 "piece": sel, "u": r["u"].to_numpy()[sel], "v": r["v"].to_numpy()[sel],
-                "osm_way_ids": [";".join(str(x) for x in r["osm_way_ids"].iloc[i]) for i in sel],
+                "osm_way_ids": way_ids,
                 "name": r["name"].to_numpy(dtype=object)[sel], "highway": r["highway"].to_numpy(dtype=object)[sel],
                 "enterprise": e, "km": km[sel]}))
         cols = ["piece", "u", "v", "osm_way_ids", "name", "highway", "enterprise", "km"]
