@@ -463,7 +463,7 @@ class HmmEngine(MileageEngine):
         return self.totals
 
     #: Fixes matched at once (their candidates and state pairs: some tens of MiB).
-    _GROUP_FIXES = 262144
+    _GROUP_FIXES = 32_768
 
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
