@@ -77,6 +77,16 @@ class HmmParams:
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
     #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
     decimate_sigmas: float = 6.0
+    #: correlation of the GPS error of consecutive fixes (a drifting receiver, AR(1)); 0: independent.
+    #: Two fixes ``k`` intervals apart then differ by ``sigma sqrt(2 (1 - corr^k))`` of noise per axis
+    noise_corr: float = 0.0
+    #: the transition scale grows with the step: beta of a pair is at least this fraction of its
+    #: straight distance (Newson & Krumm fitted beta to |route - straight|, which grows with the step)
+    beta_step: float = 0.0
+
+    def step_sigma(self, lag: np.ndarray | float) -> np.ndarray | float:
+        """Per-axis noise of the step between fixes ``lag`` intervals apart, over sqrt 2 (sigma if independent)."""
+        return self.sigma_m * np.sqrt(1.0 - self.noise_corr ** np.maximum(lag, 0.0))
 
     @property
     def beta(self) -> float:
@@ -93,8 +103,11 @@ class HmmParams:
     @property
     def decimate(self) -> int:
         """Match every k-th fix: a step of a dense log should be larger than ~3 sigma of noise."""
-        return int(np.clip(np.floor(self.decimate_sigmas * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
-                           1, 30))
+        # the longest step of <= decimate_sigmas of the step's own noise (a drifting error moves
+        # consecutive fixes together: less noise in a step than in a fix)
+        k = np.arange(1, 31)
+        ok = k * self.decimate_speed_mps * max(self.interval_s, 0.1) <= self.decimate_sigmas * self.step_sigma(k)
+        return int(k[ok].max()) if ok.any() else 1
 
     @property
     def still_window(self) -> int:
@@ -233,7 +246,7 @@ class RouteTable:
 # ---------------------------------------------------------------- noise of a log
 
 def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray, pieces: np.ndarray,
-                   max_points: int = 20_000) -> tuple[float | None, float | None]:
+                   max_points: int = 20_000, with_corr: bool = False) -> tuple[float | None, ...]:
     """Per-axis GPS noise (m) and sampling interval (s) of a sample of a log.
 
     Parameters
@@ -250,13 +263,18 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     component of the noise; for logs of 5 s or denser, at least the robust
     (median) estimate from second differences of consecutive fixes. Interval:
     the median time step of consecutive fixes of a vehicle. ``None`` where the
-    sample says nothing.
+    sample says nothing. With ``with_corr``, also the correlation of the noise of
+    consecutive fixes (AR(1), see :class:`HmmParams`): from the second differences
+    of 5 s or denser logs against the noise, ``(1 - c)(3 - c) = 3 (s2 / sigma)^2``
+    (a second difference of AR(1) noise has variance ``2 sigma^2 (1 - c)(3 - c)``
+    per axis); 0 where it cannot be told (sparser logs).
     """
     # per vehicle in time order: the same estimate for a log grouped by vehicle or interleaved
     o = np.lexsort((t_ns, veh))
     x, y, veh, t_ns = x[o], y[o], veh[o], t_ns[o]
     ok = np.isfinite(x) & np.isfinite(y)
     sig = None
+    corr = 0.0
     idx = np.flatnonzero(ok)
     if len(idx) and len(pieces):
         take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
@@ -264,7 +282,7 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
         _, d = tree.query_nearest(shapely.points(x[take], y[take]), max_distance=300.0, return_distance=True,
                                   all_matches=False)
         if len(d) >= 20:
-            sig = float(np.clip(np.median(d) / 0.6745, 1.0, 80.0))
+            sig = _calibrated_sigma(tree, x[take], y[take], float(np.median(d)))
     itv = None
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
@@ -280,7 +298,47 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
             d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
             s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
             sig = s2 if sig is None else max(sig, min(s2, 80.0))
-    return sig, itv
+            corr = float(np.clip(2.0 - np.sqrt(1.0 + 3.0 * (s2 / sig) ** 2), 0.0, 0.99))
+    return (sig, itv, corr) if with_corr else (sig, itv)
+
+
+def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: float) -> float:
+    """Per-axis noise whose median distance to the nearest piece is ``med`` on THIS network.
+
+    On a lone road the median distance of a fix to the nearest piece is 0.6745 sigma (half-normal);
+    where pieces are close together a noisy fix is often nearer another piece than its own, so the
+    median saturates (Helsinki's centre: 21 m of noise read as 13 m). Calibrated on the network
+    itself: points on the pieces (the fixes snapped to their nearest piece) are moved by Gaussian
+    noise of each trial sigma (a fixed random stream: the same answer every run), and the sigma
+    whose median nearest-piece distance equals the observed one is taken (interpolated). Where the
+    curve is flat (saturated), the sigma at which it flattens is taken: the data say no more.
+    """
+    if len(x) > 4000:  # the median of 4,000 is within ~2 % of the median of all
+        k = np.unique(np.linspace(0, len(x) - 1, 4000).astype(np.int64))
+        x, y = x[k], y[k]
+    pts = shapely.points(x, y)
+    src, near = tree.query_nearest(pts, max_distance=300.0, all_matches=False)
+    if len(near) < 20:
+        return float(np.clip(med / 0.6745, 1.0, 80.0))
+    geoms = tree.geometries[near]
+    on = shapely.line_interpolate_point(geoms, shapely.line_locate_point(geoms, pts[src]))
+    ox, oy = shapely.get_x(on), shapely.get_y(on)
+    z = np.random.default_rng(20090407).standard_normal((2, len(ox)))
+    # trial sigmas from just under the lone-road reading (a saturated median only reads low) up,
+    # 15 % apart, until one's median reaches the observed one
+    s0 = max(0.9 * med / 0.6745, 0.5)
+    grid = s0 * 1.15 ** np.arange(30)
+    g: list[float] = []
+    for s_ in grid.tolist():
+        _, dd = tree.query_nearest(shapely.points(ox + s_ * z[0], oy + s_ * z[1]), max_distance=6.0 * s_ + 20.0,
+                                   return_distance=True, all_matches=False)
+        g.append(max(float(np.median(dd)) if len(dd) else np.inf, g[-1] if g else 0.0))  # grows with sigma
+        # stop where it reaches the observed median, or where it grows less than a fifth as fast as on a
+        # lone road (saturated: the data tell no larger sigma apart), or at 80 m
+        if g[-1] >= med or s_ >= 80.0 or (len(g) > 1 and g[-1] - g[-2] < 0.2 * 0.6745 * (s_ - s_ / 1.15)):
+            break
+    ga, gr = np.r_[0.0, g], np.r_[0.0, grid[:len(g)]]
+    return float(np.clip(np.interp(med, ga, gr), 1.0, 80.0))
 
 
 # ---------------------------------------------------------------- the engine
@@ -514,8 +572,11 @@ class HmmEngine(MileageEngine):
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
-        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.sigma_m ** 2, 0.0))) / h.beta
-        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / h.beta, 0.0)
+        # (2 x the per-axis variance of the step's noise, on both axes; a drifting error cancels in part)
+        lag = np.where(unt, float(h.decimate), dt_s / max(h.interval_s, 1e-3))
+        beta = np.maximum(h.beta, h.beta_step * d_st)
+        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.step_sigma(lag) ** 2, 0.0))) / beta
+        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / beta, 0.0)
         # a U-turn at a node costs as much as one on the spot: else, on pieces shorter than the
         # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
         node_turn = self._node_turn
