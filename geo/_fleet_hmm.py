@@ -72,11 +72,17 @@ class HmmParams:
     window: int = 256
     overlap: int = 32
     still_sigmas: float = 4.0
+    #: speed (m/s) under which a vehicle may be called standing when the noise alone would allow more
+    still_crawl_mps: float = 1.0
     #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
     decimate_speed_mps: float = 8.0
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
     #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
     decimate_sigmas: float = 6.0
+    #: a turn of angle theta where a route leaves a state's piece and where it enters the next
+    #: state's costs ``turn_penalty_m (1 - cos theta) / 2`` (a right angle half of it), as
+    #: Meili's turn costs: against excursions round one block on a dense grid
+    turn_penalty_m: float = 30.0
     #: correlation of the GPS error of consecutive fixes (a drifting receiver, AR(1)); 0: independent.
     #: Two fixes ``k`` intervals apart then differ by ``sigma sqrt(2 (1 - corr^k))`` of noise per axis
     noise_corr: float = 0.0
@@ -482,6 +488,11 @@ class HmmEngine(MileageEngine):
             ay_ = (cy[i1] - cy[idx + 1]) / nf_
             moved = np.hypot(ax_ - bx, ay_ - by)
             tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(1.0 / nb_ + 1.0 / nf_)
+            # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
+            # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
+            if h.still_crawl_mps > 0:
+                span_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 1e9
+                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * span_s / 2.0)
         still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
         # a track's first and last fix: as their neighbour
         nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
@@ -581,6 +592,8 @@ class HmmEngine(MileageEngine):
         # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
         node_turn = self._node_turn
         cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
+        if h.turn_penalty_m > 0:
+            cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn) / h.beta
         plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
                            & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
         cost = np.where(plausible, cost, np.inf)
@@ -666,7 +679,10 @@ class HmmEngine(MileageEngine):
         pb = H[commit[H] & (prevH[H] >= 0)]
         pa = prevH[pb]
         dt = (T[pb] - T[pa]).astype(np.float64)
-        gap = ~untimed[pb] & (dt > p.max_gap_s * 1e9)
+        # a gap is time without fixes: a pair of matched fixes round a stop (the standing fixes left
+        # out of the matching) spans minutes of logging, and its route counts
+        longest = self._longest_step(np.r_[0, np.diff(T)].astype(np.float64), pa, pb)
+        gap = ~untimed[pb] & (longest > p.max_gap_s * 1e9)
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
         both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
         sa, sb = chosen[pa[both]], chosen[pb[both]]
@@ -771,6 +787,55 @@ class HmmEngine(MileageEngine):
         node_turn = route & (end_turn | (same_piece & (S["exit"][sa] == S["entry"][sb])))
         self._node_turn = node_turn
         return fwd, use_rev, route, delta, r_rev, r_route
+
+    @staticmethod
+    def _longest_step(step_ns: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        """Longest time step between consecutive rows ``pa+1 .. pb`` of each pair (``pa < pb``, the
+        pairs in row order and not overlapping, as consecutive matched fixes are)."""
+        if len(pa) == 0:
+            return np.zeros(0)
+        arr = np.r_[step_ns, 0.0]  # a sentinel: the last pair may end at the last row
+        idx = np.column_stack([pa + 1, pb + 1]).ravel()
+        return np.maximum.reduceat(arr, idx)[::2]
+
+    def _turn_cost(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        """Turn costs (m) of the routed pairs ``sel``: the heading change from ``sa``'s piece at its exit
+        to the route (the chord from its exit node to ``sb``'s entry node) and from there to ``sb``'s
+        piece at its entry; where the two nodes are one, the change from piece to piece."""
+        out = np.zeros(len(sa))
+        i = np.flatnonzero(sel)
+        if len(i) == 0:
+            return out
+        R = self.routes
+        (fx, fy), (lx, ly) = self._end_dirs
+        a, b = sa[i], sb[i]
+        pa, pb = S["piece"][a], S["piece"][b]
+        da, db = S["dir"][a], S["dir"][b]
+        # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
+        ax_, ay_ = np.where(da > 0, lx[pa], -fx[pa]), np.where(da > 0, ly[pa], -fy[pa])
+        bx_, by_ = np.where(db > 0, fx[pb], -lx[pb]), np.where(db > 0, fy[pb], -ly[pb])
+        ex, en = S["exit"][a], S["entry"][b]
+        cx, cy = R.node_x[en] - R.node_x[ex], R.node_y[en] - R.node_y[ex]
+        L = np.hypot(cx, cy)
+        far = L > 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ux, uy = np.where(far, cx / L, 0.0), np.where(far, cy / L, 0.0)
+        c1 = np.where(far, ax_ * ux + ay_ * uy, ax_ * bx_ + ay_ * by_)
+        c2 = np.where(far, ux * bx_ + uy * by_, 1.0)
+        out[i] = self.h.turn_penalty_m * ((1.0 - c1) + (1.0 - c2)) / 2.0
+        return out
+
+    @property
+    def _end_dirs(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Per piece: unit direction (u to v) of its first and of its last sub-segment."""
+        ed = getattr(self, "_end_dirs_arr", None)
+        if ed is None:
+            m = self.m
+            k = np.arange(m.n_pieces)
+            first = np.clip(np.searchsorted(m.sub_piece, k), 0, max(len(m.sub_piece) - 1, 0))
+            last = np.clip(np.searchsorted(m.sub_piece, k, side="right") - 1, 0, max(len(m.sub_piece) - 1, 0))
+            ed = self._end_dirs_arr = ((m.ux[first], m.uy[first]), (m.ux[last], m.uy[last]))
+        return ed
 
     @property
     def _mid_sub(self) -> np.ndarray:
