@@ -73,7 +73,7 @@ class HmmParams:
     overlap: int = 32
     still_sigmas: float = 4.0
     #: speed (m/s) under which a vehicle may be called standing when the noise alone would allow more
-    still_crawl_mps: float = 1.0
+    still_crawl_mps: float = 1.5
     #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
     decimate_speed_mps: float = 8.0
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
@@ -491,8 +491,9 @@ class HmmEngine(MileageEngine):
             # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
             # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
             if h.still_crawl_mps > 0:
-                span_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 1e9
-                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * span_s / 2.0)
+                # over half the time from the first fix before to the last after
+                half_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 2e9
+                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
         still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
         # a track's first and last fix: as their neighbour
         nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
