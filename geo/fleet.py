@@ -261,7 +261,7 @@ class MileageResult:
             ("centerline coverage %", cov.get("centerline_coverage_pct"), "%",
              "centerline km of driven pieces / centerline km of the network in the zone"),
             ("estimated GPS noise m", None if self.noise_m is None else round(self.noise_m, 1), "m",
-             "per-axis sigma: median distance of the fixes to the nearest piece / 0.6745 (logs of 5 s or denser: at least the median second difference of consecutive fixes / (0.6745 sqrt 6))"),
+             "per-axis sigma whose median distance to the nearest piece, for points on the pieces moved by that noise, is the fixes' (0.6745 sigma on a lone road; calibrated where pieces are close together); logs of 5 s or denser: at least the median second difference of consecutive fixes / (0.6745 sqrt 6)"),
             ("sampling interval s", None if self.interval_s is None else round(self.interval_s, 2), "s",
              "median time between consecutive fixes of a vehicle"),
             ("matcher", self.matcher, "", "hmm: HMM along routed paths; snap: nearest piece per fix"),
