@@ -51,6 +51,7 @@ round a stop is a time gap only where the log itself has one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +127,20 @@ class HmmParams:
         """Fixes on each side compared for standing still: about 20 s (a moving vehicle's mean
         moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
         return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_diff_var(corr: float, w: int) -> np.ndarray:
+    """``V[nb, nf]``: variance (in sigma^2, per axis) of the mean of the ``nf`` fixes after a fix less
+    the mean of the ``nb`` before it, for AR(1) noise of correlation ``corr`` between consecutive
+    fixes (``1/nb + 1/nf`` where independent); ``inf`` where either side is empty."""
+    V = np.full((w + 1, w + 1), np.inf)
+    for nb in range(1, w + 1):
+        for nf in range(1, w + 1):
+            pos = np.r_[np.arange(-nb, 0), np.arange(1, nf + 1)]
+            c = np.r_[np.full(nb, -1.0 / nb), np.full(nf, 1.0 / nf)]
+            V[nb, nf] = float(c @ (corr ** np.abs(pos[:, None] - pos[None, :])) @ c)
+    return V
 
 
 # ---------------------------------------------------------------- routes
@@ -493,7 +508,10 @@ class HmmEngine(MileageEngine):
             ax_ = (cx[i1] - cx[idx + 1]) / nf_
             ay_ = (cy[i1] - cy[idx + 1]) / nf_
             moved = np.hypot(ax_ - bx, ay_ - by)
-            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(1.0 / nb_ + 1.0 / nf_)
+            # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
+            # independent noise, more for a drifting error (its means average out less)
+            var_f = _mean_diff_var(round(h.noise_corr, 3), w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
+            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
             # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
             # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
             if h.still_crawl_mps > 0:
@@ -564,6 +582,15 @@ class HmmEngine(MileageEngine):
         st_cnt = np.bincount(s_pt, minlength=n)
         st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
         # ---- pairs of consecutive matched fixes of a window, every state to every state
+        # a lone fix without candidates between two with (an outlier beyond the radius) is left out:
+        # the route goes from the fix before to the fix after, not twice the outlier's straight
+        # distance off the network; a run of such fixes is driving off the network
+        if len(H) > 2:
+            noc = st_cnt[H] == 0
+            w_ = win[H]
+            lone = np.r_[False, noc[1:-1] & ~noc[:-2] & ~noc[2:] & (w_[1:-1] == w_[:-2]) & (w_[1:-1] == w_[2:]),
+                         False]
+            H = H[~lone]
         Hh = H[st_cnt[H] > 0]  # matched fixes with candidates
         prevH = np.full(n, -1, dtype=np.int64)
         # the previous matched fix (in H, with or without candidates) of the same window

@@ -371,7 +371,9 @@ def test_noise_correlation_of_consecutive_fixes(rho: float) -> None:
     pieces = _lines([[(-100.0, 0.0), (10.0 * n + 100.0, 0.0)]])
     sig, itv, corr = estimate_noise(x, y, np.zeros(n, dtype=np.int64), (np.arange(n) * 10**9).astype(np.int64),
                                     pieces, with_corr=True)
-    assert itv == 1.0 and sig == pytest.approx(sigma, rel=0.1)
+    # (a drifting sample is worth fewer fixes: against its own half-normal reading, and loosely sigma)
+    assert itv == 1.0 and sig == pytest.approx(np.median(np.abs(y)) / 0.6745, rel=0.04)
+    assert sig == pytest.approx(sigma, rel=0.15)
     assert corr == pytest.approx(rho, abs=0.05)
     # the step's own noise: sigma sqrt(1 - rho^k) per axis over sqrt 2 (hand-checked: k = 1, rho = 0.9: 0.436 sigma)
     h = HmmParams(sigma_m=sigma, noise_corr=rho)
