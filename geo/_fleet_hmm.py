@@ -86,6 +86,8 @@ class HmmParams:
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
     #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
     decimate_sigmas: float = 6.0
+    #: and at least this long (at the typical speed): finer steps of a dense log add work, not km
+    decimate_min_step_m: float = 16.0
     #: a turn of angle theta where a route leaves a state's piece and where it enters the next
     #: state's costs ``turn_penalty_m (1 - cos theta) / 2`` (a right angle half of it), as
     #: Meili's turn costs: against excursions round one block on a dense grid
@@ -119,7 +121,8 @@ class HmmParams:
         # the longest step of <= decimate_sigmas of the step's own noise (a drifting error moves
         # consecutive fixes together: less noise in a step than in a fix)
         k = np.arange(1, 31)
-        ok = k * self.decimate_speed_mps * max(self.interval_s, 0.1) <= self.decimate_sigmas * self.step_sigma(k)
+        step = k * self.decimate_speed_mps * max(self.interval_s, 0.1)
+        ok = step <= np.maximum(self.decimate_sigmas * self.step_sigma(k), self.decimate_min_step_m)
         return int(k[ok].max()) if ok.any() else 1
 
     @property
