@@ -86,7 +86,7 @@ class HmmParams:
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
     #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
     decimate_sigmas: float = 6.0
-    #: and at least this long (at the typical speed): finer steps of a dense log add work, not km
+    #: and, where a drifting error would allow shorter steps, at least this long (at the typical speed)
     decimate_min_step_m: float = 16.0
     #: a turn of angle theta where a route leaves a state's piece and where it enters the next
     #: state's costs ``turn_penalty_m (1 - cos theta) / 2`` (a right angle half of it), as
@@ -122,8 +122,13 @@ class HmmParams:
         # consecutive fixes together: less noise in a step than in a fix)
         k = np.arange(1, 31)
         step = k * self.decimate_speed_mps * max(self.interval_s, 0.1)
-        ok = step <= np.maximum(self.decimate_sigmas * self.step_sigma(k), self.decimate_min_step_m)
-        return int(k[ok].max()) if ok.any() else 1
+        ok = step <= self.decimate_sigmas * self.step_sigma(k)
+        k_step = int(k[ok].max()) if ok.any() else 1
+        # but no shorter than decimate_min_step_m where independent noise of that sigma would have
+        # allowed it (finer steps add work, not km)
+        k_white = int(k[step <= self.decimate_sigmas * self.sigma_m].max()) if step[0] <= self.decimate_sigmas * self.sigma_m else 1
+        k_min = int(k[step <= self.decimate_min_step_m].max()) if step[0] <= self.decimate_min_step_m else 1
+        return max(k_step, min(k_white, k_min))
 
     @property
     def still_window(self) -> int:
