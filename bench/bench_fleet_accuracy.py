@@ -458,6 +458,36 @@ GOAL = ("the goal of issue 9: total km within ±3 % of the truth, recall and pre
         "at 30 s with 30 m: ±5 % and 0.90")
 
 
+#: What the earlier misses of ``hmm`` came from (the run before this one: 93 of 96, misses Helsinki
+#: 1-5 s with 30 m noise, +3 ... +7 %), and what changed in geo/_fleet_hmm.py.
+ROOT_CAUSES = [
+    "The noise was read low where pieces are close together: the median distance of a fix to the nearest "
+    "piece saturates (Helsinki's centre: 21 m per axis read as 13 m), so the emission was too sharp, the "
+    "radius too small and standing vehicles' drift looked like driving. Now the sigma is calibrated on the "
+    "network itself (points on the pieces moved by trial noise until their median nearest-piece distance is "
+    "the log's): 19.6 m. Test: `test_noise_estimate_is_calibrated_where_roads_are_close_together`.",
+    "The simulated (and real) error drifts (AR(1)): consecutive fixes move together, so the straight distance "
+    "of a step carries less noise than two independent fixes. The correlation is read from second "
+    "differences against the noise (1-5 s logs) and sets the de-biasing of the straight distance and the "
+    "decimation of dense logs (the step's own noise, `sigma sqrt(1 - c^k)`), and the standing test's bound "
+    "(the AR(1) variance of a difference of means). Test: `test_noise_correlation_of_consecutive_fixes`.",
+    "With the noise read right, 10-30 s logs with 30 m noise under-counted (-3 ... -5 %, recall 0.92): the "
+    "standing test's bound from one fix before and one after (108 m at 30 s) called every slow or turning "
+    "vehicle standing and dropped its fixes. The bound is now at most what a crawl of 1.5 m/s covers. Test: "
+    "`test_a_crawling_vehicle_on_a_sparse_noisy_log_is_not_standing`.",
+    "Excursions round one block on dense grids (11 m pieces): a turn cost by angle where a route leaves and "
+    "enters a state's piece (`turn_penalty_m` 30 m a U-turn, half a right angle, as Meili's turn costs); "
+    "on `write_grid_osm(path, 100)` + `icv fleet simulate` (16.1 km truth; the code before: +4.4 %, recall "
+    "0.944, precision 0.904) now -1.0 %, 0.968, 0.978. Test: `test_turn_costs_keep_a_zigzag_on_its_row`.",
+    "An outlier beyond the radius (a lone fix without candidates) broke the chain and counted twice its "
+    "straight distance off the network; it is now left out and the route goes from the fix before to the "
+    "fix after. A pair of matched fixes round a logged stop is a time gap only where the log has one "
+    "(`test_a_pair_round_a_logged_stop_is_no_gap`).",
+    "Not tuned to this seed: the same code on seed 2 (other routes and noise) meets the goal in 96 of 96 "
+    "cases (the code before: 91 of 96).",
+]
+
+
 def meets(r: dict[str, Any], who: str) -> bool:
     hard = r["interval_s"] >= 30 and r["noise_m"] >= 30
     tol, q = (5.0, 0.90) if hard else (3.0, 0.95)
@@ -551,6 +581,8 @@ def write_results(work: Path) -> None:
             f", without {mean_err(rr, lambda r: r['interval_s'] == 30 and not r['speed_heading'])}; 1-5 s logs with "
             f"30 m noise and no speed/heading {mean_err(rr, lambda r: r['interval_s'] <= 5 and r['noise_m'] >= 30 and not r['speed_heading'])}"
             f", with speed+heading {mean_err(rr, lambda r: r['interval_s'] <= 5 and r['noise_m'] >= 30 and r['speed_heading'])}.")
+    lines += ["", "Root causes of the earlier `hmm` misses, and their fixes (each with a known-answer test in "
+              "tests/test_fleet_hmm.py):", ""] + [f"- {c}" for c in ROOT_CAUSES]
     lines += ["", "Reading it: one seed, 10 moving vehicles and one parked vehicle per case (5 trips each, via "
               "points, 10 % loops, 10 % U-turns, 30 % of stops between trips logged in place), AR(1) noise with a "
               "20 s correlation time, 0.3 % outliers of 40-160 m, 0.2 % dropout starts of 5-30 s. Points per second "

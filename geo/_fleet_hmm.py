@@ -26,7 +26,12 @@ Costs (negative log-likelihoods)
     :class:`RouteTable`) and the start of ``b``.
 
   A route longer than ``route_factor`` x straight + slack, or faster than
-  ``max_speed_mps`` (where times are known), is not plausible.
+  ``max_speed_mps`` (where times are known), is not plausible. The straight
+  distance is de-biased for the noise of the step (``4 step_sigma^2``: a
+  drifting error, AR(1) with ``noise_corr``, moves consecutive fixes together).
+  A routed pair also pays turn costs, ``turn_penalty_m (1 - cos theta) / 2``
+  where the route leaves ``a``'s piece and where it enters ``b``'s (as
+  Meili's turn costs): a hop to a parallel street and back is four right angles.
 
 Viterbi runs per window of ``window`` fixes of a vehicle (with ``overlap`` fixes
 of context on both sides), all windows of a chunk at once, one numpy step per
@@ -39,12 +44,14 @@ Km along the matched path: every piece of the routed path between two fixes
 gets its km (partial pieces at both ends, whole pieces in between). A standing
 vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
 position of the ``w`` fixes after within a noise-calibrated distance of that of
-the ``w`` before) does not take part in the matching: it adds no km whatever
-the noise; it keeps the piece of its last matched fix.
+the ``w`` before, and within what a crawl of ``still_crawl_mps`` covers) does not take part in the matching: it adds no km whatever
+the noise; it keeps the piece of its last matched fix. A pair of matched fixes
+round a stop is a time gap only where the log itself has one.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,11 +80,29 @@ class HmmParams:
     window: int = 256
     overlap: int = 32
     still_sigmas: float = 4.0
+    #: speed (m/s) under which a vehicle may be called standing when the noise alone would allow more
+    still_crawl_mps: float = 1.5
     #: typical speed (m/s) against which the noise is weighed for decimating dense noisy logs
     decimate_speed_mps: float = 8.0
     #: a matched step should be this many sigmas: shorter, noise makes backward steps and zig-zags
     #: over short pieces common (1 Hz, 8 m steps, 3.5 m noise: a step goes back 1 time in 20)
     decimate_sigmas: float = 6.0
+    #: and, where a drifting error would allow shorter steps, at least this long (at the typical speed)
+    decimate_min_step_m: float = 16.0
+    #: a turn of angle theta where a route leaves a state's piece and where it enters the next
+    #: state's costs ``turn_penalty_m (1 - cos theta) / 2`` (a right angle half of it), as
+    #: Meili's turn costs: against excursions round one block on a dense grid
+    turn_penalty_m: float = 30.0
+    #: correlation of the GPS error of consecutive fixes (a drifting receiver, AR(1)); 0: independent.
+    #: Two fixes ``k`` intervals apart then differ by ``sigma sqrt(2 (1 - corr^k))`` of noise per axis
+    noise_corr: float = 0.0
+    #: the transition scale grows with the step: beta of a pair is at least this fraction of its
+    #: straight distance (Newson & Krumm fitted beta to |route - straight|, which grows with the step)
+    beta_step: float = 0.0
+
+    def step_sigma(self, lag: np.ndarray | float) -> np.ndarray | float:
+        """Per-axis noise of the step between fixes ``lag`` intervals apart, over sqrt 2 (sigma if independent)."""
+        return self.sigma_m * np.sqrt(1.0 - self.noise_corr ** np.maximum(lag, 0.0))
 
     @property
     def beta(self) -> float:
@@ -94,14 +119,37 @@ class HmmParams:
     @property
     def decimate(self) -> int:
         """Match every k-th fix: a step of a dense log should be larger than ~3 sigma of noise."""
-        return int(np.clip(np.floor(self.decimate_sigmas * self.sigma_m / (self.decimate_speed_mps * max(self.interval_s, 0.1))),
-                           1, 30))
+        # the longest step of <= decimate_sigmas of the step's own noise (a drifting error moves
+        # consecutive fixes together: less noise in a step than in a fix)
+        k = np.arange(1, 31)
+        step = k * self.decimate_speed_mps * max(self.interval_s, 0.1)
+        ok = step <= self.decimate_sigmas * self.step_sigma(k)
+        k_step = int(k[ok].max()) if ok.any() else 1
+        # but no shorter than decimate_min_step_m where independent noise of that sigma would have
+        # allowed it (finer steps add work, not km)
+        k_white = int(k[step <= self.decimate_sigmas * self.sigma_m].max()) if step[0] <= self.decimate_sigmas * self.sigma_m else 1
+        k_min = int(k[step <= self.decimate_min_step_m].max()) if step[0] <= self.decimate_min_step_m else 1
+        return max(k_step, min(k_white, k_min))
 
     @property
     def still_window(self) -> int:
         """Fixes on each side compared for standing still: about 20 s (a moving vehicle's mean
         moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
         return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_diff_var(corr: float, w: int) -> np.ndarray:
+    """``V[nb, nf]``: variance (in sigma^2, per axis) of the mean of the ``nf`` fixes after a fix less
+    the mean of the ``nb`` before it, for AR(1) noise of correlation ``corr`` between consecutive
+    fixes (``1/nb + 1/nf`` where independent); ``inf`` where either side is empty."""
+    V = np.full((w + 1, w + 1), np.inf)
+    for nb in range(1, w + 1):
+        for nf in range(1, w + 1):
+            pos = np.r_[np.arange(-nb, 0), np.arange(1, nf + 1)]
+            c = np.r_[np.full(nb, -1.0 / nb), np.full(nf, 1.0 / nf)]
+            V[nb, nf] = float(c @ (corr ** np.abs(pos[:, None] - pos[None, :])) @ c)
+    return V
 
 
 # ---------------------------------------------------------------- routes
@@ -401,7 +449,7 @@ class RouteTable:
 # ---------------------------------------------------------------- noise of a log
 
 def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray, pieces: np.ndarray,
-                   max_points: int = 20_000) -> tuple[float | None, float | None]:
+                   max_points: int = 20_000, with_corr: bool = False) -> tuple[float | None, ...]:
     """Per-axis GPS noise (m) and sampling interval (s) of a sample of a log.
 
     Parameters
@@ -418,13 +466,18 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     component of the noise; for logs of 5 s or denser, at least the robust
     (median) estimate from second differences of consecutive fixes. Interval:
     the median time step of consecutive fixes of a vehicle. ``None`` where the
-    sample says nothing.
+    sample says nothing. With ``with_corr``, also the correlation of the noise of
+    consecutive fixes (AR(1), see :class:`HmmParams`): from the second differences
+    of 5 s or denser logs against the noise, ``(1 - c)(3 - c) = 3 (s2 / sigma)^2``
+    (a second difference of AR(1) noise has variance ``2 sigma^2 (1 - c)(3 - c)``
+    per axis); 0 where it cannot be told (sparser logs).
     """
     # per vehicle in time order: the same estimate for a log grouped by vehicle or interleaved
     o = np.lexsort((t_ns, veh))
     x, y, veh, t_ns = x[o], y[o], veh[o], t_ns[o]
     ok = np.isfinite(x) & np.isfinite(y)
     sig = None
+    corr = 0.0
     idx = np.flatnonzero(ok)
     if len(idx) and len(pieces):
         take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
@@ -432,7 +485,7 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
         _, d = tree.query_nearest(shapely.points(x[take], y[take]), max_distance=300.0, return_distance=True,
                                   all_matches=False)
         if len(d) >= 20:
-            sig = float(np.clip(np.median(d) / 0.6745, 1.0, 80.0))
+            sig = _calibrated_sigma(tree, x[take], y[take], float(np.median(d)))
     itv = None
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
@@ -448,7 +501,49 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
             d2 = np.r_[x[tri] - 2 * x[tri + 1] + x[tri + 2], y[tri] - 2 * y[tri + 1] + y[tri + 2]]
             s2 = float(np.median(np.abs(d2)) / 0.6745 / np.sqrt(6.0))
             sig = s2 if sig is None else max(sig, min(s2, 80.0))
-    return sig, itv
+            corr = float(np.clip(2.0 - np.sqrt(1.0 + 3.0 * (s2 / sig) ** 2), 0.0, 0.99))
+    return (sig, itv, corr) if with_corr else (sig, itv)
+
+
+def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: float) -> float:
+    """Per-axis noise whose median distance to the nearest piece is ``med`` on THIS network.
+
+    On a lone road the median distance of a fix to the nearest piece is 0.6745 sigma (half-normal);
+    where pieces are close together a noisy fix is often nearer another piece than its own, so the
+    median saturates (Helsinki's centre: 21 m of noise read as 13 m). Calibrated on the network
+    itself: points on the pieces (the fixes snapped to their nearest piece) are moved by Gaussian
+    noise of each trial sigma (a fixed random stream: the same answer every run), and the sigma
+    whose median nearest-piece distance equals the observed one is taken (interpolated). Where the
+    curve is flat (saturated), the sigma at which it flattens is taken: the data say no more.
+    """
+    if len(x) > 2000:  # the median of 2,000 is within ~3 % of the median of all
+        # spread over the map, and the same whatever the order of the log's rows
+        o = np.lexsort((y, x))
+        k = o[np.unique(np.linspace(0, len(x) - 1, 2000).astype(np.int64))]
+        x, y = x[k], y[k]
+    pts = shapely.points(x, y)
+    src, near = tree.query_nearest(pts, max_distance=300.0, all_matches=False)
+    if len(near) < 20:
+        return float(np.clip(med / 0.6745, 1.0, 80.0))
+    geoms = tree.geometries[near]
+    on = shapely.line_interpolate_point(geoms, shapely.line_locate_point(geoms, pts[src]))
+    ox, oy = shapely.get_x(on), shapely.get_y(on)
+    z = np.random.default_rng(20090407).standard_normal((2, len(ox)))
+    # trial sigmas from just under the lone-road reading (a saturated median only reads low) up,
+    # 15 % apart, until one's median reaches the observed one
+    s0 = max(0.9 * med / 0.6745, 0.5)
+    grid = s0 * 1.15 ** np.arange(30)
+    g: list[float] = []
+    for s_ in grid.tolist():
+        _, dd = tree.query_nearest(shapely.points(ox + s_ * z[0], oy + s_ * z[1]), max_distance=6.0 * s_ + 20.0,
+                                   return_distance=True, all_matches=False)
+        g.append(max(float(np.median(dd)) if len(dd) else np.inf, g[-1] if g else 0.0))  # grows with sigma
+        # stop where it reaches the observed median, or where it grows less than a fifth as fast as on a
+        # lone road (saturated: the data tell no larger sigma apart), or at 80 m
+        if g[-1] >= med or s_ >= 80.0 or (len(g) > 1 and g[-1] - g[-2] < 0.2 * 0.6745 * (s_ - s_ / 1.15)):
+            break
+    ga, gr = np.r_[0.0, g], np.r_[0.0, grid[:len(g)]]
+    return float(np.clip(np.interp(med, ga, gr), 1.0, 80.0))
 
 
 # ---------------------------------------------------------------- the engine
@@ -593,7 +688,16 @@ class HmmEngine(MileageEngine):
             ax_ = (cx[i1] - cx[idx + 1]) / nf_
             ay_ = (cy[i1] - cy[idx + 1]) / nf_
             moved = np.hypot(ax_ - bx, ay_ - by)
-            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(1.0 / nb_ + 1.0 / nf_)
+            # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
+            # independent noise, more for a drifting error (its means average out less)
+            var_f = _mean_diff_var(round(h.noise_corr, 3), w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
+            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
+            # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
+            # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
+            if h.still_crawl_mps > 0:
+                # over half the time from the first fix before to the last after
+                half_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 2e9
+                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
         still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
         # a track's first and last fix: as their neighbour
         nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
@@ -658,6 +762,15 @@ class HmmEngine(MileageEngine):
         st_cnt = np.bincount(s_pt, minlength=n)
         st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
         # ---- pairs of consecutive matched fixes of a window, every state to every state
+        # a lone fix without candidates between two with (an outlier beyond the radius) is left out:
+        # the route goes from the fix before to the fix after, not twice the outlier's straight
+        # distance off the network; a run of such fixes is driving off the network
+        if len(H) > 2:
+            noc = st_cnt[H] == 0
+            w_ = win[H]
+            lone = np.r_[False, noc[1:-1] & ~noc[:-2] & ~noc[2:] & (w_[1:-1] == w_[:-2]) & (w_[1:-1] == w_[2:]),
+                         False]
+            H = H[~lone]
         Hh = H[st_cnt[H] > 0]  # matched fixes with candidates
         prevH = np.full(n, -1, dtype=np.int64)
         # the previous matched fix (in H, with or without candidates) of the same window
@@ -689,12 +802,17 @@ class HmmEngine(MileageEngine):
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
-        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.sigma_m ** 2, 0.0))) / h.beta
-        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / h.beta, 0.0)
+        # (2 x the per-axis variance of the step's noise, on both axes; a drifting error cancels in part)
+        lag = np.where(unt, float(h.decimate), dt_s / max(h.interval_s, 1e-3))
+        beta = np.maximum(h.beta, h.beta_step * d_st)
+        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.step_sigma(lag) ** 2, 0.0))) / beta
+        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / beta, 0.0)
         # a U-turn at a node costs as much as one on the spot: else, on pieces shorter than the
         # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
         node_turn = self._node_turn
         cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
+        if h.turn_penalty_m > 0:
+            cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn) / h.beta
         plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
                            & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
         cost = np.where(plausible, cost, np.inf)
@@ -780,7 +898,10 @@ class HmmEngine(MileageEngine):
         pb = H[commit[H] & (prevH[H] >= 0)]
         pa = prevH[pb]
         dt = (T[pb] - T[pa]).astype(np.float64)
-        gap = ~untimed[pb] & (dt > p.max_gap_s * 1e9)
+        # a gap is time without fixes: a pair of matched fixes round a stop (the standing fixes left
+        # out of the matching) spans minutes of logging, and its route counts
+        longest = self._longest_step(np.r_[0, np.diff(T)].astype(np.float64), pa, pb)
+        gap = ~untimed[pb] & (longest > p.max_gap_s * 1e9)
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
         both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
         sa, sb = chosen[pa[both]], chosen[pb[both]]
@@ -903,6 +1024,55 @@ class HmmEngine(MileageEngine):
         node_turn = route & (end_turn | (same_piece & (S["exit"][sa] == S["entry"][sb])))
         self._node_turn = node_turn
         return fwd, use_rev, route, delta, r_rev, r_route
+
+    @staticmethod
+    def _longest_step(step_ns: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        """Longest time step between consecutive rows ``pa+1 .. pb`` of each pair (``pa < pb``, the
+        pairs in row order and not overlapping, as consecutive matched fixes are)."""
+        if len(pa) == 0:
+            return np.zeros(0)
+        arr = np.r_[step_ns, 0.0]  # a sentinel: the last pair may end at the last row
+        idx = np.column_stack([pa + 1, pb + 1]).ravel()
+        return np.maximum.reduceat(arr, idx)[::2]
+
+    def _turn_cost(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        """Turn costs (m) of the routed pairs ``sel``: the heading change from ``sa``'s piece at its exit
+        to the route (the chord from its exit node to ``sb``'s entry node) and from there to ``sb``'s
+        piece at its entry; where the two nodes are one, the change from piece to piece."""
+        out = np.zeros(len(sa))
+        i = np.flatnonzero(sel)
+        if len(i) == 0:
+            return out
+        R = self.routes
+        (fx, fy), (lx, ly) = self._end_dirs
+        a, b = sa[i], sb[i]
+        pa, pb = S["piece"][a], S["piece"][b]
+        da, db = S["dir"][a], S["dir"][b]
+        # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
+        ax_, ay_ = np.where(da > 0, lx[pa], -fx[pa]), np.where(da > 0, ly[pa], -fy[pa])
+        bx_, by_ = np.where(db > 0, fx[pb], -lx[pb]), np.where(db > 0, fy[pb], -ly[pb])
+        ex, en = S["exit"][a], S["entry"][b]
+        cx, cy = R.node_x[en] - R.node_x[ex], R.node_y[en] - R.node_y[ex]
+        L = np.hypot(cx, cy)
+        far = L > 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ux, uy = np.where(far, cx / L, 0.0), np.where(far, cy / L, 0.0)
+        c1 = np.where(far, ax_ * ux + ay_ * uy, ax_ * bx_ + ay_ * by_)
+        c2 = np.where(far, ux * bx_ + uy * by_, 1.0)
+        out[i] = self.h.turn_penalty_m * ((1.0 - c1) + (1.0 - c2)) / 2.0
+        return out
+
+    @property
+    def _end_dirs(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Per piece: unit direction (u to v) of its first and of its last sub-segment."""
+        ed = getattr(self, "_end_dirs_arr", None)
+        if ed is None:
+            m = self.m
+            k = np.arange(m.n_pieces)
+            first = np.clip(np.searchsorted(m.sub_piece, k), 0, max(len(m.sub_piece) - 1, 0))
+            last = np.clip(np.searchsorted(m.sub_piece, k, side="right") - 1, 0, max(len(m.sub_piece) - 1, 0))
+            ed = self._end_dirs_arr = ((m.ux[first], m.uy[first]), (m.ux[last], m.uy[last]))
+        return ed
 
     @property
     def _mid_sub(self) -> np.ndarray:

@@ -270,7 +270,7 @@ class MileageResult:
             ("centerline coverage %", cov.get("centerline_coverage_pct"), "%",
              "centerline km of driven pieces / centerline km of the network in the zone"),
             ("estimated GPS noise m", None if self.noise_m is None else round(self.noise_m, 1), "m",
-             "per-axis sigma: median distance of the fixes to the nearest piece / 0.6745 (logs of 5 s or denser: at least the median second difference of consecutive fixes / (0.6745 sqrt 6))"),
+             "per-axis sigma whose median distance to the nearest piece, for points on the pieces moved by that noise, is the fixes' (0.6745 sigma on a lone road; calibrated where pieces are close together); logs of 5 s or denser: at least the median second difference of consecutive fixes / (0.6745 sqrt 6)"),
             ("sampling interval s", None if self.interval_s is None else round(self.interval_s, 2), "s",
              "median time between consecutive fixes of a vehicle"),
             ("matcher", self.matcher, "", "hmm: HMM along routed paths; snap: nearest piece per fix"),
@@ -574,7 +574,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         warnings.warn(w.message, w.category, stacklevel=2)
     if params.matcher not in MATCHERS:
         raise InputError(f"unknown matcher {params.matcher!r}", hint="use --matcher hmm or snap")
-    noise, interval = _log_noise(log_path, roads, crs)
+    noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
     mp = params.match
     if matcher is None and params.adapt_radius and noise is not None and 4.0 * noise > mp.radius_m:
         # noisy log: a wider radius (and coarser grid cells, so the index stays as small)
@@ -586,7 +586,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         eng_p = replace(eng_p, jump_slack_m=7.0 * noise)  # two fixes' noise: P(valid step flagged) ~ 1e-5
     hmm = None
     if params.matcher == "hmm":
-        hmm = params.hmm or hmm_params_for(noise, interval)
+        hmm = params.hmm or hmm_params_for(noise, interval, corr)
     untimed = log.info.untimed  # filled by the GPX reader as it reads tracks without times
     sched_label = None
     if scheduler is not None:
@@ -620,18 +620,20 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
                          noise_m=noise, interval_s=interval, untimed=tuple(sorted(log.info.untimed)))
 
 
-def hmm_params_for(noise_m: float | None, interval_s: float | None) -> HmmParams:
-    """HMM parameters for a log of this per-axis noise (m) and sampling interval (s)."""
+def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: float = 0.0) -> HmmParams:
+    """HMM parameters for a log of this per-axis noise (m), sampling interval (s) and noise correlation
+    of consecutive fixes (0: independent)."""
     sig = 5.0 if noise_m is None else max(2.0, noise_m)
     itv = 1.0 if interval_s is None else interval_s
     # routes up to twice what 35 m/s covers in a step (gaps up to the bound are routed)
     bound = float(np.clip(2.0 * 35.0 * itv + 500.0, 1000.0, 5000.0))
-    return HmmParams(sigma_m=sig, interval_s=itv, route_bound_m=bound)
+    return HmmParams(sigma_m=sig, interval_s=itv, route_bound_m=bound, noise_corr=float(noise_corr))
 
 
 def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: str,
-               sample_rows: int = 100_000) -> tuple[float | None, float | None]:
-    """Estimated per-axis noise and interval from the first ``sample_rows`` rows of a log.
+               sample_rows: int = 100_000, with_corr: bool = False) -> tuple[float | None, ...]:
+    """Estimated per-axis noise and interval (and with ``with_corr`` the noise correlation of
+    consecutive fixes) from the first ``sample_rows`` rows of a log.
 
     The same rows whatever the chunk size or scheduler, so results do not depend on them.
     """
@@ -639,14 +641,15 @@ def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: s
 
     from ._fleet_match import metric_crs
 
+    none = (None, None, 0.0) if with_corr else (None, None)
     if len(roads) == 0:
-        return None, None
+        return none
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FleetLogWarning)
         log = FleetLog(log_path, chunk_rows=sample_rows)
         ch = next(iter(log.chunks()), None)
     if ch is None or len(ch) == 0:
-        return None, None
+        return none
     lon, lat = ch.lon.astype(float), ch.lat.astype(float)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90) & ~((lon == 0) & (lat == 0))
     if crs == "gcj02" and ok.any():
@@ -659,7 +662,7 @@ def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: s
         x[ok], y[ok] = Transformer.from_crs("EPSG:4326", mc, always_xy=True).transform(lon[ok], lat[ok])
     pieces = roads.to_crs(mc).geometry.values
     t = np.where(ok, ch.t_ns, np.iinfo(np.int64).min)
-    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, pieces)
+    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, pieces, with_corr=with_corr)
 
 
 # ---------------------------------------------------------------- outputs

@@ -314,6 +314,135 @@ def test_straight_drive_on_a_dense_grid_counts_the_row_length(dense_grid, tmp_pa
     assert res.piece_km[~rows].sum() * 1000 < 0.05 * want
 
 
+# ---------------------------------------------------------------- noise, standing, turns (issue 9, item 5)
+
+def _lines(coords: list[list[tuple[float, float]]]):
+    import shapely
+
+    return np.array([shapely.LineString(c) for c in coords], dtype=object)
+
+
+def test_noise_estimate_is_calibrated_where_roads_are_close_together() -> None:
+    import shapely
+
+    from geo._fleet_hmm import estimate_noise
+
+    rng = np.random.default_rng(21)
+    sigma = 20.0
+    # 5 parallel roads 50 m apart, 2 km long; 10 s fixes on the middle one (second differences unused)
+    pieces = _lines([[(0.0, 50.0 * k), (2000.0, 50.0 * k)] for k in range(-2, 3)])
+    n = 4000
+    x = rng.uniform(100, 1900, n) + rng.normal(0, sigma, n)
+    y = rng.normal(0, sigma, n)
+    veh, t = np.zeros(n, dtype=np.int64), (np.arange(n) * 10 * 10**9).astype(np.int64)
+    sig, itv = estimate_noise(x, y, veh, t, pieces)
+    assert itv == 10.0
+    # the lone-road reading, the median distance to the nearest piece / 0.6745, reads low: a fix
+    # more than 25 m off is nearer the next road (hand-checked: 17.5 m for 20 m)
+    d = shapely.STRtree(pieces).query_nearest(shapely.points(x, y), return_distance=True)[1]
+    assert np.median(d) / 0.6745 < 0.9 * sigma
+    assert sig == pytest.approx(sigma, rel=0.07)
+    # on a lone road the calibration is the half-normal reading itself
+    sig1, _ = estimate_noise(x, y, veh, t, pieces[2:3])
+    assert sig1 == pytest.approx(np.median(np.abs(y)) / 0.6745, rel=0.05)
+    assert sig1 == pytest.approx(sigma, rel=0.08)
+    # where the roads are so close that the median no longer grows with the noise (20 m apart: about
+    # 5 m whatever the noise above 10 m), the estimate stops where it flattens instead of running away
+    near = _lines([[(0.0, 20.0 * k), (2000.0, 20.0 * k)] for k in range(-2, 3)])
+    sig2, _ = estimate_noise(x, y, veh, t, near)
+    assert 5.0 < sig2 < sigma
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.9])
+def test_noise_correlation_of_consecutive_fixes(rho: float) -> None:
+    from geo._fleet_hmm import estimate_noise
+
+    rng = np.random.default_rng(4)
+    sigma, n = 10.0, 6000
+    # AR(1) per axis with stationary std sigma: e_i = rho e_(i-1) + sqrt(1 - rho^2) w_i
+    e = np.zeros((n, 2))
+    e[0] = rng.normal(0, sigma, 2)
+    w = rng.normal(0, sigma * math.sqrt(1 - rho ** 2), (n, 2))
+    for i in range(1, n):
+        e[i] = rho * e[i - 1] + w[i]
+    # a straight drive at 10 m/s on a lone road, 1 Hz: second differences are the noise's alone
+    x = 10.0 * np.arange(n) + e[:, 0]
+    y = e[:, 1]
+    pieces = _lines([[(-100.0, 0.0), (10.0 * n + 100.0, 0.0)]])
+    sig, itv, corr = estimate_noise(x, y, np.zeros(n, dtype=np.int64), (np.arange(n) * 10**9).astype(np.int64),
+                                    pieces, with_corr=True)
+    # (a drifting sample is worth fewer fixes: against its own half-normal reading, and loosely sigma)
+    assert itv == 1.0 and sig == pytest.approx(np.median(np.abs(y)) / 0.6745, rel=0.04)
+    assert sig == pytest.approx(sigma, rel=0.15)
+    assert corr == pytest.approx(rho, abs=0.05)
+    # the step's own noise: sigma sqrt(1 - rho^k) per axis over sqrt 2 (hand-checked: k = 1, rho = 0.9: 0.436 sigma)
+    h = HmmParams(sigma_m=sigma, noise_corr=rho)
+    assert h.step_sigma(1) == pytest.approx(sigma * math.sqrt(1 - rho), rel=1e-9)
+
+
+@pytest.fixture()
+def ladder(tmp_path: Path):
+    """Two parallel two-way rows 11 m apart (y = 0 and y = 11), 440 m long, joined by rungs every 11 m."""
+    s, nx_ = 11.0, 41
+    ways = [{"xy": [(j * s, 0.0) for j in range(nx_)], "highway": "residential"},
+            {"xy": [(j * s, s) for j in range(nx_)], "highway": "residential"}]
+    ways += [{"xy": [(j * s, 0.0), (j * s, s)], "highway": "tertiary"} for j in range(nx_)]
+    return sources.load_network(write_layer(tmp_path / "ladder.geojson", ways), zone=zone_of(-50, -50, 500, 60))
+
+
+def test_turn_costs_keep_a_zigzag_on_its_row(ladder, tmp_path: Path) -> None:
+    # along row y = 0 at 11 m/s, 1 Hz, 1 m south of it, but three runs of three fixes 8.5 m north
+    # (2.5 m from the other row); the known noise of 4 m given. The road driven is the row: 440 m on
+    # it, nothing on the rungs (a hop to the other row and back is 4 right-angle turns)
+    xy = line_points((0.0, 0.0), (440.0, 0.0), 11.0)
+    xy[:, 1] = -1.0
+    for k in (8, 20, 32):
+        xy[k:k + 3, 1] = 8.5
+    log = tmp_path / "zig.csv"
+    track(xy).to_csv(log, index=False)
+    rows = ladder.roads["highway"].to_numpy() == "residential"
+    want = geod_len([(0.0, 0.0), (440.0, 0.0)])
+    got = {}
+    for tp in (0.0, HmmParams().turn_penalty_m):
+        hp = HmmParams(sigma_m=4.0, turn_penalty_m=tp, decimate_sigmas=0.0)  # every fix matched
+        res = fleet.compute_mileage(log, ladder.roads, params=fleet.MileageParams(matcher="hmm", hmm=hp))
+        got[tp] = (res.on_network_km * 1000, res.piece_km[~rows].sum() * 1000)
+    km, rungs = got[HmmParams().turn_penalty_m]
+    assert km == pytest.approx(want, abs=1.0) and rungs < 0.5
+    # without turn costs the same fixes hop over to the other row and back, 2 rungs each time (66 m)
+    assert got[0.0][1] == pytest.approx(3 * 2 * geod_len([(0.0, 0.0), (0.0, 11.0)]), abs=1.0)
+
+
+def test_a_crawling_vehicle_on_a_sparse_noisy_log_is_not_standing(row3, tmp_path: Path) -> None:
+    # 2 m/s along the 900 m row, a fix every 10 s (20 m apart, no noise) in a log said to have 21 m
+    # of noise: the noise bound alone (6 + 4 x 21 x sqrt(1/2 + 1/2) = 90 m between the means of two
+    # fixes before and two after, 20 s on) calls it standing; a crawl of 1 m/s over those 20 s does not
+    xy = line_points((0.0, 0.0), (900.0, 0.0), 20.0)
+    df = track(xy)
+    df["timestamp"] = 1_700_000_000 + 10 * np.arange(len(xy))
+    log = tmp_path / "crawl.csv"
+    df.to_csv(log, index=False)
+    want = geod_len([(0.0, 0.0), (900.0, 0.0)])
+    hp = HmmParams(sigma_m=21.0, interval_s=10.0)
+    res = fleet.compute_mileage(log, row3.roads, params=fleet.MileageParams(matcher="hmm", hmm=hp))
+    assert res.on_network_km * 1000 == pytest.approx(want, abs=1.0)
+    old = fleet.compute_mileage(log, row3.roads, params=fleet.MileageParams(
+        matcher="hmm", hmm=HmmParams(sigma_m=21.0, interval_s=10.0, still_crawl_mps=0.0)))
+    assert old.on_network_km * 1000 < 0.5 * want
+
+
+def test_a_pair_round_a_logged_stop_is_no_gap(row3, tmp_path: Path) -> None:
+    # 10 m/s from x = 0 to 400, standing 3 minutes at x = 400 (logging at 1 Hz, no noise), on to 900:
+    # the vehicle was seen all the time, so the km are the 900 m driven
+    xy = np.vstack([line_points((0.0, 0.0), (400.0, 0.0), 10.0), np.full((180, 2), [400.0, 0.0]),
+                    line_points((400.0, 0.0), (900.0, 0.0), 10.0)[1:]])
+    log = tmp_path / "stop.csv"
+    track(xy).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, row3.roads, params=HMM)
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0.0, 0.0), (900.0, 0.0)]), abs=1.0)
+    assert res.off_network_km == 0
+
+
 def test_route_table_equals_scipy_dijkstra_on_a_real_network(helsinki_pbf) -> None:
     # Independent check: every bounded route of the sparse label-correcting search equals
     # scipy's Dijkstra on the same directed graph (Helsinki: one-way streets, short pieces),
