@@ -320,7 +320,10 @@ def near_area_m2(lines: np.ndarray, zone_utm: BaseGeometry, buffer_m: float, crs
     if tiled is None:
         tiled = len(lines) >= TILED_UNION_MIN_PIECES and overlap >= TILED_UNION_MIN_OVERLAP
     if not tiled:
-        near = shapely.intersection(shapely.union_all(shapely.buffer(lines, buffer_m, quad_segs=8)), zone_utm)
+        # disjoint_subset_union_all: the same union, merged per group of buffers that touch (a sparse,
+        # fragmented network is many such groups): 25 % faster at 50k pieces than union_all
+        union = getattr(shapely, "disjoint_subset_union_all", shapely.union_all)
+        near = shapely.intersection(union(shapely.buffer(lines, buffer_m, quad_segs=8)), zone_utm)
         return _area_m2(near, crs, ea) if not near.is_empty else 0.0
     # tiles of buffer_m / 2, coarser for large zones (at most ~250k tiles)
     tile = max(buffer_m / 2.0, math.sqrt((x1 - x0) * (y1 - y0) / 250_000.0))
