@@ -268,7 +268,19 @@ def length_per_cell(lines: np.ndarray, cells: np.ndarray) -> np.ndarray:
     tree = shapely.STRtree(lines)
     cell_idx, line_idx = tree.query(cells, predicate="intersects")
     if len(cell_idx):
-        lens = shapely.length(shapely.intersection(lines[line_idx], cells[cell_idx]))
+        # a line whose bounds lie strictly inside its cell's (axis-parallel boxes) counts whole: most
+        # pieces of a network are shorter than a cell, and the intersection was most of the time here
+        used = np.unique(cell_idx)
+        box_of = np.zeros(len(cells), dtype=bool)
+        ub = shapely.bounds(cells[used])
+        box_of[used] = shapely.equals(cells[used], shapely.box(ub[:, 0], ub[:, 1], ub[:, 2], ub[:, 3]))
+        lb, cb = shapely.bounds(lines[line_idx]), shapely.bounds(cells[cell_idx])
+        whole = (box_of[cell_idx] & (lb[:, 0] > cb[:, 0]) & (lb[:, 1] > cb[:, 1]) & (lb[:, 2] < cb[:, 2])
+                 & (lb[:, 3] < cb[:, 3]))
+        lens = np.empty(len(cell_idx))
+        lens[whole] = shapely.length(lines[line_idx[whole]])
+        cut = ~whole
+        lens[cut] = shapely.length(shapely.intersection(lines[line_idx[cut]], cells[cell_idx[cut]]))
         np.add.at(out, cell_idx, lens)
     return out
 
