@@ -374,8 +374,14 @@ def near_area_m2(lines: np.ndarray, zone_utm: BaseGeometry, buffer_m: float, crs
                  tiled: bool | None = None) -> float:
     """Area (m², in ``ea``) of the zone within ``buffer_m`` of any of ``lines`` (metric ``crs``).
 
-    Exact either way; only the speed differs. Few pieces: buffer each piece and
-    take one union (30x faster than buffering the union of the lines). Many
+    Few pieces: buffer each piece and take one union (30x faster than buffering
+    the union of the lines), merged per group of buffers that touch. From
+    :data:`CHAIN_MIN_PIECES` on, pieces meeting end to end are buffered as
+    chains (:func:`chain_lines`: half the vertices, 2.4x faster on a sparse 52k-piece
+    network); that changes only how arcs are cut into sides, by at most
+    ``buffer_m * step**2 / 12`` m² per metre of arc (step = pi / 16), and where
+    that bound over the result's boundary exceeds :data:`CHAIN_MAX_ERROR_SHARE`
+    of the zone the pieces' own union is taken. Many
     pieces of a dense network (buffers overlapping many times over), one giant
     union is superlinear (8.5 s for 31k pieces), so the zone is
     cut into square tiles of ``buffer_m / 2`` (coarser in large zones): a tile whose centre is within
@@ -383,7 +389,7 @@ def near_area_m2(lines: np.ndarray, zone_utm: BaseGeometry, buffer_m: float, crs
     piece's buffer (a disc around the centre does), a tile whose centre is
     farther than ``buffer_m`` plus half the diagonal from every piece has none of
     it, and only the remaining fringe tiles get the buffers clipped to them and
-    unioned. The tiles partition the zone, so the sum is the same area.
+    unioned. The tiles partition the zone, so the sum is the same area (exact).
     ``tiled`` forces one way (``None``: chosen as above).
     """
     lines = np.asarray(lines, dtype=object)
