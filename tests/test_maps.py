@@ -687,3 +687,17 @@ def test_fleet_table_of_another_network_is_refused(tmp_path) -> None:
     bad = good.assign(osm_way_ids=["999999"])
     with pytest.raises(InputError, match="another road network"):
         maps.fleet_km_by_piece(bad, roads)
+
+
+def test_template_syntax_in_osm_names_is_data_not_template_code():
+    # branca parses rendered markup as a Jinja template: names must come through as written
+    names = ["{{ 7*7 }} Road", "A {% raw %} B", "{# c #}"]
+    roads = roads_table([utm_line((X0 + 200, Y0 + 200 + 400 * i), (X0 + 1800, Y0 + 200 + 400 * i)) for i in range(3)],
+                        name=names)
+    m = maps.coverage_map(roads, ZONE, zone_name="zone {{ 6*7 }}", test_set_label="set {% if 1 %}x{% endif %}")
+    page = maps.map_html(m)
+    data = [json.loads(t) for t in re.findall(r'<script type="application/json" id="[^"]+">(.*?)</script>', page, re.S)]
+    shown = {v for d in data for row in d["rows"] for v in row if isinstance(v, str)}
+    assert set(names) | {"zone {{ 6*7 }}"} <= shown
+    assert "49 Road" not in page
+    assert "set {% if 1 %}x{% endif %}" in page  # the title block, as written
