@@ -21,9 +21,9 @@ Costs (negative log-likelihoods)
   * the opposite direction of the same piece: a U-turn on the spot, plus
     ``uturn_penalty_m``;
   * otherwise: the rest of ``a``, the shortest path from ``a``'s exit node to
-    ``b``'s entry node on the directed graph (one-way aware; bounded Dijkstra of
-    ``scipy.sparse.csgraph``, cached per source node like FMM's UBODT) and the
-    start of ``b``.
+    ``b``'s entry node on the directed graph (one-way aware; a bounded search per
+    source node to the distance the pair needs, cached like FMM's UBODT: see
+    :class:`RouteTable`) and the start of ``b``.
 
   A route longer than ``route_factor`` x straight + slack, or faster than
   ``max_speed_mps`` (where times are known), is not plausible.
@@ -109,14 +109,28 @@ class RouteTable:
     """Directed road graph of a matcher's pieces and cached bounded shortest paths.
 
     Nodes are the pieces' end nodes; a one-way piece is an edge ``u -> v``, a
-    two-way piece two edges. ``dist(src, tgt)`` is the shortest route (geodesic
-    metres) up to ``bound_m`` (``inf`` beyond); results per source node are
-    cached (an upper-bounded origin-destination table built as needed).
+    two-way piece two edges. ``dist(src, tgt, need)`` is the shortest route
+    (geodesic metres) where it is at most ``need`` (which is capped at
+    ``bound_m``; ``inf`` beyond). Routes from a source node are computed to the
+    smallest of a few distance levels that covers what is asked and cached, an
+    upper-bounded origin-destination table built as needed (FMM's UBODT): a
+    1 Hz log asks for a few hundred metres from each node, a 30 s log for some
+    kilometres.
+
+    The search is a label-correcting one over all sources of a batch at once
+    (numpy, sparse: work grows with the nodes reached, not with the graph).
+    Distances are the float minimum over paths, whatever the level or batch; of
+    equally short routes the one whose last node has the smallest number is
+    kept, so the cache's state (a Dask worker's, a process's) never changes a
+    result.
     """
 
-    def __init__(self, m: PieceMatcher, bound_m: float, max_cached: int = 8_000_000) -> None:
-        from scipy.sparse import csr_matrix
+    #: distance levels (m) to which the routes from a node are computed
+    LEVELS = (100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0)
+    #: labels searched at once (memory of one batch: ~40 bytes each)
+    _BATCH_LABELS = 2_000_000
 
+    def __init__(self, m: PieceMatcher, bound_m: float, max_cached: int = 8_000_000) -> None:
         n = m.n_pieces
         nodes, inv = np.unique(np.r_[m.piece_u, m.piece_v], return_inverse=True)
         self.n_nodes = len(nodes)
@@ -134,7 +148,10 @@ class RouteTable:
         key, epiece, w, tail, head = key[order], epiece[order], w[order], tail[order], head[order]
         first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
         self.ekey, self.epiece = key[first], epiece[first]
-        self.csr = csr_matrix((w[first], (tail[first], head[first])), shape=(self.n_nodes, self.n_nodes))
+        # the shortest edge of each (tail, head), by tail (a CSR graph): what the searches walk
+        self.indptr = np.searchsorted(tail[first], np.arange(self.n_nodes + 1)).astype(np.int64)
+        self.head = head[first].astype(np.int64)
+        self.weight = w[first].astype(np.float64)
         # node positions (metric CRS): where the pieces start and end
         self.node_x = np.zeros(self.n_nodes)
         self.node_y = np.zeros(self.n_nodes)
@@ -146,83 +163,175 @@ class RouteTable:
             self.node_x[self.pv[m.sub_piece[last]]] = m.ax[last] + m.dx[last]
             self.node_y[self.pv[m.sub_piece[last]]] = m.ay[last] + m.dy[last]
         self.bound = float(bound_m)
+        self.levels = np.array(sorted({min(lv, self.bound) for lv in self.LEVELS} | {self.bound}))
         self.max_cached = max_cached
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        #: level each source node's routes are known to (0: none yet)
+        self.src_level = np.zeros(self.n_nodes)
+        #: sorted blocks of (source * n_nodes + target, distance, previous node)
+        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._cached = 0
+        #: labels per source seen at each level (for sizing batches)
+        self._reach: dict[float, float] = {}
 
     def __getstate__(self) -> dict:
         st = dict(self.__dict__)
-        st["_cache"], st["_cached"] = {}, 0  # sent to Dask workers without the cache
+        # sent to Dask workers without the cache
+        st["src_level"] = np.zeros(self.n_nodes)
+        st["_blocks"], st["_cached"], st["_reach"] = [], 0, {}
         return st
 
-    def _ensure(self, sources: np.ndarray) -> None:
-        from scipy.sparse.csgraph import dijkstra
+    # ------------------------------------------------------------------ search
+    def _search(self, src: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bounded shortest routes from each ``src`` node (unique) up to its ``bound``.
 
-        missing = np.array([s for s in sources.tolist() if s not in self._cache], dtype=np.int64)
-        if len(missing) == 0:
+        Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source).
+        """
+        N = self.n_nodes
+        ip, hd, wt = self.indptr, self.head, self.weight
+        j0 = np.arange(len(src), dtype=np.int64)
+        lk = j0 * N + src  # labels, local source number j: sorted as j is
+        ld = np.zeros(len(src))
+        lp = np.full(len(src), -1, dtype=np.int64)
+        fj, fv, fd = j0, src.astype(np.int64), ld.copy()
+        while len(fj):
+            deg = ip[fv + 1] - ip[fv]
+            tot = int(deg.sum())
+            if tot == 0:
+                break
+            rep = np.repeat(np.arange(len(fj)), deg)
+            e = ip[fv][rep] + (np.arange(tot) - np.repeat(np.cumsum(deg) - deg, deg))
+            nj, nv, nd, pv = fj[rep], hd[e], fd[rep] + wt[e], fv[rep]
+            ok = nd <= bound[nj]
+            nj, nv, nd, pv = nj[ok], nv[ok], nd[ok], pv[ok]
+            if len(nj) == 0:
+                break
+            k = nj * N + nv
+            o = np.lexsort((pv, nd, k))
+            k, nd, pv = k[o], nd[o], pv[o]
+            one = np.r_[True, k[1:] != k[:-1]]
+            k, nd, pv = k[one], nd[one], pv[one]
+            at = np.searchsorted(lk, k)
+            atc = np.minimum(at, len(lk) - 1)
+            known = lk[atc] == k
+            shorter = known & (nd < ld[atc])
+            # equally short: the smaller previous node (no new search from there)
+            tie = known & (nd == ld[atc]) & (pv < lp[atc])
+            upd = atc[shorter | tie]
+            ld[upd] = nd[shorter | tie]
+            lp[upd] = pv[shorter | tie]
+            new = ~known
+            if new.any():
+                lk = np.insert(lk, at[new], k[new])
+                ld = np.insert(ld, at[new], nd[new])
+                lp = np.insert(lp, at[new], pv[new])
+            go = shorter | new
+            fj, fv, fd = k[go] // N, k[go] % N, nd[go]
+        return src[lk // N] * N + lk % N, ld, lp
+
+    def _ensure(self, src: np.ndarray, need: np.ndarray) -> None:
+        """Make the routes from every ``src`` node known at least to its ``need`` (metres)."""
+        if len(src) == 0:
             return
-        per = self._cached / max(len(self._cache), 1) if self._cache else 500.0
-        if self._cached + per * len(missing) > self.max_cached:
-            # full: start again with the sources asked for now (distances are exact either way)
-            self._cache.clear()
-            self._cached = 0
-            missing = np.asarray(sources, dtype=np.int64)
-        batch = max(1, min(512, 4_000_000 // max(self.n_nodes, 1)))
-        for b0 in range(0, len(missing), batch):
-            idx = missing[b0:b0 + batch]
-            D, P = dijkstra(self.csr, directed=True, indices=idx, limit=self.bound, return_predecessors=True)
-            for i, s in enumerate(idx.tolist()):
-                row = D[i]
-                t = np.flatnonzero(np.isfinite(row))
-                self._cache[s] = (t.astype(np.int64), row[t], P[i, t].astype(np.int64))
-                self._cached += len(t)
+        lv = self.levels[np.minimum(np.searchsorted(self.levels, np.minimum(need, self.bound) - 1e-9),
+                                    len(self.levels) - 1)]
+        o = np.lexsort((-lv, src))
+        s_, l_ = src[o], lv[o]
+        one = np.r_[True, s_[1:] != s_[:-1]]
+        s_, l_ = s_[one], l_[one]  # each source once, at the level it needs
+        miss = self.src_level[s_] < l_
+        if not miss.any():
+            return
+        s_, l_ = s_[miss], l_[miss]
+        est = np.array([self._reach.get(v, min(self.n_nodes, 8.0 + (v / 25.0) ** 2)) for v in l_.tolist()])
+        if self._cached + est.sum() > self.max_cached and self._cached:
+            # full: start again (results never depend on what is cached)
+            self._clear()
+            return self._ensure(src, need)
+        cum = np.cumsum(est)
+        cuts = np.r_[0, np.searchsorted(cum, np.arange(self._BATCH_LABELS, cum[-1], self._BATCH_LABELS)), len(s_)]
+        N = self.n_nodes
+        for b0, b1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            if b1 <= b0:
+                continue
+            ss, ll = s_[b0:b1], l_[b0:b1]
+            keys, d, p = self._search(ss, ll)
+            o2 = np.argsort(keys, kind="stable")
+            keys, d, p = keys[o2], d[o2], p[o2]
+            self._blocks.append((keys, d, p))
+            self._cached += len(keys)
+            self.src_level[ss] = ll
+            per = np.bincount(np.searchsorted(ss, keys // N), minlength=len(ss))
+            for v in np.unique(ll).tolist():
+                self._reach[v] = float(max(1.0, per[ll == v].mean()))
+        if len(self._blocks) > 6:
+            k = np.concatenate([b[0] for b in self._blocks])
+            d = np.concatenate([b[1] for b in self._blocks])
+            p = np.concatenate([b[2] for b in self._blocks])
+            o3 = np.argsort(k, kind="stable")
+            k, d, p = k[o3], d[o3], p[o3]
+            one = np.r_[True, k[1:] != k[:-1]]
+            self._blocks = [(k[one], d[one], p[one])]
+            self._cached = int(one.sum())
 
-    def _rows(self, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Unique sources and one sorted (local source x node) table of their cached rows."""
-        us = np.unique(sources)
-        self._ensure(us)
-        rows = [self._cache[s] for s in us.tolist()]
-        keys = np.concatenate([i * self.n_nodes + r[0] for i, r in enumerate(rows)]) if rows else np.zeros(0, np.int64)
-        dist = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0)
-        pred = np.concatenate([r[2] for r in rows]) if rows else np.zeros(0, np.int64)
-        return us, keys, dist, pred
+    def _find(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance and previous node of each ``source * n_nodes + target`` key (``inf``/-1 if unknown)."""
+        dist = np.full(len(key), np.inf)
+        prev = np.full(len(key), -1, dtype=np.int64)
+        todo = np.arange(len(key))
+        for bk, bd, bp in reversed(self._blocks):
+            if len(todo) == 0 or len(bk) == 0:
+                continue
+            at = np.minimum(np.searchsorted(bk, key[todo]), len(bk) - 1)
+            hit = bk[at] == key[todo]
+            dist[todo[hit]] = bd[at[hit]]
+            prev[todo[hit]] = bp[at[hit]]
+            todo = todo[~hit]
+        return dist, prev
 
-    @staticmethod
-    def _find(us: np.ndarray, keys: np.ndarray, src: np.ndarray, tgt: np.ndarray, n_nodes: int) -> np.ndarray:
-        k = np.searchsorted(us, src) * n_nodes + tgt
-        at = np.searchsorted(keys, k)
-        atc = np.minimum(at, max(len(keys) - 1, 0))
-        hit = (at < len(keys)) & (keys[atc] == k) if len(keys) else np.zeros(len(k), dtype=bool)
-        return np.where(hit, atc, -1)
+    def dist(self, src: np.ndarray, tgt: np.ndarray, need: np.ndarray | float | None = None) -> np.ndarray:
+        """Shortest route from each ``src`` node to its ``tgt`` node where it is at most ``need``.
 
-    def dist(self, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
-        """Shortest route from each ``src`` node to its ``tgt`` node (``inf`` beyond the bound)."""
+        ``need`` (metres, per route or one for all; default the table's bound) is how far a
+        route matters: a longer one may come back ``inf`` (beyond the bound: always ``inf``).
+        """
+        src = np.asarray(src, dtype=np.int64)
+        tgt = np.asarray(tgt, dtype=np.int64)
         out = np.full(len(src), np.inf)
         same = src == tgt
         out[same] = 0.0
         rest = np.flatnonzero(~same)
         if len(rest):
-            us, keys, dist, _ = self._rows(src[rest])
-            at = self._find(us, keys, src[rest], tgt[rest], self.n_nodes)
-            out[rest] = np.where(at >= 0, dist[np.maximum(at, 0)], np.inf)
+            nd = np.broadcast_to(np.asarray(self.bound if need is None else need, dtype=np.float64), src.shape)[rest]
+            self._ensure(src[rest], nd)
+            out[rest] = self._find(src[rest] * self.n_nodes + tgt[rest])[0]
         return out
 
-    def path_pieces(self, src: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pieces of the shortest routes ``src -> tgt``: (route number, piece), one row per piece."""
+    def path_pieces(self, src: np.ndarray, tgt: np.ndarray,
+                    need: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pieces of the shortest routes ``src -> tgt``: (route number, piece), one row per piece.
+
+        ``need``: at least each route's length (as for :meth:`dist`).
+        """
+        src = np.asarray(src, dtype=np.int64)
+        tgt = np.asarray(tgt, dtype=np.int64)
         rest = np.flatnonzero(src != tgt)
         if len(rest) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        us, keys, _, pred = self._rows(src[rest])
+        nd = np.broadcast_to(np.asarray(self.bound if need is None else need, dtype=np.float64), src.shape)[rest]
         s, cur, which = src[rest], tgt[rest].copy(), rest
+        self._ensure(s, nd)
+        N = self.n_nodes
         out_r, out_p = [], []
         for _ in range(100_000):
             if len(cur) == 0:
                 break
-            at = self._find(us, keys, s, cur, self.n_nodes)
-            ok = at >= 0
-            s, cur, which, at = s[ok], cur[ok], which[ok], at[ok]
-            prv = pred[at]
-            e = np.searchsorted(self.ekey, prv * self.n_nodes + cur)
+            _, prv = self._find(s * N + cur)
+            ok = prv >= 0
+            s, cur, which, prv = s[ok], cur[ok], which[ok], prv[ok]
+            e = np.searchsorted(self.ekey, prv * N + cur)
             out_r.append(which)
             out_p.append(self.epiece[np.minimum(e, len(self.epiece) - 1)])
             go = prv != s
@@ -511,6 +620,11 @@ class HmmEngine(MileageEngine):
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
         fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        # kept for the km of the chosen pairs: pair (sa, sb) of fixes (pa, pb) is at
+        # off[pb] + (sb - st_start[pb]) * na + (sa - st_start[pa])
+        pair_at = np.full(n, -1, dtype=np.int64)
+        pair_at[pb] = np.cumsum(npair) - npair
+        self._pairs = (pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, r_route))
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
@@ -612,8 +726,11 @@ class HmmEngine(MileageEngine):
         at = pb[both]
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
-        fwd, use_rev, route, delta, r_rev, _ = self._pair_routes(S, sa, sb, d_st[both], dt[both] / 1e9,
-                                                                 untimed[pb[both]])
+        # how each chosen pair leads on: as worked out for the Viterbi (the same fixes, the same states)
+        pair_at, st_start, st_cnt, got = self._pairs
+        pa_b, pb_b = pa[both], pb[both]
+        k = pair_at[pb_b] + (sb - st_start[pb_b]) * st_cnt[pa_b] + (sa - st_start[pa_b])
+        fwd, use_rev, route, delta, r_rev, route_len = (a[k] for a in got)
         # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
         f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
         u = np.flatnonzero(use_rev)
@@ -622,7 +739,9 @@ class HmmEngine(MileageEngine):
         c_sub = [s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]
         c_m = [delta[f], r_rev[u], Lg[sa[ri]] - s_off[sa[ri]], s_off[sb[ri]]]
         c_at = [at[f], at[u], at[ri], at[ri]]
-        which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]])
+        # (the node-to-node part of each route: the length its search was asked for)
+        d_nodes = route_len[ri] - (Lg[sa[ri]] - s_off[sa[ri]]) - s_off[sb[ri]] + 1e-6
+        which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]], d_nodes)
         c_piece.append(mid)
         c_sub.append(self._mid_sub[mid] if len(mid) else mid)
         c_m.append(m.piece_length_m[mid])
@@ -690,20 +809,33 @@ class HmmEngine(MileageEngine):
         # a route is at least the straight line between the nodes (less a margin for the scale)
         lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
         look = np.flatnonzero(lower <= limit)
-        d_main = R.dist(ex[look], en[look])
+        # how far a route matters: to the plausibility limit, and for a U-turn on the piece to where
+        # the route stops being the shorter way
+        r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
+        need = limit - ends
+        rv = rev[o]
+        need[rv] = np.maximum(need[rv], r_rev[o][rv] + h.uturn_penalty_m - ends[rv])
+        d_main = R.dist(ex[look], en[look], need[look])
         r_route[o[look]] = ends[look] + d_main
         # routes that start by driving back along a's piece, or end by driving b's piece the wrong way
         # to turn at its entry node: a U-turn at a node (a shortest path has none in between)
         so_l, to_l = so[look], to[look]
         tol = 1e-3
         fin = np.isfinite(d_main)
+        # (looked up only where the straight line between the nodes leaves room for it)
+        def crow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return 0.99 * np.hypot(R.node_x[a] - R.node_x[b], R.node_y[a] - R.node_y[b])
+
+        ent_a, ex_b, en_l, ex_l = S["entry"][so_l], S["exit"][to_l], en[look], ex[look]
+        La, Lb = S["L"][so_l], S["L"][to_l]
         ta = fin & ~self.m.piece_oneway[S["piece"][so_l]]
-        ta[ta] = (S["L"][so_l][ta] + R.dist(S["entry"][so_l][ta], en[look][ta]) <= d_main[ta] + tol)
+        ta[ta] = La[ta] + crow(ent_a[ta], en_l[ta]) <= d_main[ta] + tol
+        ta[ta] = La[ta] + R.dist(ent_a[ta], en_l[ta], d_main[ta] - La[ta] + tol) <= d_main[ta] + tol
         tb = fin & ~self.m.piece_oneway[S["piece"][to_l]] & ~ta
-        tb[tb] = (R.dist(ex[look][tb], S["exit"][to_l][tb]) + S["L"][to_l][tb] <= d_main[tb] + tol)
+        tb[tb] = crow(ex_l[tb], ex_b[tb]) + Lb[tb] <= d_main[tb] + tol
+        tb[tb] = R.dist(ex_l[tb], ex_b[tb], d_main[tb] - Lb[tb] + tol) + Lb[tb] <= d_main[tb] + tol
         end_turn = np.zeros(len(sa), dtype=bool)
         end_turn[o[look]] = ta | tb
-        r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
         use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
         route = ~fwd & ~use_rev
         # any U-turn at a node: on the same piece (to its end and back) or at either end of the route

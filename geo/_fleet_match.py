@@ -255,11 +255,14 @@ class PieceMatcher:
             keep = d <= reach
             subs.append(sub[keep].astype(np.int32))
             cids.append((cy * self.nx + cx)[keep])
-        sub = np.concatenate(subs)
-        cid = np.concatenate(cids)
-        order = np.argsort(cid, kind="stable")
-        self.cell_sub = sub[order]
-        counts = np.bincount(cid, minlength=self.nx * self.ny)
+        # cell order, sub-segments in increasing order within a cell: one sort of cell * n + sub
+        # (a plain sort of integers is several times faster than a stable argsort)
+        key = np.concatenate(cids) * max(n, 1) + np.concatenate(subs)
+        del subs, cids
+        key.sort()
+        self.cell_sub = (key % max(n, 1)).astype(np.int32)
+        counts = np.bincount(key // max(n, 1), minlength=self.nx * self.ny)
+        del key
         off = np.concatenate([[0], np.cumsum(counts)])
         self.offsets = off.astype(np.int32 if off[-1] < 2**31 else np.int64)
         self._entry_arrays()

@@ -133,13 +133,27 @@ def csv_safe(value: Any) -> Any:
 
 def csv_safe_frame(df: Any) -> Any:
     """A copy of a pandas DataFrame with every text cell passed through :func:`csv_safe`."""
+    import numpy as np
+    import pandas as pd
     from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
     out = df.copy()
     for c in out.columns:
         col = out[c]
         if not (is_numeric_dtype(col) or is_bool_dtype(col) or is_datetime64_any_dtype(col)):
-            out[c] = col.astype(object).map(csv_safe)
+            obj = col.astype(object)
+            try:  # each distinct value once (names, classes and ids repeat down a column)
+                codes, uniq = pd.factorize(obj, use_na_sentinel=True)
+            except TypeError:  # unhashable cells (lists)
+                out[c] = obj.map(csv_safe)
+                continue
+            safe = np.empty(len(uniq) + 1, dtype=object)
+            safe[:-1] = [csv_safe(v) for v in uniq]
+            vals = safe[codes]  # code -1 (missing): the original cell below
+            miss = codes < 0
+            if miss.any():
+                vals[miss] = obj.to_numpy()[miss]
+            out[c] = pd.Series(vals, index=out.index, dtype=object)
     out.columns = [csv_safe(str(c)) for c in out.columns]
     return out
 

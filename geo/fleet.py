@@ -164,6 +164,7 @@ class MileageResult:
     #: vehicles whose tracks had no usable times (ordered traces)
     untimed: tuple[str, ...] = ()
     _cov: Any = field(default=None, repr=False)
+    _road_keys: Any = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- per piece
     @property
@@ -205,12 +206,20 @@ class MileageResult:
         ``osm_way_ids`` (``;``-joined), ``name``, ``highway``, ``enterprise``, ``km``."""
         r = self.roads
         frames = []
+        ids = r["osm_way_ids"].to_numpy(dtype=object)
+        joined: dict[int, str] = {}  # each piece's ids joined once, for all enterprises
         for e in sorted(self.totals.enterprise_piece_um):
             km = np.maximum(self.totals.enterprise_piece_um[e], 0) / 1e9
             sel = np.flatnonzero(km > 0)
+            way_ids = []
+            for i in sel.tolist():
+                s = joined.get(i)
+                if s is None:
+                    s = joined[i] = ";".join(str(x) for x in ids[i])
+                way_ids.append(s)
             frames.append(pd.DataFrame({
                 "piece": sel, "u": r["u"].to_numpy()[sel], "v": r["v"].to_numpy()[sel],
-                "osm_way_ids": [";".join(str(x) for x in r["osm_way_ids"].iloc[i]) for i in sel],
+                "osm_way_ids": way_ids,
                 "name": r["name"].to_numpy(dtype=object)[sel], "highway": r["highway"].to_numpy(dtype=object)[sel],
                 "enterprise": e, "km": km[sel]}))
         cols = ["piece", "u", "v", "osm_way_ids", "name", "highway", "enterprise", "km"]
@@ -298,16 +307,28 @@ class MileageResult:
             from .names import street_names
         except ImportError:  # pragma: no cover - the names module ships with icv
             street_names = None
-        keys = []
-        for nm, zh, ref in zip(self.roads["name"], self.roads["name_zh"], self.roads["ref"]):
-            names = street_names(nm, zh) if street_names else ((nm,) if nm else ())
-            if names:
-                keys.append(";".join(names))
-            elif isinstance(ref, str) and ref.strip():
-                keys.append(ref.strip())
-            else:
-                keys.append("(unnamed)")
-        return self._group(np.array(keys, dtype=object), "road")
+        if self._road_keys is None:
+            keys = []
+            seen: dict[tuple[Any, Any, Any], str] = {}  # a street's pieces share their names
+            for nm, zh, ref in zip(self.roads["name"], self.roads["name_zh"], self.roads["ref"]):
+                tri = (nm, zh, ref)
+                try:
+                    key = seen.get(tri)
+                except TypeError:  # an unhashable cell
+                    key, tri = None, None
+                if key is None:
+                    names = street_names(nm, zh) if street_names else ((nm,) if nm else ())
+                    if names:
+                        key = ";".join(names)
+                    elif isinstance(ref, str) and ref.strip():
+                        key = ref.strip()
+                    else:
+                        key = "(unnamed)"
+                    if tri is not None:
+                        seen[tri] = key
+                keys.append(key)
+            self._road_keys = np.array(keys, dtype=object)
+        return self._group(self._road_keys, "road")
 
     def by_subzone(self) -> list[dict[str, Any]]:
         """km per sub-zone of the zone (by where each stretch lies), and outside them."""

@@ -255,6 +255,13 @@ def coord_node_id(lon: float, lat: float) -> int:
     return -(int(round((lon + 180.0) * 1e7)) * 1_800_000_001 + int(round((lat + 90.0) * 1e7)) + 1)
 
 
+def coord_node_ids(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """:func:`coord_node_id` of arrays of coordinates (the same ids)."""
+    qx = np.rint((np.asarray(lon, dtype=np.float64) + 180.0) * 1e7).astype(np.int64)
+    qy = np.rint((np.asarray(lat, dtype=np.float64) + 90.0) * 1e7).astype(np.int64)
+    return -(qx * 1_800_000_001 + qy + 1)
+
+
 #: Share of way node refs without a location above which a reader warns.
 MISSING_REFS_WARN_SHARE = 0.10
 
@@ -716,26 +723,37 @@ def ways_from_lines(gdf: gpd.GeoDataFrame, way_id_col: str | None = None,
     tag_cols = dict(tag_cols or {})
     cols = [c for c in gdf.columns if c != gdf.geometry.name]
     records = gdf[cols].to_dict("records")
+    geoms = np.asarray(gdf.geometry.values, dtype=object)
+    # all vertices at once (node ids are a function of the coordinate): no per-vertex Python work
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    parts, part_of = shapely.get_parts(geoms[ok], return_index=True)
+    part_of = np.flatnonzero(ok)[part_of]
+    xy, vert_of = shapely.get_coordinates(parts, return_index=True)
+    nid = coord_node_ids(xy[:, 0], xy[:, 1]) if len(xy) else np.zeros(0, dtype=np.int64)
+    bounds = np.searchsorted(vert_of, np.arange(len(parts) + 1))
     out: list[RawWay] = []
-    for i, (rec, geom) in enumerate(zip(records, gdf.geometry.values)):
-        if geom is None or geom.is_empty:
+    tags_of: dict[int, tuple[int, dict[str, str]]] = {}
+    for j, i in enumerate(part_of.tolist()):
+        a, b = int(bounds[j]), int(bounds[j + 1])
+        if b - a < 2:
             continue
-        tags = {}
-        for k, val in rec.items():
-            if val is None or (isinstance(val, float) and np.isnan(val)):
-                continue
-            tags[tag_cols.get(k, k)] = str(val) if not isinstance(val, str) else val
-        wid = rec.get(way_id_col) if way_id_col else None
-        try:
-            wid = int(wid) if wid is not None else -(i + 1)
-        except (TypeError, ValueError):
-            wid = -(i + 1)
-        for part in shapely.get_parts(geom):
-            xy = shapely.get_coordinates(part)
-            if len(xy) < 2:
-                continue
-            coords = [(float(x), float(y)) for x, y in xy]
-            out.append(RawWay(wid, tags, [coord_node_id(x, y) for x, y in coords], coords))
+        got = tags_of.get(i)
+        if got is None:
+            rec = records[i]
+            tags = {}
+            for k, val in rec.items():
+                if val is None or (isinstance(val, float) and np.isnan(val)):
+                    continue
+                if isinstance(val, (list, tuple, np.ndarray)):  # a list column: OSM's ';' list
+                    val = ";".join(str(v) for v in (val.tolist() if isinstance(val, np.ndarray) else val))
+                tags[tag_cols.get(k, k)] = str(val) if not isinstance(val, str) else val
+            wid = rec.get(way_id_col) if way_id_col else None
+            try:
+                wid = int(wid) if wid is not None else -(i + 1)
+            except (TypeError, ValueError):
+                wid = -(i + 1)
+            got = tags_of[i] = (wid, tags)
+        out.append(RawWay(got[0], got[1], nid[a:b].tolist(), list(map(tuple, xy[a:b].tolist()))))
     return out
 
 

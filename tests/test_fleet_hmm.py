@@ -312,3 +312,55 @@ def test_straight_drive_on_a_dense_grid_counts_the_row_length(dense_grid, tmp_pa
     # (an excursion round one block puts 22 m on the columns), a zig-zag at every junction may not
     rows = net.roads["highway"].to_numpy() == "residential"
     assert res.piece_km[~rows].sum() * 1000 < 0.05 * want
+
+
+def test_route_table_equals_scipy_dijkstra_on_a_real_network(helsinki_pbf) -> None:
+    # Independent check: every bounded route of the sparse label-correcting search equals
+    # scipy's Dijkstra on the same directed graph (Helsinki: one-way streets, short pieces),
+    # and the pieces of each route add up to its length.
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    net = sources.load_network(helsinki_pbf)
+    m = fleet.build_matcher(net.roads)
+    rt = RouteTable(m, 1500.0)
+    N = rt.n_nodes
+    tail = np.repeat(np.arange(N), np.diff(rt.indptr))
+    G = csr_matrix((rt.weight, (tail, rt.head)), shape=(N, N))
+    rng = np.random.default_rng(4)
+    src = rng.choice(N, 60, replace=False)
+    D = dijkstra(G, directed=True, indices=src, limit=1500.0)
+    s_all = np.repeat(src, N)
+    t_all = np.tile(np.arange(N), len(src))
+    ours = rt.dist(s_all, t_all, 1500.0)
+    ref = D.ravel()
+    assert np.isfinite(ref).sum() > 5_000  # a real test: many routes within the bound
+    assert np.array_equal(np.isfinite(ours), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    assert np.allclose(ours[fin], ref[fin], rtol=0, atol=1e-6)
+    # the pieces of a sample of routes add up to their length
+    k = np.flatnonzero(fin & (ref > 0))[::97]
+    which, pieces = rt.path_pieces(s_all[k], t_all[k], ours[k] + 1e-6)
+    got = np.bincount(which, weights=np.maximum(m.piece_length_m[pieces], 1e-6), minlength=len(k))
+    assert np.allclose(got, ours[k], atol=1e-6)
+
+
+def test_routes_do_not_depend_on_the_distance_asked_for(row3, dense_grid) -> None:
+    # A source searched first to a short level and later to a longer one gives the same routes
+    # (distances and pieces, ties included) as one searched once to the longest: Dask workers and
+    # processes see different sequences of questions.
+    net = dense_grid[0]
+    m = fleet.build_matcher(net.roads)
+    a, b = RouteTable(m, 3000.0), RouteTable(m, 3000.0)
+    src = np.r_[a.pu, a.pv]
+    tgt = np.roll(np.r_[a.pv, a.pu], 17)
+    a.dist(src, tgt, 100.0)  # short first: cached to the lowest level
+    da, db = a.dist(src, tgt, 3000.0), b.dist(src, tgt, 3000.0)
+    assert np.array_equal(da, db) and np.isfinite(da).mean() > 0.9
+    fin = np.isfinite(da)
+    pa = a.path_pieces(src[fin], tgt[fin], da[fin] + 1e-6)
+    pb = b.path_pieces(src[fin], tgt[fin], db[fin] + 1e-6)
+    assert [x.tolist() for x in pa] == [x.tolist() for x in pb]
+    # asked for less than a route's length: never a wrong distance, only "beyond"
+    short = a.dist(src, tgt, 50.0)
+    assert np.all((short == da) | (np.isinf(short) & (da > 50.0)))
