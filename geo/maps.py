@@ -705,7 +705,7 @@ class _Raw(Element):
 class _RawMacro(MacroElement):
     """A ``MacroElement`` whose rendered macros go into the page as :class:`_Raw` text."""
 
-    def render(self, **kwargs: Any) -> None:
+    def render(self, **kwargs: Any) -> Any:  # as MacroElement's: adds to the figure, returns nothing
         figure = self.get_root()
         module = self._template.module.__dict__
         for part in ("header", "html", "script"):
