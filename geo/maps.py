@@ -642,7 +642,11 @@ def encode_geometries(geoms: Iterable[BaseGeometry | None], decimals: int = COOR
     empty[tid >= 0] = shapely.is_empty(arr[tid >= 0])
     lines = np.flatnonzero(np.isin(tid, (1, 2, 5)) & ~empty)
     if len(lines):
-        parts, owner = shapely.get_parts(arr[lines], return_index=True)
+        multi = tid[lines] == 5
+        if multi.any():
+            parts, owner = shapely.get_parts(arr[lines], return_index=True)
+        else:  # LineStrings only (a roads table): each is its one part
+            parts, owner = arr[lines], np.arange(len(lines))
         for o, enc in zip(owner.tolist(), _encode_parts(parts, scale)):
             out[lines[o]].append(enc)
     polys = np.flatnonzero(np.isin(tid, (3, 6)) & ~empty)
@@ -678,8 +682,9 @@ def _display_geoms(geoms: gpd.GeoSeries, basemap: Basemap, simplify: bool) -> gp
     """EPSG:4326 geometries as drawn: simplified (lines only) and shifted for GCJ-02 tiles."""
     g = geoms.to_crs(4326) if geoms.crs is not None and geoms.crs.to_epsg() != 4326 else geoms
     if simplify:
-        g = gpd.GeoSeries(shapely.simplify(g.values, SIMPLIFY_DEG, preserve_topology=False), crs=4326,
-                          index=g.index)
+        # a plain object array: shapely on a GeometryArray goes through a slow pandas ufunc path
+        g = gpd.GeoSeries(shapely.simplify(np.asarray(g.values, dtype=object), SIMPLIFY_DEG, preserve_topology=False),
+                          crs=4326, index=g.index)
     if basemap.gcj02:
         from .gcj02 import geometry_wgs84_to_gcj02
 
