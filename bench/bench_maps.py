@@ -178,7 +178,9 @@ def write_section(text: str, path: Path) -> None:
     if start < 0:
         new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + text
     else:
-        nxt = old.find("\n## ", start + len(SECTION))
+        # up to the next section, or to the build-time subsection written by hand (kept)
+        ends = [i for i in (old.find("\n## ", start + len(SECTION)), old.find("\n### Build time", start)) if i >= 0]
+        nxt = min(ends) if ends else -1
         new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
         new = new.replace(text + "## ", text + "\n## ")
     write_text(path, new)
