@@ -448,9 +448,11 @@ class HmmEngine(MileageEngine):
                 ends = np.r_[starts[1:], len(veh)]
                 for s_, e_ in zip(starts.tolist(), ends.tolist()):
                     code = int(veh[s_])
-                    blk = {k: v[s_:e_] for k, v in K.items()}
                     old = self.buf.get(code)
-                    self.buf[code] = blk if old is None else {k: np.concatenate([old[k], blk[k]]) for k in blk}
+                    # (a copy, never a view: a view would keep the whole chunk's arrays alive for
+                    # as long as the vehicle's last rows wait for their look-ahead)
+                    self.buf[code] = ({k: v[s_:e_].copy() for k, v in K.items()} if old is None else
+                                      {k: np.concatenate([old[k], v[s_:e_]]) for k, v in K.items()})
                     self.base.setdefault(code, 0)
                     self.next.setdefault(code, 0)
                     self.last_kept[code] = {k: v[e_ - 1:e_].copy() for k, v in K.items()}
@@ -493,7 +495,7 @@ class HmmEngine(MileageEngine):
         for code in {j[0] for j in jobs}:
             drop = max(0, self.next[code] - L - self.base[code])
             if drop:
-                self.buf[code] = {k: v[drop:] for k, v in self.buf[code].items()}
+                self.buf[code] = {k: v[drop:].copy() for k, v in self.buf[code].items()}
                 self.base[code] += drop
 
     def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> None:

@@ -364,3 +364,24 @@ def test_routes_do_not_depend_on_the_distance_asked_for(row3, dense_grid) -> Non
     # asked for less than a route's length: never a wrong distance, only "beyond"
     short = a.dist(src, tgt, 50.0)
     assert np.all((short == da) | (np.isinf(short) & (da > 50.0)))
+
+
+def test_rows_waiting_for_their_look_ahead_do_not_keep_a_chunk_alive(row3, tmp_path: Path) -> None:
+    # Regression (50 M points peaked at 3.9 GB, growing ~30 MiB a chunk): the rows of a vehicle
+    # waiting for the look-ahead of its last window were views of the whole chunk's arrays, so
+    # every chunk with such a vehicle stayed in memory to the end of the log.
+    from geo._fleet_hmm import HmmEngine
+    from geo._fleet_io import FleetLog
+
+    frames = [track(line_points((0, 0), (900, 0), 9.0), f"V{i}", "E1", t0=1_700_000_000 + 1000 * i)
+              for i in range(4)]
+    log = tmp_path / "four.csv"
+    pd.concat(frames).to_csv(log, index=False)
+    m = fleet.build_matcher(row3.roads)
+    eng = HmmEngine(m, "wgs84", hmm=HmmParams(sigma_m=5.0))  # 101 rows a vehicle: all wait
+    for ch in FleetLog(log, chunk_rows=150).chunks():
+        eng.feed(ch)
+        waiting = [a for b in eng.buf.values() for a in b.values()]
+        assert waiting and all(a.base is None for a in waiting)  # own copies, no views
+    tot = eng.finish()
+    assert tot.piece_um.sum() / 1e6 == pytest.approx(4 * geod_len([(0, 0), (900, 0)]), rel=0.02)
