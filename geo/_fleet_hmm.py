@@ -46,6 +46,7 @@ the noise; it keeps the piece of its last matched fix.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
@@ -173,6 +174,7 @@ class RouteTable:
         #: sorted blocks of (source * n_nodes + target, distance, previous node)
         self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._cached = 0
+        self._graph: Any = None
         #: labels per source seen at each level (for sizing batches)
         self._reach: dict[float, float] = {}
 
@@ -180,22 +182,33 @@ class RouteTable:
         st = dict(self.__dict__)
         # sent to Dask workers without the cache
         st["src_level"] = np.zeros(self.n_nodes)
-        st["_blocks"], st["_cached"], st["_reach"] = [], 0, {}
+        st["_blocks"], st["_cached"], st["_reach"], st["_graph"] = [], 0, {}, None
         return st
 
     # ------------------------------------------------------------------ search
-    def _search(self, src: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bounded shortest routes from each ``src`` node (unique) up to its ``bound``.
+    def _search(self, src: np.ndarray, bound: np.ndarray,
+                dense: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bounded shortest routes from each ``src`` node (unique, sorted) up to its ``bound``.
 
         Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source).
+        A label-correcting search over all sources at once with labels in sorted arrays
+        (``dense=False``: work grows with the nodes reached), or :meth:`_search_dense`
+        (``dense=True``: for searches that reach a good part of the graph); both give the same
+        answer, previous nodes included. ``None``: the one that suits the bounds.
         """
         N = self.n_nodes
+        B = len(src)
+        if dense is None:
+            est = np.mean([self._reach.get(float(v), self._reach_guess(float(v))) for v in np.unique(bound)])
+            dense = est * 16 >= N
         ip, hd, wt = self.indptr, self.head, self.weight
-        j0 = np.arange(len(src), dtype=np.int64)
+        j0 = np.arange(B, dtype=np.int64)
+        if dense:
+            return self._search_dense(src, bound)
         lk = j0 * N + src  # labels, local source number j: sorted as j is
-        ld = np.zeros(len(src))
-        lp = np.full(len(src), -1, dtype=np.int64)
-        fj, fv, fd = j0, src.astype(np.int64), ld.copy()
+        ld = np.zeros(B)
+        lp = np.full(B, -1, dtype=np.int64)
+        fj, fv, fd = j0, src.astype(np.int64), np.zeros(B)
         while len(fj):
             deg = ip[fv + 1] - ip[fv]
             tot = int(deg.sum())
@@ -217,7 +230,6 @@ class RouteTable:
             atc = np.minimum(at, len(lk) - 1)
             known = lk[atc] == k
             shorter = known & (nd < ld[atc])
-            # equally short: the smaller previous node (no new search from there)
             tie = known & (nd == ld[atc]) & (pv < lp[atc])
             upd = atc[shorter | tie]
             ld[upd] = nd[shorter | tie]
@@ -230,6 +242,42 @@ class RouteTable:
             go = shorter | new
             fj, fv, fd = k[go] // N, k[go] % N, nd[go]
         return src[lk // N] * N + lk % N, ld, lp
+
+    def _search_dense(self, src: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_search` by scipy's Dijkstra (compiled; a dense row per source, so for searches
+        that reach a good part of the graph), with the same previous nodes: of the equally short
+        routes into a node, the one from the smallest previous node."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import dijkstra
+
+        N = self.n_nodes
+        if self._graph is None:
+            self._graph = csr_matrix((self.weight, self.head, self.indptr), shape=(N, N))
+            # the same edges by head: the ways into each node
+            o = np.argsort(self.head, kind="stable")
+            tail = np.repeat(np.arange(N), np.diff(self.indptr))
+            self._into = (np.searchsorted(self.head[o], np.arange(N + 1)), tail[o], self.weight[o])
+        D = dijkstra(self._graph, directed=True, indices=src, limit=float(bound.max()))
+        D[D > bound[:, None]] = np.inf
+        flat = D.ravel()
+        lk = np.flatnonzero(np.isfinite(flat))  # j * N + node, sorted
+        ld = flat[lk]
+        j, v = lk // N, lk % N
+        # previous node: the smallest u with fl(d(u) + w(u, v)) == d(v), as the sparse search keeps
+        rip, rtail, rw = self._into
+        deg = rip[v + 1] - rip[v]
+        rep = np.repeat(np.arange(len(lk)), deg)
+        e = rip[v][rep] + (np.arange(int(deg.sum())) - np.repeat(np.cumsum(deg) - deg, deg))
+        u = rtail[e]
+        on = flat[j[rep] * N + u] + rw[e] == ld[rep]
+        lp = np.full(len(lk), N, dtype=np.int64)
+        np.minimum.at(lp, rep[on], u[on])
+        lp[v == src[j]] = -1
+        return src[j] * N + v, ld, lp
+
+    def _reach_guess(self, level: float) -> float:
+        """Labels a search to ``level`` metres may find, before one has been seen."""
+        return min(self.n_nodes, 8.0 + (level / 25.0) ** 2)
 
     def _ensure(self, src: np.ndarray, need: np.ndarray) -> None:
         """Make the routes from every ``src`` node known at least to its ``need`` (metres)."""
@@ -245,19 +293,24 @@ class RouteTable:
         if not miss.any():
             return
         s_, l_ = s_[miss], l_[miss]
-        est = np.array([self._reach.get(v, min(self.n_nodes, 8.0 + (v / 25.0) ** 2)) for v in l_.tolist()])
+        N = self.n_nodes
+        est = np.array([self._reach.get(v, self._reach_guess(v)) for v in l_.tolist()])
         if self._cached + est.sum() > self.max_cached and self._cached:
             # full: start again (results never depend on what is cached)
             self._clear()
             return self._ensure(src, need)
-        cum = np.cumsum(est)
-        cuts = np.r_[0, np.searchsorted(cum, np.arange(self._BATCH_LABELS, cum[-1], self._BATCH_LABELS)), len(s_)]
-        N = self.n_nodes
-        for b0, b1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
-            if b1 <= b0:
-                continue
-            ss, ll = s_[b0:b1], l_[b0:b1]
-            keys, d, p = self._search(ss, ll)
+        # batches of one level each: a dense table of at most ~_BATCH_LABELS cells, or about as
+        # many labels in sorted arrays
+        batches = []
+        for v in np.unique(l_).tolist():
+            at = np.flatnonzero(l_ == v)
+            dense = est[at[0]] * 16 >= N
+            per = N if dense else est[at[0]]
+            size = max(1, int(self._BATCH_LABELS // max(per, 1.0)))
+            batches += [(at[i:i + size], dense) for i in range(0, len(at), size)]
+        for at, dense in batches:
+            ss, ll = s_[at], l_[at]
+            keys, d, p = self._search(ss, ll, dense)
             o2 = np.argsort(keys, kind="stable")
             keys, d, p = keys[o2], d[o2], p[o2]
             self._blocks.append((keys, d, p))

@@ -385,3 +385,16 @@ def test_rows_waiting_for_their_look_ahead_do_not_keep_a_chunk_alive(row3, tmp_p
         assert waiting and all(a.base is None for a in waiting)  # own copies, no views
     tot = eng.finish()
     assert tot.piece_um.sum() / 1e6 == pytest.approx(4 * geod_len([(0, 0), (900, 0)]), rel=0.02)
+
+
+def test_sparse_and_dense_route_searches_give_the_same_routes(helsinki_pbf, dense_grid) -> None:
+    # The two searches behind the route table (sorted labels for short bounds, scipy's Dijkstra for
+    # long ones) give the same distances and the same previous nodes, ties included (a grid is all ties).
+    for roads in (sources.load_network(helsinki_pbf).roads, dense_grid[0].roads):
+        rt = RouteTable(fleet.build_matcher(roads), 3000.0)
+        src = np.unique(np.random.default_rng(2).choice(rt.n_nodes, 40))
+        for level in (50.0, 400.0, 3000.0):
+            a = rt._search(src, np.full(len(src), level), dense=False)
+            b = rt._search(src, np.full(len(src), level), dense=True)
+            assert len(a[0]) > len(src)
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))
