@@ -222,10 +222,14 @@ class RouteTable:
             if len(nj) == 0:
                 break
             k = nj * N + nv
-            o = np.lexsort((pv, nd, k))
+            # per node reached: the shortest, and of equally short ones the smaller previous node
+            o = np.argsort(k)
             k, nd, pv = k[o], nd[o], pv[o]
-            one = np.r_[True, k[1:] != k[:-1]]
-            k, nd, pv = k[one], nd[one], pv[one]
+            first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+            mn = np.minimum.reduceat(nd, first)
+            gid = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(k)]))
+            pv = np.minimum.reduceat(np.where(nd == mn[gid], pv, N), first)
+            k, nd = k[first], mn
             at = np.searchsorted(lk, k)
             atc = np.minimum(at, len(lk) - 1)
             known = lk[atc] == k
@@ -294,7 +298,8 @@ class RouteTable:
             return
         s_, l_ = s_[miss], l_[miss]
         N = self.n_nodes
-        est = np.array([self._reach.get(v, self._reach_guess(v)) for v in l_.tolist()])
+        lv_u, lv_i = np.unique(l_, return_inverse=True)
+        est = np.array([self._reach.get(v, self._reach_guess(v)) for v in lv_u.tolist()])[lv_i]
         if self._cached + est.sum() > self.max_cached and self._cached:
             # full: start again (results never depend on what is cached)
             self._clear()
@@ -319,15 +324,16 @@ class RouteTable:
             per = np.bincount(np.searchsorted(ss, keys // N), minlength=len(ss))
             for v in np.unique(ll).tolist():
                 self._reach[v] = float(max(1.0, per[ll == v].mean()))
-        if len(self._blocks) > 6:
-            k = np.concatenate([b[0] for b in self._blocks])
-            d = np.concatenate([b[1] for b in self._blocks])
-            p = np.concatenate([b[2] for b in self._blocks])
-            o3 = np.argsort(k, kind="stable")
-            k, d, p = k[o3], d[o3], p[o3]
-            one = np.r_[True, k[1:] != k[:-1]]
-            self._blocks = [(k[one], d[one], p[one])]
-            self._cached = int(one.sum())
+            # blocks of about doubling size (merged as in a binary counter): a lookup searches a
+            # few, and each label is merged a logarithmic number of times
+            while len(self._blocks) >= 2 and 2 * len(self._blocks[-1][0]) >= len(self._blocks[-2][0]):
+                (k1, d1, p1), (k2, d2, p2) = self._blocks[-2], self._blocks[-1]
+                k = np.concatenate([k1, k2])
+                o3 = np.argsort(k, kind="stable")  # two sorted runs: a merge
+                k, d, p = k[o3], np.concatenate([d1, d2])[o3], np.concatenate([p1, p2])[o3]
+                one = np.r_[True, k[1:] != k[:-1]]  # a source searched again further: once
+                self._cached -= len(k) - int(one.sum())
+                self._blocks[-2:] = [(k[one], d[one], p[one])]
 
     def _find(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance and previous node of each ``source * n_nodes + target`` key (``inf``/-1 if unknown)."""
