@@ -246,14 +246,25 @@ def network_options(f: Callable) -> Callable:
     return f
 
 
+#: Commands whose path never needs pandas' Arrow-backed columns (see geo._imports).
+ARROW_FREE_COMMANDS = frozenset({"stats"})
+
+
 def load_from_options(**kw: Any):
     """Load the zone and the network that :func:`network_options` describe."""
-    from geo import sources, zones
-    from geo.roads import parse_filter
+    import contextlib
 
-    road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
-    with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
-        zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
+    from geo._imports import arrow_hidden
+
+    ctx = click.get_current_context(silent=True)
+    hide = ctx is not None and ctx.info_name in ARROW_FREE_COMMANDS
+    with arrow_hidden() if hide else contextlib.nullcontext():  # pandas and the zone reader without pyarrow
+        from geo import sources, zones
+        from geo.roads import parse_filter
+
+        road_filter = parse_filter(kw["filter_name"], kw.get("highway"), kw.get("include_private", False))
+        with _zone_warnings():  # a repaired outline or a left-out sub-zone: one warning line each
+            zone = zones.resolve_zone(kw["zone"], source=kw.get("source"), subzones=bool(kw.get("subzones")))
     _protect(kw.get("source"), kw.get("zone"), zone.meta.get("path"))
     import warnings
 

@@ -92,6 +92,12 @@ def main() -> None:
     from shapely.geometry import box
     from synthetic_osm import write_grid_osm
 
+    # bytecode for icv's own modules, as installing a wheel writes it (pip compiles site-packages, so
+    # OSMnx has it): with PYTHONDONTWRITEBYTECODE set, as on this machine, a checkout would otherwise
+    # compile cli.py and geo/ again in every run (~0.1 s CPU of each `icv stats`)
+    # (this tree only: the --baseline checkout is someone else's and is left untouched)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "cli.py", "geo"], cwd=ROOT, capture_output=True,
+                   check=False)
     tmp = Path(tempfile.mkdtemp(prefix="icv-bench-startup-"))
     load0 = os.getloadavg()
     step = 0.0005
@@ -141,7 +147,9 @@ def main() -> None:
     lines.append("")
     lines.append("OSMnx = `graph_from_xml` + street counts (as `graph_from_polygon` sets them) + `project_graph` + "
                  "`basic_stats`, in one process. Medians of the interleaved runs; CPU = user + system of the whole "
-                 "process, which the other engineers' load on this shared machine disturbs far less than wall time.")
+                 "process, which the other engineers' load on this shared machine disturbs far less than wall time. "
+                 "icv's modules are byte-compiled first (`compileall`), as a wheel install leaves them; OSMnx's are "
+                 "in site-packages, compiled by pip.")
     head = (f"Run: `python bench/bench_startup.py --n {' '.join(map(str, a.n))} --repeats {a.repeats}"
             f"{' --baseline ' + str(a.baseline) if a.baseline else ''}`, {time.strftime('%Y-%m-%d')}. "
             f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}; load average "

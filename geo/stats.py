@@ -567,13 +567,15 @@ def osmnx_street_counts(nodes: np.ndarray, u: np.ndarray, v: np.ndarray, oneway:
     a, b = fwd_u[~loop], fwd_v[~loop]
     if len(a):
         lo, hi = np.minimum(a, b), np.maximum(a, b)
-        pairs, inv = np.unique(np.column_stack([lo, hi]), axis=0, return_inverse=True)
-        inv = inv.ravel()
-        up = np.bincount(inv, weights=(a == lo), minlength=len(pairs))
-        down = np.bincount(inv, weights=(a != lo), minlength=len(pairs))
+        # node pairs by one int64 key of their positions in ``nodes`` (np.unique(axis=0) sorts a void
+        # dtype, 10x slower); positions keep the order of the ids
+        ilo, ihi = np.searchsorted(nodes, lo), np.searchsorted(nodes, hi)
+        keys, inv = np.unique(ilo * np.int64(len(nodes)) + ihi, return_inverse=True)
+        up = np.bincount(inv, weights=(a == lo), minlength=len(keys))
+        down = np.bincount(inv, weights=(a != lo), minlength=len(keys))
         streets = np.maximum(up, down).astype(np.int64)
-        np.add.at(out, np.searchsorted(nodes, pairs[:, 0]), streets)
-        np.add.at(out, np.searchsorted(nodes, pairs[:, 1]), streets)
+        np.add.at(out, keys // len(nodes), streets)
+        np.add.at(out, keys % len(nodes), streets)
     looped = np.unique(fwd_u[loop])
     if len(looped):
         out[np.searchsorted(nodes, looped)] += 2

@@ -687,3 +687,49 @@ def test_fleet_table_of_another_network_is_refused(tmp_path) -> None:
     bad = good.assign(osm_way_ids=["999999"])
     with pytest.raises(InputError, match="another road network"):
         maps.fleet_km_by_piece(bad, roads)
+
+
+def test_template_syntax_in_osm_names_is_data_not_template_code():
+    # branca parses rendered markup as a Jinja template: names must come through as written
+    names = ["{{ 7*7 }} Road", "A {% raw %} B", "{# c #}"]
+    roads = roads_table([utm_line((X0 + 200, Y0 + 200 + 400 * i), (X0 + 1800, Y0 + 200 + 400 * i)) for i in range(3)],
+                        name=names)
+    m = maps.coverage_map(roads, ZONE, zone_name="zone {{ 6*7 }}", test_set_label="set {% if 1 %}x{% endif %}")
+    page = maps.map_html(m)
+    data = [json.loads(t) for t in re.findall(r'<script type="application/json" id="[^"]+">(.*?)</script>', page, re.S)]
+    shown = {v for d in data for row in d["rows"] for v in row if isinstance(v, str)}
+    assert set(names) | {"zone {{ 6*7 }}"} <= shown
+    assert "49 Road" not in page
+    assert "set {% if 1 %}x{% endif %}" in page  # the title block, as written
+
+
+def test_encode_geometries_equals_encoding_one_by_one():
+    from shapely.geometry import GeometryCollection, LinearRing, MultiPolygon
+
+    geoms = [
+        LineString([(121.1, 31.2), (121.100001, 31.200001), (121.2, 31.3)]),  # 2nd vertex rounds onto the 1st
+        MultiLineString([[(121.0, 31.0), (121.5, 31.5)], [(122.0, 31.0), (122.00001, 31.00002), (122.1, 31.1)]]),
+        Polygon([(0, 0), (1, 0), (1, 1), (0, 0)], [[(0.2, 0.1), (0.5, 0.1), (0.5, 0.4), (0.2, 0.1)]]),
+        MultiPolygon([Polygon([(0, 0), (1, 0), (1, 1)]), Polygon([(5, 5), (6, 5), (6, 6)])]),
+        GeometryCollection([LineString([(0, 0), (1, 1)]), Polygon([(0, 0), (1, 0), (1, 1)])]),
+        LinearRing([(0, 0), (1, 0), (1, 1)]), None, LineString(), Polygon(), LineString([(3, 3), (3, 3)]),
+        LineString([(121.123456789, 31.987654321, 7.0), (121.2, 31.2, 8.0)]),  # z is dropped
+    ]
+    assert maps.encode_geometries(geoms) == [maps.encode_geometry(g) for g in geoms]
+    # by hand: x0, y0 on the 1e-5 grid, then deltas; the vertex that rounding repeats is dropped
+    assert maps.encode_geometries(geoms[:1]) == [[[12110000, 3120000, 10000, 10000]]]
+    assert maps.encode_geometries([]) == []
+
+
+def test_length_per_cell_whole_pieces_edges_and_cells_that_are_not_boxes():
+    cells, cols, _ = maps.square_grid((0.0, 0.0, 2000.0, 1000.0), 1000.0)
+    lines = np.array([LineString([(100, 100), (400, 500)]),     # inside cell 0: 500 m, counted whole
+                      LineString([(1000, 200), (1000, 700)]),   # on the shared edge: in both cells
+                      LineString([(900, 900), (1300, 900)])], dtype=object)  # crosses: 100 + 300
+    km = dict(zip(cols.tolist(), maps.length_per_cell(lines, cells).tolist(), strict=True))
+    assert km == {0: pytest.approx(500 + 500 + 100), 1: pytest.approx(500 + 300)}
+    # a triangle's bounds hold the line, the triangle does not (no shortcut for cells that are not boxes)
+    tri = np.array([Polygon([(0, 0), (1000, 0), (0, 1000)])], dtype=object)
+    inside_bounds = np.array([LineString([(600, 600), (900, 900)]), LineString([(100, 100), (200, 100)])],
+                             dtype=object)
+    assert maps.length_per_cell(inside_bounds, tri).tolist() == [pytest.approx(100.0)]

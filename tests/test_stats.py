@@ -537,3 +537,60 @@ def test_cli_stats_errors_are_one_line(fixture_files):
         encoding="utf-8")
     r = _run("--source", str(osm), "--zone", str(plain), "--by", "subzone")
     assert r.exit_code == 2 and "has no sub-zones" in r.output
+
+
+# ---------------------------------------------------------------- start-up: icv stats without pyarrow
+
+_RUN_STATS = """
+import json, sys
+sys.argv = ["icv", "stats", "--source", sys.argv[1], "--zone", sys.argv[2], "--format", "json"]
+import cli
+try:
+    cli.main()
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps(sorted(m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow."))), file=sys.stderr)
+"""
+
+
+def test_stats_process_loads_no_pyarrow_and_gives_the_same_figures(fixtures_dir: Path, zone_file: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    src = str(fixtures_dir / "small.osm")
+    p = subprocess.run([sys.executable, "-c", _RUN_STATS, src, str(zone_file)], cwd=root, capture_output=True,
+                       text=True, check=True)
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == []  # pandas, pyogrio: no Arrow
+    alone = json.loads(p.stdout)
+    r = CliRunner().invoke(cli, ["stats", "--source", src, "--zone", str(zone_file), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    here = json.loads(r.stdout)  # this process has pyarrow (pandas with Arrow strings)
+    assert [(x["figure"], x["value"]) for x in alone["rows"]] == [(x["figure"], x["value"]) for x in here["rows"]]
+    assert len(alone["rows"]) > 10
+
+
+def test_parquet_round_trip_after_pandas_loaded_without_pyarrow(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from geo._imports import arrow_hidden
+with arrow_hidden() as hidden:
+    import geopandas as gpd
+    import pandas as pd
+assert hidden and "pyarrow" not in sys.modules
+from shapely.geometry import LineString
+df = gpd.GeoDataFrame({"name": ["曹安公路", None], "km": [1.5, 2.0]},
+                      geometry=[LineString([(0, 0), (1, 1)]), LineString([(1, 1), (2, 0)])], crs=4326)
+df.to_parquet(sys.argv[1])
+back = gpd.read_parquet(sys.argv[1])
+assert back["name"].iloc[0] == "曹安公路" and pd.isna(back["name"].iloc[1]) and back["km"].tolist() == [1.5, 2.0]
+assert back.geometry.iloc[1].equals(df.geometry.iloc[1]) and back.crs.to_epsg() == 4326
+print("ok")
+"""
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.parquet")], cwd=root, capture_output=True,
+                       text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
