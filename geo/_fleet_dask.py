@@ -33,7 +33,7 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -237,12 +237,15 @@ def _ranges(n_rg: int, n_tasks: int) -> list[tuple[int, int]]:
 
 
 def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: EngineParams,
-                    scheduler: Any, tasks_per_worker: int = 2, hmm: HmmParams | None = None) -> tuple[Totals, str]:
+                    scheduler: Any, tasks_per_worker: int = 2, hmm: HmmParams | None = None,
+                    while_waiting: Callable[[], None] | None = None) -> tuple[Totals, str]:
     """Run the engine over the log's row groups on Dask; returns the totals and the scheduler label.
 
     ``scheduler``: a ``distributed.Client``, a scheduler address (``tcp://host:8786``)
     or ``"local"`` / ``"local:N"`` (a LocalCluster of N single-threaded worker processes).
     ``hmm``: match with :class:`~geo._fleet_hmm.HmmEngine` (``None``: the snap engine).
+    ``while_waiting``: work for this process while the workers run (its errors are left for the
+    caller to meet again later: the results do not depend on it).
     """
     try:
         from distributed import Client, LocalCluster
@@ -287,6 +290,9 @@ def mileage_on_dask(log: FleetLog, matcher: PieceMatcher, crs: str, params: Engi
             futs = [client.submit(run_partition, str(log.path), a, b, m_f, crs, params, log.chunk_rows, hmm,
                                   pure=False)
                     for a, b in _ranges(n_rg, workers * tasks_per_worker)]
+            if while_waiting is not None:
+                with contextlib.suppress(Exception):
+                    while_waiting()
             total = Totals(matcher.n_pieces, matcher.n_subzones)
             for part in client.gather(futs):
                 total.merge(part)

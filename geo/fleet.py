@@ -386,14 +386,7 @@ class MileageResult:
     def _centerline(self) -> pd.DataFrame:
         """Per piece: in-zone carriageway m, centerline m and paired partners (geo.stats)."""
         if self._stats is None:
-            from .stats import road_stats
-
-            st = road_stats(self.roads, self.zone.geometry if self.zone is not None else None,
-                            subzones={}, zone_name=self.zone.name if self.zone is not None else None)
-            p = pd.DataFrame({"piece": st.pieces["piece"].to_numpy(), "clipped_m": st.pieces["clipped_m"].to_numpy(),
-                              "centerline_m": st.pieces["centerline_m"].to_numpy(),
-                              "partners": list(st.pieces["partners"])})
-            self._stats = p
+            self._stats = _centerline_table(self.roads, self.zone)
         return self._stats
 
     def coverage(self) -> list[dict[str, Any]]:
@@ -589,13 +582,21 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         hmm = params.hmm or hmm_params_for(noise, interval, corr)
     untimed = log.info.untimed  # filled by the GPX reader as it reads tracks without times
     sched_label = None
+    pre: dict[str, Any] = {}
     if scheduler is not None:
         from ._fleet_dask import mileage_on_dask
 
         if log.info.format != "parquet":
             raise InputError("the Dask path reads Parquet row groups", where=str(log_path),
                              hint="convert the log to Parquet, or drop --scheduler")
-        totals, sched_label = mileage_on_dask(log, m, crs, eng_p, scheduler, hmm=hmm)
+        def meanwhile() -> None:
+            # this process waits while the workers match: the tables' road statistics and the
+            # log's checksum, which would otherwise follow the matching
+            pre["sha256"] = sha256_file(log.info.path)
+            if len(roads):
+                pre["stats"] = _centerline_table(roads, zone)
+
+        totals, sched_label = mileage_on_dask(log, m, crs, eng_p, scheduler, hmm=hmm, while_waiting=meanwhile)
     else:
         eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
                else MileageEngine(m, crs, eng_p))
@@ -607,8 +608,9 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
     if provenance is None and roads.attrs.get("provenance"):
         provenance = Provenance.from_dict(roads.attrs["provenance"])
     base = provenance or Provenance("unknown", "roads table")
+    sha = pre.get("sha256") or sha256_file(log.info.path)
     notes = [*base.notes,
-             f"fleet log {log.info.path} ({log.info.format}, sha256 {sha256_file(log.info.path)[:12]}, "
+             f"fleet log {log.info.path} ({log.info.format}, sha256 {sha[:12]}, "
              f"coordinates {crs})" + ("; SYNTHETIC log (icv fleet simulate)" if log.info.synthetic else ""),
              f"matched in {m.crs.to_string()}: radius {m.params.radius_m:g} m, "
              + ("HMM along routed paths (directed graph)" if hmm is not None else "heading and continuity checked")
@@ -616,8 +618,20 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
              + (f", sampling interval {interval:g} s" if interval is not None else "")]
     notes.extend(log.info.warnings)
     prov = base.with_(notes=notes)
-    return MileageResult(roads, totals, zone, log.info, params, prov, sched_label, matcher=params.matcher,
-                         noise_m=noise, interval_s=interval, untimed=tuple(sorted(log.info.untimed)))
+    return MileageResult(roads, totals, zone, log.info, params, prov, sched_label, _stats=pre.get("stats"),
+                         matcher=params.matcher, noise_m=noise, interval_s=interval,
+                         untimed=tuple(sorted(log.info.untimed)))
+
+
+def _centerline_table(roads: gpd.GeoDataFrame, zone: Zone | None) -> pd.DataFrame:
+    """Per piece: in-zone carriageway m, centerline m and paired partners (geo.stats), for coverage."""
+    from .stats import road_stats
+
+    st = road_stats(roads, zone.geometry if zone is not None else None,
+                    subzones={}, zone_name=zone.name if zone is not None else None)
+    return pd.DataFrame({"piece": st.pieces["piece"].to_numpy(), "clipped_m": st.pieces["clipped_m"].to_numpy(),
+                         "centerline_m": st.pieces["centerline_m"].to_numpy(),
+                         "partners": list(st.pieces["partners"])})
 
 
 def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: float = 0.0) -> HmmParams:

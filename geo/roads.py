@@ -74,7 +74,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -722,7 +722,19 @@ def ways_from_lines(gdf: gpd.GeoDataFrame, way_id_col: str | None = None,
     """
     tag_cols = dict(tag_cols or {})
     cols = [c for c in gdf.columns if c != gdf.geometry.name]
-    records = gdf[cols].to_dict("records")
+    # tag values column by column (one conversion per cell, no per-row dict of the frame)
+    columns: list[tuple[str, str, list[Any]]] = []
+    for k in cols:
+        conv = []
+        for val in gdf[k].tolist():
+            if val is None or (isinstance(val, float) and np.isnan(val)):
+                conv.append(None)
+                continue
+            if isinstance(val, (list, tuple, np.ndarray)):  # a list column: OSM's ';' list
+                val = ";".join(str(v) for v in (val.tolist() if isinstance(val, np.ndarray) else val))
+            conv.append(val if isinstance(val, str) else str(val))
+        columns.append((k, tag_cols.get(k, k), conv))
+    way_ids = gdf[way_id_col].tolist() if way_id_col and way_id_col in gdf.columns else None
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     # all vertices at once (node ids are a function of the coordinate): no per-vertex Python work
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
@@ -739,15 +751,8 @@ def ways_from_lines(gdf: gpd.GeoDataFrame, way_id_col: str | None = None,
             continue
         got = tags_of.get(i)
         if got is None:
-            rec = records[i]
-            tags = {}
-            for k, val in rec.items():
-                if val is None or (isinstance(val, float) and np.isnan(val)):
-                    continue
-                if isinstance(val, (list, tuple, np.ndarray)):  # a list column: OSM's ';' list
-                    val = ";".join(str(v) for v in (val.tolist() if isinstance(val, np.ndarray) else val))
-                tags[tag_cols.get(k, k)] = str(val) if not isinstance(val, str) else val
-            wid = rec.get(way_id_col) if way_id_col else None
+            tags = {name: conv[i] for _, name, conv in columns if conv[i] is not None}
+            wid = way_ids[i] if way_ids is not None else None
             try:
                 wid = int(wid) if wid is not None else -(i + 1)
             except (TypeError, ValueError):
