@@ -95,12 +95,17 @@ def _run(tool: str, path: Path) -> dict:
 
 
 def _grid_pbf(tmp: Path, n: int) -> Path:
-    import osmium
-
     from synthetic_osm import write_grid_osm
 
     xml, pbf = tmp / f"grid{n}.osm", tmp / f"grid{n}.osm.pbf"
     write_grid_osm(xml, n)
+    return _to_pbf(xml, pbf)
+
+
+def _to_pbf(xml: Path, pbf: Path) -> Path:
+    """The nodes and ways of an OSM XML file re-encoded as PBF (pyosmium)."""
+    import osmium
+
     with osmium.SimpleWriter(str(pbf), overwrite=True) as w:
         for o in osmium.FileProcessor(str(xml)):
             if o.is_node():
@@ -111,19 +116,11 @@ def _grid_pbf(tmp: Path, n: int) -> Path:
 
 
 def _subset_pbf(tmp: Path) -> Path | None:
-    import osmium
-
     src = ROOT.parent / "shared" / "data" / "jiading_osm_signalized.osm"
     if not src.exists():
         return None
     pbf = tmp / "subset.osm.pbf"
-    with osmium.SimpleWriter(str(pbf), overwrite=True) as w:
-        for o in osmium.FileProcessor(str(src)):
-            if o.is_node():
-                w.add_node(o)
-            elif o.is_way():
-                w.add_way(o)
-    return pbf
+    return _to_pbf(src, pbf)
 
 
 def main() -> None:

@@ -524,6 +524,37 @@ class MileageEngine:
         K["piece"][f], K["sub"][f], K["pos"][f] = mt.piece, mt.sub, mt.pos_m
         return mt.piece
 
+    def _add_contributions(self, c_piece: np.ndarray, c_sub: np.ndarray, c_um: np.ndarray,
+                           ent: np.ndarray) -> None:
+        """Micrometres ``c_um`` on pieces ``c_piece`` (sub-segments ``c_sub``, for the zone and
+        sub-zones) into the totals, per enterprise code ``ent`` (0 = unknown enterprise)."""
+        m, tot = self.m, self.totals
+        if not len(c_piece):
+            return
+        tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
+        zi = m.sub_zone_index[c_sub]
+        tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
+                                      minlength=m.n_subzones + 1).astype(np.int64)
+        tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
+        n_e = len(self.enterprise_names) + 1
+        key = ent * m.n_pieces + c_piece
+        present = np.flatnonzero(np.bincount(ent, minlength=n_e))
+        if n_e * m.n_pieces <= self._DENSE_KEYS:
+            sums = np.bincount(key, weights=c_um, minlength=n_e * m.n_pieces).astype(np.int64)
+            rows_of = lambda e: (slice(None), sums[e * m.n_pieces:(e + 1) * m.n_pieces])  # noqa: E731
+        else:  # many enterprises: only the (enterprise, piece) keys that occur
+            ukey, inv = np.unique(key, return_inverse=True)
+            usums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
+            ue = ukey // m.n_pieces
+            rows_of = lambda e: (ukey[ue == e] - e * m.n_pieces, usums[ue == e])  # noqa: E731
+        for e in present.tolist():
+            name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
+            arr = tot.enterprise_piece_um.get(name)
+            if arr is None:
+                arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
+            at, add = rows_of(e)
+            arr[at] += add
+
     def _pairs_and_totals(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray) -> None:
         """Attribute the pairs that end at the finalized rows ``fw``; add to the totals."""
         p, m, tot = self.p, self.m, self.totals
@@ -573,31 +604,7 @@ class MileageEngine:
         c_sub = np.concatenate([sub_b, sub[a[di]], sub[pi[di]]])
         c_um = np.rint(np.concatenate([contrib_same, mA, mB]) * UM).astype(np.int64)
         c_at = np.concatenate([pi[si], pi[di], pi[di]])  # the pair's end row
-        if len(c_piece):
-            tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
-            zi = m.sub_zone_index[c_sub]
-            tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
-                                          minlength=m.n_subzones + 1).astype(np.int64)
-            tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
-            ent = K["ent"][c_at] + 1  # 0 = unknown enterprise
-            n_e = len(self.enterprise_names) + 1
-            key = ent * m.n_pieces + c_piece
-            present = np.flatnonzero(np.bincount(ent, minlength=n_e))
-            if n_e * m.n_pieces <= self._DENSE_KEYS:
-                sums = np.bincount(key, weights=c_um, minlength=n_e * m.n_pieces).astype(np.int64)
-                rows_of = lambda e: (slice(None), sums[e * m.n_pieces:(e + 1) * m.n_pieces])  # noqa: E731
-            else:  # many enterprises: only the (enterprise, piece) keys that occur
-                ukey, inv = np.unique(key, return_inverse=True)
-                usums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
-                ue = ukey // m.n_pieces
-                rows_of = lambda e: (ukey[ue == e] - e * m.n_pieces, usums[ue == e])  # noqa: E731
-            for e in present.tolist():
-                name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
-                arr = tot.enterprise_piece_um.get(name)
-                if arr is None:
-                    arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
-                at, add = rows_of(e)
-                arr[at] += add
+        self._add_contributions(c_piece, c_sub, c_um, K["ent"][c_at] + 1)
         matched = fw[piece[fw] >= 0]
         tot.piece_points += np.bincount(piece[matched], minlength=m.n_pieces)
         # per vehicle

@@ -235,20 +235,17 @@ class RouteTable:
 
     # ------------------------------------------------------------------ search
     def _search(self, src: np.ndarray, bound: np.ndarray,
-                dense: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                dense: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bounded shortest routes from each ``src`` node (unique, sorted) up to its ``bound``.
 
         Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source).
         A label-correcting search over all sources at once with labels in sorted arrays
         (``dense=False``: work grows with the nodes reached), or :meth:`_search_dense`
         (``dense=True``: for searches that reach a good part of the graph); both give the same
-        answer, previous nodes included. ``None``: the one that suits the bounds.
+        answer, previous nodes included (:meth:`_ensure` picks the one that suits the bounds).
         """
         N = self.n_nodes
         B = len(src)
-        if dense is None:
-            est = np.mean([self._reach.get(float(v), self._reach_guess(float(v))) for v in np.unique(bound)])
-            dense = est * 16 >= N
         ip, hd, wt = self.indptr, self.head, self.weight
         j0 = np.arange(B, dtype=np.int64)
         if dense:
@@ -397,6 +394,11 @@ class RouteTable:
             prev[todo[hit]] = bp[at[hit]]
             todo = todo[~hit]
         return dist, prev
+
+    def crow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """A lower bound of the route from each node ``a`` to its ``b``: the straight line between
+        them, less 1 % for the projection's scale against geodesic piece lengths."""
+        return 0.99 * np.hypot(self.node_x[a] - self.node_x[b], self.node_y[a] - self.node_y[b])
 
     def dist(self, src: np.ndarray, tgt: np.ndarray, need: np.ndarray | float | None = None) -> np.ndarray:
         """Shortest route from each ``src`` node to its ``tgt`` node where it is at most ``need``.
@@ -988,8 +990,7 @@ class HmmEngine(MileageEngine):
         limit = h.route_factor * d_st[o] + h.slack
         timed = ~unt[o]
         limit[timed] = np.minimum(limit[timed], p.max_speed_mps * np.maximum(dt_s[o][timed], 0.0) + h.slack)
-        # a route is at least the straight line between the nodes (less a margin for the scale)
-        lower = ends + 0.99 * np.hypot(R.node_x[ex] - R.node_x[en], R.node_y[ex] - R.node_y[en])
+        lower = ends + R.crow(ex, en)
         look = np.flatnonzero(lower <= limit)
         # how far a route matters: to the plausibility limit, and for a U-turn on the piece to where
         # the route stops being the shorter way
@@ -1005,16 +1006,13 @@ class HmmEngine(MileageEngine):
         tol = 1e-3
         fin = np.isfinite(d_main)
         # (looked up only where the straight line between the nodes leaves room for it)
-        def crow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return 0.99 * np.hypot(R.node_x[a] - R.node_x[b], R.node_y[a] - R.node_y[b])
-
         ent_a, ex_b, en_l, ex_l = S["entry"][so_l], S["exit"][to_l], en[look], ex[look]
         La, Lb = S["L"][so_l], S["L"][to_l]
         ta = fin & ~self.m.piece_oneway[S["piece"][so_l]]
-        ta[ta] = La[ta] + crow(ent_a[ta], en_l[ta]) <= d_main[ta] + tol
+        ta[ta] = La[ta] + R.crow(ent_a[ta], en_l[ta]) <= d_main[ta] + tol
         ta[ta] = La[ta] + R.dist(ent_a[ta], en_l[ta], d_main[ta] - La[ta] + tol) <= d_main[ta] + tol
         tb = fin & ~self.m.piece_oneway[S["piece"][to_l]] & ~ta
-        tb[tb] = crow(ex_l[tb], ex_b[tb]) + Lb[tb] <= d_main[tb] + tol
+        tb[tb] = R.crow(ex_l[tb], ex_b[tb]) + Lb[tb] <= d_main[tb] + tol
         tb[tb] = R.dist(ex_l[tb], ex_b[tb], d_main[tb] - Lb[tb] + tol) + Lb[tb] <= d_main[tb] + tol
         end_turn = np.zeros(len(sa), dtype=bool)
         end_turn[o[look]] = ta | tb
@@ -1088,20 +1086,7 @@ class HmmEngine(MileageEngine):
              c_um: np.ndarray, c_at: np.ndarray, piece_fix: np.ndarray, off_at: np.ndarray,
              off_d: np.ndarray, gs: np.ndarray, untimed: np.ndarray) -> None:
         p, m, tot = self.p, self.m, self.totals
-        if len(c_piece):
-            tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
-            zi = m.sub_zone_index[c_sub]
-            tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
-                                          minlength=m.n_subzones + 1).astype(np.int64)
-            tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
-            ent = K["ent"][c_at] + 1
-            for e in np.unique(ent).tolist():
-                name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
-                arr = tot.enterprise_piece_um.get(name)
-                if arr is None:
-                    arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
-                sel = ent == e
-                arr += np.bincount(c_piece[sel], weights=c_um[sel], minlength=m.n_pieces).astype(np.int64)
+        self._add_contributions(c_piece, c_sub, c_um, K["ent"][c_at] + 1)
         matched = fw[piece_fix[fw] >= 0]
         tot.piece_points += np.bincount(piece_fix[matched], minlength=m.n_pieces)
         veh = K["veh"]

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import InputError, InputWarning
+from .errors import InputError, InputWarning, env_mib
 from .roads import RawWay, split_runs, warn_missing_refs
 
 _HINT = "give an OSM XML file (.osm, .osm.bz2, .osm.gz) as exported by osmium, JOSM or Overpass"
@@ -36,19 +36,6 @@ _ID_MAX = 2**63 - 1
 _COORD = re.compile(r"^\s*[+-]?((\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)\s*$", re.IGNORECASE)
 
 
-def _env_mb(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = float("nan")
-    if not (mb > 0 and mb < 1e9):
-        raise InputError(f"bad {name} {raw!r}", hint="give a positive number of MiB")
-    return int(mb * (1 << 20))
-
-
 class _Guard(io.RawIOBase):
     """A reader that stops at the decompressed-size cap and at an over-long XML token.
 
@@ -59,8 +46,8 @@ class _Guard(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], path: Path, compressed: bool) -> None:
         self.raw, self.path, self.compressed = raw, path, compressed
-        self.token_cap = _env_mb("ICV_MAX_XML_TOKEN_MB", MAX_TOKEN_BYTES)
-        self.size_cap = _env_mb("ICV_MAX_DECOMPRESSED_MB", MAX_DECOMPRESSED_BYTES)
+        self.token_cap = env_mib("ICV_MAX_XML_TOKEN_MB", MAX_TOKEN_BYTES)
+        self.size_cap = env_mib("ICV_MAX_DECOMPRESSED_MB", MAX_DECOMPRESSED_BYTES)
         self.on_disk = max(1, os.path.getsize(path))
         self.total = 0
         self.run = 0  # bytes since the last < or >

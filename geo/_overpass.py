@@ -56,7 +56,7 @@ from requests.hooks import default_hooks
 from shapely.geometry import MultiPolygon, Polygon
 from tqdm.auto import tqdm
 
-from .errors import InputError, SourceUnavailableError, ZoneError, strip_controls
+from .errors import InputError, SourceUnavailableError, ZoneError, env_mib, strip_controls
 from .roads import RawWay, RoadFilter, ways_from_graph
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,7 @@ MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 def max_answer_bytes() -> int:
     """The answer-size cap: ``$ICV_MAX_ANSWER_MB`` (MiB) or :data:`MAX_ANSWER_BYTES`."""
-    raw = os.environ.get("ICV_MAX_ANSWER_MB")
-    if raw is None or not raw.strip():
-        return MAX_ANSWER_BYTES
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = float("nan")
-    if not (mb > 0 and mb < 1e7):
-        raise InputError(f"bad ICV_MAX_ANSWER_MB {raw!r}", hint="give a positive number of MiB, e.g. 512")
-    return int(mb * 1024 * 1024)
+    return env_mib("ICV_MAX_ANSWER_MB", MAX_ANSWER_BYTES, max_mb=1e7, example="512")
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:

@@ -112,3 +112,23 @@ class InputWarning(UserWarning):
 
 def _rebuild(cls: type[IcvError], what: str, where: str | None, hint: str | None) -> IcvError:
     return cls(what, where=where, hint=hint)
+
+
+def env_mib(name: str, default: int, *, max_mb: float = 1e9, example: str | None = None) -> int:
+    """A size cap in bytes from the environment variable ``name`` (MiB), else ``default`` (bytes).
+
+    A value that is not a positive number below ``max_mb`` is an :class:`InputError`.
+    """
+    import os
+
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not (mb > 0 and mb < max_mb):
+        raise InputError(f"bad {name} {raw!r}",
+                         hint="give a positive number of MiB" + (f", e.g. {example}" if example else ""))
+    return int(mb * (1 << 20))
