@@ -116,6 +116,9 @@ class Totals:
     unconnected_pairs: int = 0
     #: pairs the HMM matcher could not follow: (vehicle, t0_ns, t1_ns, why), the first few
     break_examples: list = field(default_factory=list)
+    #: fixes the HMM matcher left out as outliers (beyond the radius, or next to a road no plausible
+    #: route reaches and leaves, between fixes it could follow)
+    outliers_skipped: int = 0
 
     def __post_init__(self) -> None:
         if self.piece_um is None:
@@ -133,6 +136,7 @@ class Totals:
         self.subzone_um += other.subzone_um
         self.zone_um += other.zone_um
         self.unconnected_pairs += other.unconnected_pairs
+        self.outliers_skipped += other.outliers_skipped
         self.break_examples = sorted([*self.break_examples, *other.break_examples])[:20]
         for e, arr in other.enterprise_piece_um.items():
             if e in self.enterprise_piece_um:

@@ -99,6 +99,11 @@ class HmmParams:
     #: the transition scale grows with the step: beta of a pair is at least this fraction of its
     #: straight distance (Newson & Krumm fitted beta to |route - straight|, which grows with the step)
     beta_step: float = 0.0
+    #: up to this many consecutive matched fixes that no plausible transition reaches, while the fix
+    #: after them is reached from the fix before them, are outliers (left out, not a broken track)
+    outlier_run: int = 3
+    #: ... where the fix before and the fix after them are at most this far apart in time
+    outlier_span_s: float = 60.0
 
     def step_sigma(self, lag: np.ndarray | float) -> np.ndarray | float:
         """Per-axis noise of the step between fixes ``lag`` intervals apart, over sqrt 2 (sigma if independent)."""
@@ -550,6 +555,9 @@ def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: 
 
 # ---------------------------------------------------------------- the engine
 
+#: window * _KEY + kept-index: one key per fix of a group of windows
+_KEY = 1 << 40
+
 class HmmEngine(MileageEngine):
     """:class:`~geo._fleet_engine.MileageEngine` with HMM matching along routed paths.
 
@@ -654,7 +662,10 @@ class HmmEngine(MileageEngine):
                 self.buf[code] = {k: v[drop:].copy() for k, v in self.buf[code].items()}
                 self.base[code] += drop
 
-    def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> None:
+    def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]],
+                 drop: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, stage: int = 0) -> None:
+        """Match and attribute a group of windows; ``drop``/``stage``: a redo without outliers
+        (see :meth:`_outlier_runs`)."""
         h, p, m, R = self.h, self.p, self.m, self.routes
         parts = []
         for wi, (code, lo, hi, c0, c1, end) in enumerate(jobs):
@@ -713,6 +724,12 @@ class HmmEngine(MileageEngine):
         tg = np.r_[np.diff(P["t"]) > 3e9 * h.decimate * h.interval_s, False]
         tg = (tg | np.r_[False, tg[:-1]]) & ~untimed
         H = np.flatnonzero(~still & ((P["kidx"] % h.decimate == 0) | P["last"] | tg))
+        skipped = np.zeros(n, dtype=bool)  # outliers left out of the matching (counted where committed)
+        if drop is not None:
+            # the redo of windows with outliers next to another road: those fixes left out
+            out_ = np.isin(win[H] * _KEY + P["kidx"][H], drop[0] * _KEY + drop[1])
+            skipped[H[out_]] = True
+            H = H[~out_]
         # ---- candidates: the nearest pieces of each matched fix, as directed states
         c = m.candidates(X[H], Y[H])
         pt, dd = c.point, c.dist  # grouped by fix
@@ -772,6 +789,7 @@ class HmmEngine(MileageEngine):
             w_ = win[H]
             lone = np.r_[False, noc[1:-1] & ~noc[:-2] & ~noc[2:] & (w_[1:-1] == w_[:-2]) & (w_[1:-1] == w_[2:]),
                          False]
+            skipped[H[lone]] = True
             H = H[~lone]
         Hh = H[st_cnt[H] > 0]  # matched fixes with candidates
         prevH = np.full(n, -1, dtype=np.int64)
@@ -883,8 +901,84 @@ class HmmEngine(MileageEngine):
                 prev_fix = prevH[cur]
                 chosen[prev_fix] = bp[chosen[cur]]
                 cur = prev_fix[~seg_start[prev_fix]]
+        # outliers next to another road: the windows with some are matched again without them
+        redo = self._outlier_runs(jobs, drop, stage, P, T, untimed, Hh, prevH, seg_start, st_cnt)
+        self.totals.outliers_skipped += int((skipped & P["commit"]).sum())
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
                         s_exit, s_entry, Lg, untimed)
+        if redo is not None:
+            self._windows(*redo)
+
+    def _outlier_runs(self, jobs: list, drop: tuple[np.ndarray, np.ndarray, np.ndarray] | None, stage: int,
+                      P: dict[str, np.ndarray], T: np.ndarray, untimed: np.ndarray, Hh: np.ndarray,
+                      prevH: np.ndarray, seg_start: np.ndarray, st_cnt: np.ndarray) -> tuple | None:
+        """Outliers next to another road (as Newson & Krumm, Meili): fixes that no plausible transition
+        reaches while the fix after them is reached from the fix before them.
+
+        Stage 0: blocks of 1..``outlier_run`` consecutive matched fixes of a window (spanning at most
+        ``outlier_span_s`` from the fix before to the fix after) that start a new segment and whose
+        next fix starts one too. Stage 1 (their windows matched again without them): a block whose
+        next fix is still not reached from the fix before it was no outlier (the vehicle did leave);
+        its windows go once more (stage 2) without the blocks that held only. The windows to redo
+        are uncommitted here (``P["commit"]``, in place); each window's answer depends on its own
+        fixes alone, so chunks and Dask partitions do not change it.
+
+        Returns the arguments of :meth:`_windows` for the redo (``drop``: window in the new job
+        list, kept-index and block of each fix to leave out), or None.
+        """
+        h = self.h
+        if stage >= 2 or len(Hh) < 3 or h.outlier_run < 1:
+            return None
+        win, kidx, commit = P["win"], P["kidx"], P["commit"]
+        if stage == 0:
+            # breaks the summary would report: no plausible transition from a fix with candidates
+            pv = prevH[Hh]
+            brk = seg_start[Hh] & (pv >= 0)
+            brk[brk] = st_cnt[pv[brk]] > 0
+            brk &= untimed[Hh] | (T[Hh] - T[np.maximum(pv, 0)] <= self.p.max_gap_s * 1e9)
+            q = np.flatnonzero(brk)
+            if len(q) < 2:
+                return None
+            qa, qb = q[:-1], q[1:]
+            ok = (qb - qa <= h.outlier_run) & (win[Hh[qa]] == win[Hh[qb]])
+            if not ok.any():
+                return None
+            # the fixes of the short segments [qa, qb); segments that touch are one block
+            cover = np.zeros(len(Hh) + 1, dtype=np.int64)
+            np.add.at(cover, qa[ok], 1)
+            np.add.at(cover, qb[ok], -1)
+            d = np.flatnonzero(np.cumsum(cover)[:-1] > 0)  # positions in Hh
+            new = np.r_[True, (d[1:] != d[:-1] + 1) | (win[Hh[d[1:]]] != win[Hh[d[:-1]]])]
+            blk = np.cumsum(new) - 1
+            first, last = d[new], d[np.r_[new[1:], True]]
+            before, after = Hh[first - 1], Hh[last + 1]
+            # a longer run of implausible fixes is a real break (the vehicle left, or the data jumped)
+            good = (last - first + 1 <= h.outlier_run) & (
+                untimed[after] | (T[after] - T[before] <= h.outlier_span_s * 1e9))
+            rows, blk = Hh[d[good[blk]]], blk[good[blk]]
+            if not len(rows):
+                return None
+            affected = np.unique(win[rows])
+        else:
+            dw, dk, blk = drop
+            rows = np.searchsorted(win * _KEY + kidx, dw * _KEY + dk)  # (sorted: windows in order, kidx up)
+            ub, inv = np.unique(blk, return_inverse=True)
+            last_row = np.zeros(len(ub), dtype=np.int64)
+            np.maximum.at(last_row, inv, rows)
+            # the next matched fix after each block: reached now from the fix before the block?
+            j = np.searchsorted(Hh, last_row, side="right")
+            jc = np.minimum(j, len(Hh) - 1)
+            fail = (j < len(Hh)) & (win[Hh[jc]] == win[last_row]) & seg_start[Hh[jc]]
+            if not fail.any():
+                return None
+            affected = np.unique(win[last_row[fail]])
+            rows, blk = rows[~fail[inv]], blk[~fail[inv]]
+        commit[np.isin(win, affected)] = False
+        sel = np.isin(win[rows], affected)
+        rows, blk = rows[sel], blk[sel]
+        remap = np.full(len(jobs), -1, dtype=np.int64)
+        remap[affected] = np.arange(len(affected))
+        return [jobs[w] for w in affected.tolist()], (remap[win[rows]], kidx[rows].copy(), blk), stage + 1
 
     def _attribute(self, P: dict[str, np.ndarray], jobs: list, H: np.ndarray, still: np.ndarray,
                    chosen: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, s_piece: np.ndarray,

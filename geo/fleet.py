@@ -277,6 +277,9 @@ class MileageResult:
             ("unfollowed pairs", int(t.unconnected_pairs), "pairs",
              "consecutive fixes with no plausible route between them (HMM: track broken there; "
              "snap: straight distance halved)"),
+            ("outliers skipped", int(t.outliers_skipped), "points",
+             "HMM: fixes left out of the matching as outliers (beyond the radius, or next to a road no plausible "
+             "route reaches and leaves, between fixes it can follow); the route goes from the fix before to the one after"),
         ]
         if self.untimed:
             rows.append(("ordered traces", len(self.untimed), "vehicles",
