@@ -663,9 +663,9 @@ class HmmEngine(MileageEngine):
                 self.base[code] += drop
 
     def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]],
-                 drop: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, stage: int = 0) -> None:
-        """Match and attribute a group of windows; ``drop``/``stage``: a redo without outliers
-        (see :meth:`_outlier_runs`)."""
+                 drop: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Match and attribute a group of windows; ``drop``: (window, kept-index) of the fixes to
+        leave out, the redo of windows with outliers (see :meth:`_outlier_runs`)."""
         h, p, m, R = self.h, self.p, self.m, self.routes
         parts = []
         for wi, (code, lo, hi, c0, c1, end) in enumerate(jobs):
@@ -833,8 +833,7 @@ class HmmEngine(MileageEngine):
         cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
         if h.turn_penalty_m > 0:
             cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn) / h.beta
-        plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
-                           & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
+        plausible = self._plausible(fwd, r, d_st, dt_s, unt)
         cost = np.where(plausible, cost, np.inf)
         # ---- Viterbi, one step per position of the matched fixes in their window
         step = np.zeros(n, dtype=np.int64)
@@ -902,83 +901,121 @@ class HmmEngine(MileageEngine):
                 chosen[prev_fix] = bp[chosen[cur]]
                 cur = prev_fix[~seg_start[prev_fix]]
         # outliers next to another road: the windows with some are matched again without them
-        redo = self._outlier_runs(jobs, drop, stage, P, T, untimed, Hh, prevH, seg_start, st_cnt)
+        redo = None if drop is not None else self._outlier_runs(jobs, P, T, untimed, Hh, prevH, seg_start, S,
+                                                                 st_start, st_cnt)
         self.totals.outliers_skipped += int((skipped & P["commit"]).sum())
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
                         s_exit, s_entry, Lg, untimed)
         if redo is not None:
             self._windows(*redo)
 
-    def _outlier_runs(self, jobs: list, drop: tuple[np.ndarray, np.ndarray, np.ndarray] | None, stage: int,
-                      P: dict[str, np.ndarray], T: np.ndarray, untimed: np.ndarray, Hh: np.ndarray,
-                      prevH: np.ndarray, seg_start: np.ndarray, st_cnt: np.ndarray) -> tuple | None:
-        """Outliers next to another road (as Newson & Krumm, Meili): fixes that no plausible transition
-        reaches while the fix after them is reached from the fix before them.
+    def _plausible(self, fwd: np.ndarray, r: np.ndarray, d_st: np.ndarray, dt_s: np.ndarray,
+                   unt: np.ndarray) -> np.ndarray:
+        """Whether a transition of route ``r`` (m) is plausible for fixes ``d_st`` m and ``dt_s`` s apart."""
+        h, p = self.h, self.p
+        return fwd | ((r <= h.route_factor * d_st + h.slack)
+                      & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
 
-        Stage 0: blocks of 1..``outlier_run`` consecutive matched fixes of a window (spanning at most
-        ``outlier_span_s`` from the fix before to the fix after) that start a new segment and whose
-        next fix starts one too. Stage 1 (their windows matched again without them): a block whose
-        next fix is still not reached from the fix before it was no outlier (the vehicle did leave);
-        its windows go once more (stage 2) without the blocks that held only. The windows to redo
-        are uncommitted here (``P["commit"]``, in place); each window's answer depends on its own
+    def _bridges(self, S: dict[str, np.ndarray], st_start: np.ndarray, st_cnt: np.ndarray, fa: np.ndarray,
+                 fb: np.ndarray, X: np.ndarray, Y: np.ndarray, T: np.ndarray, untimed: np.ndarray) -> np.ndarray:
+        """Whether some state of fix ``fb`` is plausibly reached from some state of fix ``fa`` (per pair)."""
+        out = np.zeros(len(fa), dtype=bool)
+        na, nb = st_cnt[fa], st_cnt[fb]
+        npair = na * nb
+        if len(fa) == 0 or npair.sum() == 0:
+            return out
+        prp = np.repeat(np.arange(len(fa)), npair)
+        kk = np.arange(int(npair.sum())) - np.repeat(np.cumsum(npair) - npair, npair)
+        sa_ = st_start[fa][prp] + kk % na[prp]
+        sb_ = st_start[fb][prp] + kk // na[prp]
+        d_st = np.hypot(X[fb] - X[fa], Y[fb] - Y[fa])[prp]
+        dt_s = ((T[fb] - T[fa]) / 1e9)[prp]
+        unt = untimed[fb][prp]
+        keep_turn = getattr(self, "_node_turn", None)
+        fwd, use_rev, _route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        self._node_turn = keep_turn
+        r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
+        ok = self._plausible(fwd, r, d_st, dt_s, unt)
+        out[np.unique(prp[ok])] = True
+        return out
+
+    def _outlier_runs(self, jobs: list, P: dict[str, np.ndarray], T: np.ndarray, untimed: np.ndarray,
+                      Hh: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, S: dict[str, np.ndarray],
+                      st_start: np.ndarray, st_cnt: np.ndarray) -> tuple | None:
+        """Outliers, as Newson & Krumm and Meili treat them: where no plausible transition joins two
+        consecutive matched fixes (a break), a block of 1..``outlier_run`` matched fixes next to it
+        whose removal joins the fix before the block to the fix after it plausibly.
+
+        For each break at fix ``q`` (``q - 1`` before it), in this order: the block ``q .. q+r-1``
+        (fixes no plausible transition reaches: an outlier next to another road, or behind the
+        vehicle), then ``q-r .. q-1`` (fixes reached but not left: an outlier ahead), r = 1, 2, ...;
+        the first whose bridge is plausible and spans at most ``outlier_span_s`` is taken. Blocks
+        that touch are one (at most ``outlier_run`` fixes, its bridge tested again). A break none
+        of whose blocks bridges stays a break (the vehicle left the network, or the data jumped).
+        The windows with outliers are uncommitted here (``P["commit"]``, in place) and returned
+        for :meth:`_windows` to match again without them; each window's answer depends on its own
         fixes alone, so chunks and Dask partitions do not change it.
-
-        Returns the arguments of :meth:`_windows` for the redo (``drop``: window in the new job
-        list, kept-index and block of each fix to leave out), or None.
         """
-        h = self.h
-        if stage >= 2 or len(Hh) < 3 or h.outlier_run < 1:
+        h, k = self.h, self.h.outlier_run
+        if len(Hh) < 3 or k < 1:
             return None
-        win, kidx, commit = P["win"], P["kidx"], P["commit"]
-        if stage == 0:
-            # breaks the summary would report: no plausible transition from a fix with candidates
-            pv = prevH[Hh]
-            brk = seg_start[Hh] & (pv >= 0)
-            brk[brk] = st_cnt[pv[brk]] > 0
-            brk &= untimed[Hh] | (T[Hh] - T[np.maximum(pv, 0)] <= self.p.max_gap_s * 1e9)
-            q = np.flatnonzero(brk)
-            if len(q) < 2:
-                return None
-            qa, qb = q[:-1], q[1:]
-            ok = (qb - qa <= h.outlier_run) & (win[Hh[qa]] == win[Hh[qb]])
-            if not ok.any():
-                return None
-            # the fixes of the short segments [qa, qb); segments that touch are one block
-            cover = np.zeros(len(Hh) + 1, dtype=np.int64)
-            np.add.at(cover, qa[ok], 1)
-            np.add.at(cover, qb[ok], -1)
-            d = np.flatnonzero(np.cumsum(cover)[:-1] > 0)  # positions in Hh
-            new = np.r_[True, (d[1:] != d[:-1] + 1) | (win[Hh[d[1:]]] != win[Hh[d[:-1]]])]
-            blk = np.cumsum(new) - 1
-            first, last = d[new], d[np.r_[new[1:], True]]
-            before, after = Hh[first - 1], Hh[last + 1]
-            # a longer run of implausible fixes is a real break (the vehicle left, or the data jumped)
-            good = (last - first + 1 <= h.outlier_run) & (
-                untimed[after] | (T[after] - T[before] <= h.outlier_span_s * 1e9))
-            rows, blk = Hh[d[good[blk]]], blk[good[blk]]
-            if not len(rows):
-                return None
-            affected = np.unique(win[rows])
-        else:
-            dw, dk, blk = drop
-            rows = np.searchsorted(win * _KEY + kidx, dw * _KEY + dk)  # (sorted: windows in order, kidx up)
-            ub, inv = np.unique(blk, return_inverse=True)
-            last_row = np.zeros(len(ub), dtype=np.int64)
-            np.maximum.at(last_row, inv, rows)
-            # the next matched fix after each block: reached now from the fix before the block?
-            j = np.searchsorted(Hh, last_row, side="right")
-            jc = np.minimum(j, len(Hh) - 1)
-            fail = (j < len(Hh)) & (win[Hh[jc]] == win[last_row]) & seg_start[Hh[jc]]
-            if not fail.any():
-                return None
-            affected = np.unique(win[last_row[fail]])
-            rows, blk = rows[~fail[inv]], blk[~fail[inv]]
+        win, kidx, commit, X, Y = P["win"], P["kidx"], P["commit"], P["x"], P["y"]
+        nh = len(Hh)
+        pv = prevH[Hh]
+        # consecutive in H, both with candidates (no fix without candidates in between), same window
+        chain = np.r_[False, pv[1:] == Hh[:-1]]
+        # breaks the summary would report: no plausible transition from a fix with candidates
+        brk = seg_start[Hh] & chain
+        brk &= untimed[Hh] | (T[Hh] - T[np.maximum(pv, 0)] <= self.p.max_gap_s * 1e9)
+        q = np.flatnonzero(brk)
+        if len(q) == 0:
+            return None
+        broken_chain = np.r_[0, np.cumsum(~chain)]  # links j0+1..j1 all chained: equal at j0 and j1
+
+        def linked(j0: np.ndarray, j1: np.ndarray) -> np.ndarray:
+            return (j0 >= 0) & (j1 < nh) & (broken_chain[np.clip(j1, 0, nh - 1) + 1]
+                                            == broken_chain[np.clip(j0, 0, nh - 1) + 1])
+
+        # hypotheses (break, first dropped, last dropped, before, after) in the order of preference
+        hq, hf, hl = [], [], []
+        for r in range(1, k + 1):
+            hq += [q, q]
+            hf += [q, q - r]
+            hl += [q + r - 1, q - 1]
+        hq, hf, hl = np.concatenate(hq), np.concatenate(hf), np.concatenate(hl)
+        order = np.arange(len(hq))
+        bef, aft = hf - 1, hl + 1
+        ok = linked(bef, aft)
+        bi, ai = Hh[np.clip(bef, 0, nh - 1)], Hh[np.clip(aft, 0, nh - 1)]
+        ok &= untimed[ai] | (T[ai] - T[bi] <= h.outlier_span_s * 1e9)
+        c = np.flatnonzero(ok)
+        c = c[self._bridges(S, st_start, st_cnt, bi[c], ai[c], X, Y, T, untimed)]
+        if len(c) == 0:
+            return None
+        # per break, the first hypothesis that bridges
+        o = np.lexsort((order[c], hq[c]))
+        c = c[o]
+        c = c[np.r_[True, hq[c][1:] != hq[c][:-1]]]
+        cover = np.zeros(nh + 1, dtype=np.int64)
+        np.add.at(cover, hf[c], 1)
+        np.add.at(cover, hl[c] + 1, -1)
+        d = np.flatnonzero(np.cumsum(cover)[:-1] > 0)  # dropped positions in Hh
+        new = np.r_[True, (d[1:] != d[:-1] + 1) | (win[Hh[d[1:]]] != win[Hh[d[:-1]]])]  # (never across windows)
+        blk = np.cumsum(new) - 1
+        first, last = d[new], d[np.r_[new[1:], True]]
+        bi, ai = Hh[first - 1], Hh[np.minimum(last + 1, nh - 1)]
+        good = (last - first + 1 <= k) & linked(first - 1, last + 1) & (
+            untimed[ai] | (T[ai] - T[bi] <= h.outlier_span_s * 1e9))
+        g = np.flatnonzero(good)
+        good[g] = self._bridges(S, st_start, st_cnt, bi[g], ai[g], X, Y, T, untimed)
+        rows = Hh[d[good[blk]]]
+        if len(rows) == 0:
+            return None
+        affected = np.unique(win[rows])
         commit[np.isin(win, affected)] = False
-        sel = np.isin(win[rows], affected)
-        rows, blk = rows[sel], blk[sel]
         remap = np.full(len(jobs), -1, dtype=np.int64)
         remap[affected] = np.arange(len(affected))
-        return [jobs[w] for w in affected.tolist()], (remap[win[rows]], kidx[rows].copy(), blk), stage + 1
+        return [jobs[w] for w in affected.tolist()], (remap[win[rows]], kidx[rows].copy())
 
     def _attribute(self, P: dict[str, np.ndarray], jobs: list, H: np.ndarray, still: np.ndarray,
                    chosen: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, s_piece: np.ndarray,
