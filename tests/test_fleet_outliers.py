@@ -127,3 +127,17 @@ def test_outliers_across_window_ends_and_chunks_give_the_same_answer(parallel, t
         assert part.totals.outliers_skipped == whole.totals.outliers_skipped
         assert part.totals.unconnected_pairs == 0
         assert part.totals.vehicles == whole.totals.vehicles
+
+
+def test_an_outlier_ahead_on_the_same_road_is_skipped(parallel, tmp_path: Path) -> None:
+    # with the GPS heading (east), fix 40 lands 50 m ahead on the same road: it is reached, but the
+    # fix after it (40 m behind it, heading east) is not reached from it: the fix reached but not left
+    xy = line_points((0, 0), (800, 0), 10.0)
+    xy[40, 0] += 50.0
+    log = tmp_path / "ahead.csv"
+    track(xy, heading=np.full(len(xy), 90.0), speed=np.full(len(xy), 10.0)).to_csv(log, index=False)
+    res = fleet.compute_mileage(log, parallel.roads, params=HMM)
+    assert res.totals.unconnected_pairs == 0
+    assert res.totals.outliers_skipped == 1
+    assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (800, 0)]), abs=1.0)
+    assert res.off_network_km == 0
