@@ -952,9 +952,9 @@ class HmmEngine(MileageEngine):
         the first whose bridge is plausible and spans at most ``outlier_span_s`` is taken. Blocks
         that touch are one (at most ``outlier_run`` fixes, its bridge tested again). A break none
         of whose blocks bridges stays a break (the vehicle left the network, or the data jumped).
-        The windows with outliers are uncommitted here (``P["commit"]``, in place) and returned
-        for :meth:`_windows` to match again without them; each window's answer depends on its own
-        fixes alone, so chunks and Dask partitions do not change it.
+        The fixes round the outliers are uncommitted here (``P["commit"]``, in place) and returned
+        as windows for :meth:`_windows` to match again without the outliers; each window's answer
+        depends on its own fixes alone, so chunks and Dask partitions do not change it.
         """
         h, k = self.h, self.h.outlier_run
         if len(Hh) < 3 or k < 1:
@@ -1011,11 +1011,26 @@ class HmmEngine(MileageEngine):
         rows = Hh[d[good[blk]]]
         if len(rows) == 0:
             return None
-        affected = np.unique(win[rows])
-        commit[np.isin(win, affected)] = False
-        remap = np.full(len(jobs), -1, dtype=np.int64)
-        remap[affected] = np.arange(len(affected))
-        return [jobs[w] for w in affected.tolist()], (remap[win[rows]], kidx[rows].copy())
+        # the redo: per window, the part of its commit range within ``overlap`` fixes of its outliers,
+        # with ``overlap`` fixes of context (a window like any other: the Viterbi settles within that)
+        L = h.overlap
+        sub, dw, dk = [], [], []
+        wr = win[rows]
+        for w in np.unique(wr).tolist():
+            code, lo, hi, c0, c1, end = jobs[w]
+            kd = kidx[rows[wr == w]]
+            s0, s1 = max(c0, int(kd.min()) - L), min(c1, int(kd.max()) + 1 + L)
+            if s0 >= s1:
+                continue  # outliers in the context only: the window that commits them sees them
+            lo2, hi2 = max(lo, s0 - L), min(hi, s1 + L)
+            commit[(win == w) & (kidx >= s0) & (kidx < s1)] = False
+            kd = kd[(kd >= lo2) & (kd < hi2)]
+            dw.append(np.full(len(kd), len(sub), dtype=np.int64))
+            dk.append(kd)
+            sub.append((code, lo2, hi2, s0, s1, bool(end and hi2 == hi)))
+        if not sub:
+            return None
+        return sub, (np.concatenate(dw), np.concatenate(dk))
 
     def _attribute(self, P: dict[str, np.ndarray], jobs: list, H: np.ndarray, still: np.ndarray,
                    chosen: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, s_piece: np.ndarray,
