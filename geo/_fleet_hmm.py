@@ -1011,19 +1011,26 @@ class HmmEngine(MileageEngine):
         rows = Hh[d[good[blk]]]
         if len(rows) == 0:
             return None
-        # the redo: per window, the part of its commit range within ``overlap`` fixes of its outliers,
-        # with ``overlap`` fixes of context (a window like any other: the Viterbi settles within that)
-        L = h.overlap
+        # the redo: per window, the part of its commit range from ``M`` matched fixes before the
+        # first bridge to ``M`` after the last, with ``overlap`` fixes of context (a window like any
+        # other: the Viterbi settles within that)
+        L, M = h.overlap, 16
+        gf, gl = first[good], last[good]
+        wb = win[Hh[gf]]
+        wH = win[Hh]
         sub, dw, dk = [], [], []
         wr = win[rows]
-        for w in np.unique(wr).tolist():
+        for w in np.unique(wb).tolist():
             code, lo, hi, c0, c1, end = jobs[w]
-            kd = kidx[rows[wr == w]]
-            s0, s1 = max(c0, int(kd.min()) - L), min(c1, int(kd.max()) + 1 + L)
+            hs, he = np.searchsorted(wH, w), np.searchsorted(wH, w, side="right") - 1
+            pf = max(hs, int(gf[wb == w].min()) - 1 - M)
+            pl = min(he, int(gl[wb == w].max()) + 1 + M)
+            s0, s1 = max(c0, int(kidx[Hh[pf]])), min(c1, int(kidx[Hh[pl]]) + 1)
             if s0 >= s1:
                 continue  # outliers in the context only: the window that commits them sees them
             lo2, hi2 = max(lo, s0 - L), min(hi, s1 + L)
             commit[(win == w) & (kidx >= s0) & (kidx < s1)] = False
+            kd = kidx[rows[wr == w]]
             kd = kd[(kd >= lo2) & (kd < hi2)]
             dw.append(np.full(len(kd), len(sub), dtype=np.int64))
             dk.append(kd)
