@@ -656,6 +656,7 @@ class HmmEngine(MileageEngine):
                 group, size = [], 0
         if group:
             self._windows(group)
+        self._redo_outliers()
         for code in {j[0] for j in jobs}:
             drop = max(0, self.next[code] - L - self.base[code])
             if drop:
@@ -907,7 +908,28 @@ class HmmEngine(MileageEngine):
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
                         s_exit, s_entry, Lg, untimed)
         if redo is not None:
-            self._windows(*redo)
+            self.__dict__.setdefault("_redo", []).append(redo)
+
+    def _redo_outliers(self) -> None:
+        """Match the windows with outliers again without them: those of all groups of a drain at
+        once (a few fixes each: one Viterbi pass over them all, not one per group)."""
+        todo, self._redo = getattr(self, "_redo", []), []
+        jobs: list = []
+        dw, dk = [], []
+        for sub, (w, k) in todo:
+            dw.append(w + len(jobs))
+            dk.append(k)
+            jobs += sub
+        if not jobs:
+            return
+        dw_, dk_ = np.concatenate(dw), np.concatenate(dk)
+        # in groups of at most _GROUP_FIXES fixes, as the first pass
+        size = np.cumsum([j[2] - j[1] for j in jobs])
+        cut = np.r_[0, np.flatnonzero(np.diff(size // self._GROUP_FIXES) > 0) + 1, len(jobs)]
+        for a, b in zip(cut[:-1].tolist(), cut[1:].tolist()):
+            if b > a:
+                sel = (dw_ >= a) & (dw_ < b)
+                self._windows(jobs[a:b], (dw_[sel] - a, dk_[sel]))
 
     def _plausible(self, fwd: np.ndarray, r: np.ndarray, d_st: np.ndarray, dt_s: np.ndarray,
                    unt: np.ndarray) -> np.ndarray:
