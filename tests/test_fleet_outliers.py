@@ -141,3 +141,35 @@ def test_an_outlier_ahead_on_the_same_road_is_skipped(parallel, tmp_path: Path) 
     assert res.totals.outliers_skipped == 1
     assert res.on_network_km * 1000 == pytest.approx(geod_len([(0, 0), (800, 0)]), abs=1.0)
     assert res.off_network_km == 0
+
+
+def test_outliers_on_real_roads_do_not_depend_on_chunks_interleaving_or_dask(tmp_path: Path, shared_data: Path) -> None:
+    # the shared Jiading subset, a simulated fleet with 3 % outliers (25-100 m) at 1 Hz: outliers are
+    # skipped, the same ones whatever the chunks, the row order or the Dask partitions
+    import distributed
+    import pandas as pd
+
+    from geo.simulate import SimParams, simulate_fleet, write_simulation
+
+    net = sources.load_network(shared_data / "jiading_osm_signalized.osm")
+    sim = simulate_fleet(net.roads, SimParams(vehicles=6, enterprises=2, trips=3, seed=5, noise_m=5.0,
+                                              outlier_probability=0.03, outlier_m=50.0))
+    log = tmp_path / "o.parquet"
+    write_simulation(sim, log, row_group_rows=333)
+    m = fleet.build_matcher(net.roads)
+    big = fleet.compute_mileage(log, net.roads, chunk_rows=10**6, matcher=m, params=HMM)
+    assert big.totals.outliers_skipped >= 10
+    inter = sim.log.sort_values(["timestamp", "vehicle_id"], kind="stable")
+    p2 = tmp_path / "inter.csv"
+    inter.assign(timestamp=inter["timestamp"].map(lambda t: t.isoformat())).to_csv(p2, index=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c, \
+            distributed.Client(c) as client:
+        others = [fleet.compute_mileage(log, net.roads, chunk_rows=97, matcher=m, params=HMM),
+                  fleet.compute_mileage(p2, net.roads, chunk_rows=50, matcher=m, params=HMM),
+                  fleet.compute_mileage(log, net.roads, chunk_rows=64, scheduler=client, matcher=m, params=HMM)]
+    for o in others:
+        assert np.array_equal(o.totals.piece_um, big.totals.piece_um)
+        assert o.totals.outliers_skipped == big.totals.outliers_skipped
+        assert o.totals.unconnected_pairs == big.totals.unconnected_pairs
+        assert o.by_vehicle() == big.by_vehicle()
+    assert pd.DataFrame(big.summary()).set_index("figure").loc["outliers skipped", "value"] == big.totals.outliers_skipped
