@@ -40,6 +40,13 @@ kept fixes, so results do not depend on chunks or Dask partitions. Where no
 transition into a fix is plausible the track is broken there (a new segment),
 reported with the vehicle and time, never a crash.
 
+Outliers (as Newson & Krumm and Meili): a block of up to ``outlier_run`` matched fixes beside a
+break (fixes no plausible transition reaches, e.g. an outlier next to another road; or reached
+but not left, an outlier ahead) whose removal joins the fix before it to the fix after it by a
+plausible transition is left out: that part of the window is matched again without it, the route
+goes round it, and it is counted in ``Totals.outliers_skipped``. A longer run, or a block no
+plausible transition bridges, stays a break (the vehicle left the network, or the data jumped).
+
 Km along the matched path: every piece of the routed path between two fixes
 gets its km (partial pieces at both ends, whole pieces in between). A standing
 vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
