@@ -523,6 +523,7 @@ class _NearestSegments:
         ax, ay = c[k, 0], c[k, 1]
         dx, dy = c[k + 1, 0] - ax, c[k + 1, 1] - ay
         self.n = len(k)
+        self.lines = np.asarray(lines, dtype=object)
         self._tree: shapely.STRtree | None = None
         self.cell = cell_m
         if self.n:
@@ -558,8 +559,8 @@ class _NearestSegments:
         self.start = np.searchsorted(cid[o], np.arange(self.nx * self.ny + 1))
 
     def query(self, x: np.ndarray, y: np.ndarray, max_distance: float) -> tuple[np.ndarray, ...]:
-        """Per point: distance to the nearest segment (``inf`` beyond ``max_distance``), the segment
-        (``-1`` for none) and the nearest point on it (x, y)."""
+        """Per point: distance to the nearest line (``inf`` beyond ``max_distance``), a number that is
+        ``-1`` for none (else a segment's or a line's) and the nearest point on it (x, y)."""
         n = len(x)
         d = np.full(n, np.inf)
         sg = np.full(n, -1, dtype=np.int64)
@@ -592,23 +593,26 @@ class _NearestSegments:
             hit = np.flatnonzero(d2 == np.repeat(np.r_[mins], cnt[has]))
             first = hit[np.r_[True, p[hit][1:] != p[hit][:-1]]]
             d[p[first]], sg[p[first]] = np.sqrt(d2[first]), e[first]
-        # exact only within a cell size of a point inside the grid; the rest from the tree
-        rest = np.flatnonzero(fin & ~(inside & (d <= self.cell)))
-        if len(rest):
-            if self._tree is None:
-                self._tree = shapely.STRtree(shapely.linestrings(
-                    np.stack([np.c_[self.ax, self.ay], np.c_[self.ax + self.dx, self.ay + self.dy]], axis=1)))
-            (qi, ti), qd = self._tree.query_nearest(shapely.points(x[rest], y[rest]), max_distance=max_distance,
-                                                     return_distance=True, all_matches=False)
-            d[rest], sg[rest] = np.inf, -1
-            d[rest[qi]], sg[rest[qi]] = qd, ti
-        d[d > max_distance] = np.inf
-        sg[~np.isfinite(d)] = -1
+        ox, oy = np.full(n, np.nan), np.full(n, np.nan)
         ok = sg >= 0
         e = sg[ok]
         t = np.clip(((x[ok] - self.ax[e]) * self.dx[e] + (y[ok] - self.ay[e]) * self.dy[e]) * self.il2[e], 0.0, 1.0)
-        ox, oy = np.full(n, np.nan), np.full(n, np.nan)
         ox[ok], oy[ok] = self.ax[e] + t * self.dx[e], self.ay[e] + t * self.dy[e]
+        # exact only within a cell size of a point inside the grid; the rest from a tree of the lines
+        rest = np.flatnonzero(fin & ~(inside & (d <= self.cell)))
+        if len(rest):
+            if self._tree is None:
+                self._tree = shapely.STRtree(self.lines)
+            pts = shapely.points(x[rest], y[rest])
+            (qi, ti), qd = self._tree.query_nearest(pts, max_distance=max_distance, return_distance=True,
+                                                     all_matches=False)
+            d[rest], sg[rest], ox[rest], oy[rest] = np.inf, -1, np.nan, np.nan
+            r = rest[qi]
+            d[r], sg[r] = qd, ti
+            on = shapely.get_coordinates(shapely.shortest_line(self.lines[ti], pts[qi]))[::2]
+            ox[r], oy[r] = on[:, 0], on[:, 1]
+        far = ~(d <= max_distance)
+        d[far], sg[far], ox[far], oy[far] = np.inf, -1, np.nan, np.nan
         return d, sg, (ox, oy)
 
 
