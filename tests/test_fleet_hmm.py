@@ -584,3 +584,22 @@ def test_noise_estimate_reads_the_same_rows_whatever_the_chunks(row3, tmp_path: 
     sample = pd.read_csv(log).iloc[:150]
     sample.to_csv(tmp_path / "head.csv", index=False)
     assert fleet._log_noise(tmp_path / "head.csv", row3.roads, "wgs84")[0] == ref.noise_m
+
+
+def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, helsinki_pbf) -> None:
+    # The matcher's metric CRS by arithmetic equals geopandas' estimate_utm_crs (a CRS-database
+    # query) on real extracts of four UTM zones, and a box round a point on either side of a
+    # zone boundary; Shanghai is UTM 51N.
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geo._fleet_match import metric_crs
+
+    for src in (helsinki_pbf, shared_data / "peers" / "krems.osm.gz", shared_data / "peers" / "north-bayreuth.osm.gz",
+                shared_data / "jiading_osm_signalized.osm"):
+        roads = sources.load_network(src).roads
+        assert metric_crs(roads).to_epsg() == roads.estimate_utm_crs().to_epsg(), src
+    for lon, lat in ((11.9, 49.9), (12.1, 49.9), (-58.4, -34.6), (151.2, -33.9), (-0.1, 51.5)):
+        g = gpd.GeoDataFrame(geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
+        assert metric_crs(g).to_epsg() == g.estimate_utm_crs().to_epsg(), (lon, lat)
+    assert metric_crs(sources.load_network(shared_data / "jiading_osm_signalized.osm").roads).to_epsg() == 32651
