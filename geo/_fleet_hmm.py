@@ -137,6 +137,39 @@ class HmmParams:
         moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
         return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
 
+    #: where the noise drifts (AR(1) with a long correlation time), standing is also tested over this
+    #: many correlation times on each side: a drift's displacement is bounded (a few sigma whatever
+    #: the horizon) while a crawl's grows with time, so over a long horizon the two separate
+    still_corr_times: float = 5.0
+    #: at most this many fixes on each side for that long standing test
+    still_long_max: int = 160
+    #: the long test speaks only where its noise tolerance is at most this fraction of what a crawl
+    #: at ``still_crawl_mps`` covers between its two means (a crawl round a bend: less chord than path)
+    still_long_margin: float = 0.5
+
+    @property
+    def still_long_window(self) -> int:
+        """Fixes on each side of the long standing test: the fewest (at least ``still_corr_times``
+        correlation times of the noise, ``-1 / ln noise_corr`` fixes) whose noise tolerance is within
+        ``still_long_margin`` of what a crawl covers between the two means; 0 (no long test) where the
+        noise is independent or briefly correlated (the short test covers it) or no horizon up to
+        ``still_long_max`` fixes tells a crawl from the drift."""
+        corr = round(self.noise_corr, 3)
+        if not 0.0 < corr < 1.0 or self.still_crawl_mps <= 0:
+            return 0
+        w0 = int(np.ceil(self.still_corr_times / -np.log(corr)))
+        if w0 <= self.still_window:
+            return 0
+        k = np.arange(w0, self.still_long_max + 1)
+        ok = (self.still_sigmas * self.sigma_m * np.sqrt(_mean_diff_var_ar1(corr, k, k))
+              <= self.still_long_margin * self.still_crawl_mps * k * max(self.interval_s, 0.1))
+        return int(k[ok][0]) if ok.any() else 0
+
+    @property
+    def still_horizon(self) -> int:
+        """Fixes on each side that the standing tests of a fix read."""
+        return max(self.still_window, self.still_long_window)
+
 
 @functools.lru_cache(maxsize=64)
 def _mean_diff_var(corr: float, w: int) -> np.ndarray:
@@ -150,6 +183,27 @@ def _mean_diff_var(corr: float, w: int) -> np.ndarray:
             c = np.r_[np.full(nb, -1.0 / nb), np.full(nf, 1.0 / nf)]
             V[nb, nf] = float(c @ (corr ** np.abs(pos[:, None] - pos[None, :])) @ c)
     return V
+
+
+def _mean_diff_var_ar1(corr: float, nb: np.ndarray, nf: np.ndarray) -> np.ndarray:
+    """:func:`_mean_diff_var` in closed form, for any ``nb``, ``nf`` (arrays; ``inf`` where either is 0).
+
+    With ``S(n) = sum_ij corr^|i-j|`` over ``n`` consecutive fixes and ``G(n) = corr + ... + corr^n``
+    (the fix itself lies between the two runs): ``S(nb)/nb^2 + S(nf)/nf^2 - 2 G(nb) G(nf) / (nb nf)``.
+    """
+    r = float(corr)
+    nb = np.asarray(nb, dtype=np.float64)
+    nf = np.asarray(nf, dtype=np.float64)
+
+    def S(k: np.ndarray) -> np.ndarray:
+        return k * (1.0 + r) / (1.0 - r) - 2.0 * r * (1.0 - r ** k) / (1.0 - r) ** 2
+
+    def G(k: np.ndarray) -> np.ndarray:
+        return r * (1.0 - r ** k) / (1.0 - r)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = S(nb) / nb**2 + S(nf) / nf**2 - 2.0 * G(nb) * G(nf) / (nb * nf)
+    return np.where((nb > 0) & (nf > 0), v, np.inf)
 
 
 # ---------------------------------------------------------------- routes
@@ -626,11 +680,13 @@ class HmmEngine(MileageEngine):
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
         W, L = self.h.window, self.h.overlap
+        E = self.h.still_horizon
         jobs = []  # (code, lo, hi, commit_lo, commit_hi, ends the track) in kept-index
         for code, b in self.buf.items():
             total = self.base[code] + len(b["t"])
             nxt = self.next[code]
-            while total >= nxt + W + L or (final and total > nxt):
+            # (and the standing tests' horizon beyond the window: see _standing)
+            while total >= nxt + W + L + E or (final and total > nxt):
                 jobs.append((code, max(0, nxt - L), min(total, nxt + W + L), nxt, min(total, nxt + W),
                              final and nxt + W + L >= total))
                 nxt += W
@@ -649,10 +705,90 @@ class HmmEngine(MileageEngine):
         if group:
             self._windows(group)
         for code in {j[0] for j in jobs}:
-            drop = max(0, self.next[code] - L - self.base[code])
+            drop = max(0, self.next[code] - L - E - self.base[code])
             if drop:
                 self.buf[code] = {k: v[drop:].copy() for k, v in self.buf[code].items()}
                 self.base[code] += drop
+
+    def _standing(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> np.ndarray:
+        """Standing-still flags of the fixes of the windows ``jobs`` (rows as :meth:`_windows` lays them out).
+
+        The short test: the mean position of the ``w`` fixes after a fix (``still_window``, about
+        20 s) is within a noise-calibrated distance of that of the ``w`` before, and within what a
+        crawl of ``still_crawl_mps`` covers between the two. Where the noise drifts with a long
+        correlation time, that test alone fails (over 20 s a drift moves the means as much as a
+        crawl would), so also the long test: the same over ``still_long_window`` fixes (several
+        correlation times), with its own noise variance and crawl bound; a fix is standing if
+        either says so. On logs of 5 s or denser with a GPS speed: the speed. Each fix is judged on
+        its neighbourhood in the vehicle's whole sequence of kept fixes (up to ``still_horizon``
+        fixes beyond the window are read from the buffer, which keeps them), so the flags do not
+        depend on windows, chunks or partitions.
+        """
+        h, p = self.h, self.p
+        E = h.still_horizon
+        cols = ("x", "y", "t", "speed")
+        got: dict[str, list[np.ndarray]] = {k: [] for k in cols}
+        grp, inwin = [], []
+        for wi, (code, lo, hi, *_) in enumerate(jobs):
+            b, base = self.buf[code], self.base[code]
+            elo, ehi = max(base, lo - E), min(base + len(b["t"]), hi + E)
+            for k in cols:
+                got[k].append(b[k][elo - base:ehi - base])
+            grp.append(np.full(ehi - elo, wi, dtype=np.int64))
+            ki = np.arange(elo, ehi)
+            inwin.append((ki >= lo) & (ki < hi))
+        X, Y, T, spd = (np.concatenate(got[k]) for k in cols)
+        win = np.concatenate(grp)
+        n = len(T)
+        gs = _group_starts(win)
+        ge = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
+        gend = np.repeat(ge, np.diff(np.r_[-1, ge]))
+        idx = np.arange(n)
+        cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
+        corr = round(h.noise_corr, 3)
+
+        def test(w: int, long: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # mean of up to w fixes after vs up to w before, within the noise and a crawl
+            nb_ = np.minimum(w, idx - gs)
+            nf_ = np.minimum(w, gend - idx)
+            i0 = idx - nb_
+            i1 = idx + nf_ + 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                bx = (cx[idx] - cx[i0]) / nb_
+                by = (cy[idx] - cy[i0]) / nb_
+                ax_ = (cx[i1] - cx[idx + 1]) / nf_
+                ay_ = (cy[i1] - cy[idx + 1]) / nf_
+                moved = np.hypot(ax_ - bx, ay_ - by)
+                # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
+                # independent noise, more for a drifting error (its means average out less)
+                var_f = (_mean_diff_var_ar1(corr, nb_, nf_) if long else
+                         _mean_diff_var(corr, w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)])
+                tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
+                # over half the time from the first fix before to the last after
+                half_s = (T[np.minimum(i1 - 1, n - 1)] - T[np.maximum(i0, 0)]) / 2e9
+                if long:
+                    # it speaks only where the noise alone tells a crawl apart, with room for a crawl
+                    # round a bend (less chord than path): not near a track's ends, where it has
+                    # few fixes on one side (as still_long_window chooses the horizon)
+                    ok = (h.still_sigmas * h.sigma_m * np.sqrt(var_f)
+                          <= h.still_long_margin * h.still_crawl_mps * half_s)
+                    return ok & (nb_ > 0) & (nf_ > 0) & (moved < tol), nb_, nf_
+                # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
+                # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
+                if h.still_crawl_mps > 0:
+                    tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
+            return (nb_ > 0) & (nf_ > 0) & (moved < tol), nb_, nf_
+
+        still_xy, nb_, nf_ = test(h.still_window, False)
+        if h.still_long_window:
+            still_xy |= test(h.still_long_window, True)[0]
+        # a track's first and last fix: as their neighbour
+        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
+        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
+        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
+        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
+        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
+        return still[np.concatenate(inwin)]
 
     def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> None:
         h, p, m, R = self.h, self.p, self.m, self.routes
@@ -676,37 +812,9 @@ class HmmEngine(MileageEngine):
             names = self.vehicle_names
             untimed = np.array([names[c] in self.untimed for c in P["veh"].tolist()], dtype=bool)
         T = np.where(untimed, 0, P["t"])
-        # ---- standing still: mean of up to w fixes after vs up to w before, within the noise
+        # ---- standing still (see _standing): each fix judged on its whole neighbourhood in the track
+        still = self._standing(jobs)
         spd = P["speed"]
-        w = h.still_window
-        cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
-        nb_ = np.minimum(w, idx - gs)
-        nf_ = np.minimum(w, gend - idx)
-        i0 = idx - nb_
-        i1 = idx + nf_ + 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bx = (cx[idx] - cx[i0]) / nb_
-            by = (cy[idx] - cy[i0]) / nb_
-            ax_ = (cx[i1] - cx[idx + 1]) / nf_
-            ay_ = (cy[i1] - cy[idx + 1]) / nf_
-            moved = np.hypot(ax_ - bx, ay_ - by)
-            # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
-            # independent noise, more for a drifting error (its means average out less)
-            var_f = _mean_diff_var(round(h.noise_corr, 3), w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
-            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
-            # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
-            # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
-            if h.still_crawl_mps > 0:
-                # over half the time from the first fix before to the last after
-                half_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 2e9
-                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
-        still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
-        # a track's first and last fix: as their neighbour
-        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
-        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
-        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
-        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
-        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
         # fixes that take part in the matching: the moving ones; where the noise is large against
         # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
         # (and always the track's last fix, and the fixes on both sides of a time gap)
