@@ -746,6 +746,8 @@ class HmmEngine(MileageEngine):
         idx = np.arange(n)
         cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
         corr = round(h.noise_corr, 3)
+        # where the long test takes the long stops, the short one leaves a crawl room for its noise
+        crawl_f = h.still_long_margin if h.still_long_window else 1.0
 
         def test(w: int, long: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # mean of up to w fixes after vs up to w before, within the noise and a crawl
@@ -771,12 +773,21 @@ class HmmEngine(MileageEngine):
                     # round a bend (less chord than path): not near a track's ends, where it has
                     # few fixes on one side (as still_long_window chooses the horizon)
                     ok = (h.still_sigmas * h.sigma_m * np.sqrt(var_f)
-                          <= h.still_long_margin * h.still_crawl_mps * half_s)
-                    return ok & (nb_ > 0) & (nf_ > 0) & (moved < tol), nb_, nf_
+                          <= h.still_long_margin * h.still_crawl_mps * half_s) & (nb_ > 0) & (nf_ > 0)
+                    st = ok & (moved < tol)
+                    # near a track's ends: the verdict of the nearest fix where it speaks if its means
+                    # reach the end (standing there: so are the fixes in its mean)
+                    nxt_ok = np.minimum.accumulate(np.where(ok, idx, n)[::-1])[::-1]
+                    prv_ok = np.maximum.accumulate(np.where(ok, idx, -1))
+                    a = ~ok & (nxt_ok <= gend) & (np.minimum(nxt_ok, n - 1) - gs <= w)
+                    st[a] = st[nxt_ok[a]]
+                    b = ~ok & (prv_ok >= gs) & (gend - np.maximum(prv_ok, 0) <= w)
+                    st[b] = st[prv_ok[b]]
+                    return st, nb_, nf_
                 # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
                 # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
                 if h.still_crawl_mps > 0:
-                    tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
+                    tol = np.minimum(tol, p.still_move_m + crawl_f * h.still_crawl_mps * half_s)
             return (nb_ > 0) & (nf_ > 0) & (moved < tol), nb_, nf_
 
         still_xy, nb_, nf_ = test(h.still_window, False)
