@@ -44,7 +44,9 @@ Km along the matched path: every piece of the routed path between two fixes
 gets its km (partial pieces at both ends, whole pieces in between). A standing
 vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
 position of the ``w`` fixes after within a noise-calibrated distance of that of
-the ``w`` before, and within what a crawl of ``still_crawl_mps`` covers) does not take part in the matching: it adds no km whatever
+the ``w`` before, and within what a crawl of ``still_crawl_mps`` covers; where the noise drifts,
+also the same over several of its correlation times, over which a drift stays bounded and a crawl
+does not: :meth:`HmmEngine._standing`) does not take part in the matching: it adds no km whatever
 the noise; it keeps the piece of its last matched fix. A pair of matched fixes
 round a stop is a time gap only where the log itself has one.
 """

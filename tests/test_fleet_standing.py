@@ -23,7 +23,6 @@ from geo import fleet, sources
 from geo._fleet_hmm import HmmParams, _mean_diff_var, _mean_diff_var_ar1
 from geo._fleet_match import metric_crs
 from geo.roads import roads_to_graph
-from test_fleet import line_points, track
 
 HMM = fleet.MileageParams(matcher="hmm")
 
@@ -148,3 +147,34 @@ def test_a_crawl_under_drifting_noise_counts_its_km(helsinki, tmp_path: Path, sp
     for v, km in truth.items():
         assert km > 1.5
         assert got[v] == pytest.approx(km, rel=0.05), (v, got[v], km)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_long_standing_test_does_not_depend_on_chunks_or_windows(helsinki, tmp_path: Path) -> None:
+    # a crawl and a vehicle parked 10 min under 30 m of drifting noise; windows (64 fixes, 16 of
+    # overlap) much shorter than the long test's horizon (~100 fixes each side): each fix must still be
+    # judged on its whole neighbourhood, whatever the chunks
+    crawl, km, _ = crawl_log(helsinki, 1.5, 8.0, 30.0, 20.0, seed=21, vehicle="C")
+    # parked where another route starts: on the network
+    crs = metric_crs(helsinki)
+    x0, y0 = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(
+        *route_of(helsinki, 500.0, seed=22)[0].coords[0])
+    e = ar1(600, 30 / math.sqrt(2), 20.0, np.random.default_rng(22))
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x0 + e[:, 0], y0 + e[:, 1])
+    parked = pd.DataFrame({"vehicle_id": "P", "enterprise": "E1", "timestamp": 1_800_000_000 + np.arange(600),
+                           "lon": np.round(lon, 8), "lat": np.round(lat, 8)})
+    log = tmp_path / "mix.csv"
+    pd.concat([crawl, parked]).to_csv(log, index=False)
+    hp = HmmParams(sigma_m=20.0, noise_corr=0.95, window=64, overlap=16)
+    assert hp.still_horizon > 4 * hp.overlap
+    m = fleet.build_matcher(helsinki)
+    params = fleet.MileageParams(matcher="hmm", hmm=hp)
+    base = fleet.compute_mileage(log, helsinki, matcher=m, params=params, chunk_rows=10**6)
+    for rows in (7, 100, 333):
+        other = fleet.compute_mileage(log, helsinki, matcher=m, params=params, chunk_rows=rows)
+        assert np.array_equal(base.totals.piece_um, other.totals.piece_um), rows
+        assert base.by_vehicle() == other.by_vehicle(), rows
+    got = {r["vehicle_id"]: r for r in base.by_vehicle()}
+    assert got["C"]["on_network_km"] == pytest.approx(km, rel=0.05)
+    assert got["P"]["on_network_km"] + got["P"]["off_network_km"] < 0.02
