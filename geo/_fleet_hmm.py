@@ -727,6 +727,11 @@ class HmmEngine(MileageEngine):
         depend on windows, chunks or partitions.
         """
         h, p = self.h, self.p
+        if h.interval_s <= 5.0 and all(np.isfinite(self.buf[j[0]]["speed"][j[1] - self.base[j[0]]:j[2] - self.base[j[0]]]).all()
+                                       for j in jobs):
+            # (the GPS speed decides every fix)
+            return np.concatenate([self.buf[code]["speed"][lo - self.base[code]:hi - self.base[code]]
+                                   for code, lo, hi, *_ in jobs]) < p.still_speed_mps
         E = h.still_horizon
         cols = ("x", "y", "t", "speed")
         got: dict[str, list[np.ndarray]] = {k: [] for k in cols}
@@ -765,8 +770,9 @@ class HmmEngine(MileageEngine):
                 moved = np.hypot(ax_ - bx, ay_ - by)
                 # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
                 # independent noise, more for a drifting error (its means average out less)
-                var_f = (_mean_diff_var_ar1(corr, nb_, nf_) if long else
-                         _mean_diff_var(corr, w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)])
+                k = np.arange(w + 1)
+                V = _mean_diff_var_ar1(corr, k[:, None], k[None, :]) if long else _mean_diff_var(corr, w)
+                var_f = V[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
                 tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
                 # over half the time from the first fix before to the last after
                 half_s = (T[np.minimum(i1 - 1, n - 1)] - T[np.maximum(i0, 0)]) / 2e9
