@@ -148,6 +148,9 @@ class HmmParams:
     #: the long test speaks only where its noise tolerance is at most this fraction of what a crawl
     #: at ``still_crawl_mps`` covers between its two means (a crawl round a bend: less chord than path)
     still_long_margin: float = 0.5
+    #: and each of its sides' two halves agree within this many sigmas of their noise (a there-and-back
+    #: has its two means together at the turn; a guard, looser than the test: 4 checks must all pass)
+    still_halves_sigmas: float = 6.0
 
     @property
     def still_long_window(self) -> int:
@@ -756,6 +759,16 @@ class HmmEngine(MileageEngine):
         # where the long test takes the long stops, the short one leaves a crawl room for its noise
         crawl_f = h.still_long_margin if h.still_long_window else 1.0
 
+        def halves_agree(a: np.ndarray, cnt: np.ndarray, V: np.ndarray) -> np.ndarray:
+            # the mean of the first half of the fixes a .. a+cnt-1 within the noise of that of the second
+            h1 = cnt // 2
+            h2 = cnt - h1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.hypot((cx[a + cnt] - cx[a + h1]) / h2 - (cx[a + h1] - cx[a]) / h1,
+                             (cy[a + cnt] - cy[a + h1]) / h2 - (cy[a + h1] - cy[a]) / h1)
+                tol_h = p.still_move_m + h.still_halves_sigmas * h.sigma_m * np.sqrt(V[h1, h2])
+            return (h1 == 0) | (d < tol_h)
+
         def test(w: int, long: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             # mean of up to w fixes after vs up to w before, within the noise and a crawl
             nb_ = np.minimum(w, idx - gs)
@@ -782,7 +795,9 @@ class HmmEngine(MileageEngine):
                     # few fixes on one side (as still_long_window chooses the horizon)
                     ok = (h.still_sigmas * h.sigma_m * np.sqrt(var_f)
                           <= h.still_long_margin * h.still_crawl_mps * half_s) & (nb_ > 0) & (nf_ > 0)
-                    st = ok & (moved < tol)
+                    # a there-and-back has its two means together at the turn: each side's own two
+                    # halves must agree too (a standing vehicle's do, within their noise)
+                    st = ok & (moved < tol) & halves_agree(i0, nb_, V) & halves_agree(idx + 1, nf_, V)
                     # near a track's ends: the verdict of the nearest fix where it speaks if its means
                     # reach the end (standing there: so are the fixes in its mean)
                     nxt_ok = np.minimum.accumulate(np.where(ok, idx, n)[::-1])[::-1]
