@@ -9,6 +9,7 @@ sum of its pieces' geodesic ``length_m``), with noise drawn here, not by :mod:`g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -178,3 +179,31 @@ def test_long_standing_test_does_not_depend_on_chunks_or_windows(helsinki, tmp_p
     got = {r["vehicle_id"]: r for r in base.by_vehicle()}
     assert got["C"]["on_network_km"] == pytest.approx(km, rel=0.05)
     assert got["P"]["on_network_km"] + got["P"]["off_network_km"] < 0.02
+
+
+def test_a_there_and_back_is_not_standing(tmp_path: Path) -> None:
+    # 3 m/s at 1 Hz (no noise) 400 m east and back, in a log said to drift (20 m, correlation 0.95 a
+    # fix: the long test over ~100 fixes each side is in use): near the turn the means of the fixes
+    # before and after coincide (a fix s seconds from the turn: 3 (2 s - s^2 / 98) m apart, under the
+    # long test's ~60 m up to s = 11); each side's own halves (150 m apart) tell the drive apart
+    from test_fleet import geod_len, line_points, track, write_layer, zone_of
+
+    net = sources.load_network(write_layer(tmp_path / "road.geojson", [{"xy": [(-1000, 0), (1000, 0)]}]),
+                               zone=zone_of(-1100, -100, 1100, 100))
+    xy = np.vstack([line_points((-200.0, 0.0), (200.0, 0.0), 3.0), line_points((200.0, 0.0), (-200.0, 0.0), 3.0)[1:]])
+    log = tmp_path / "back.csv"
+    track(xy).to_csv(log, index=False)
+    hp = HmmParams(sigma_m=20.0, noise_corr=0.95)
+    assert hp.still_long_window > 90
+    want = 2 * geod_len([(-200.0, 0.0), (200.0, 0.0)])
+
+    def km(h: HmmParams) -> float:
+        return fleet.compute_mileage(log, net.roads, params=fleet.MileageParams(matcher="hmm", hmm=h)).on_network_km * 1000
+
+    got = km(hp)
+    # the short test alone calls the turn and a few fixes either side standing (under its crawl bound):
+    # the km to the turn and back from them are not counted; the long test adds no such loss
+    assert got >= km(dataclasses.replace(hp, still_long_max=0)) - 1.0
+    assert want - 50.0 <= got <= want + 1.0
+    # without the halves the long test calls ~2 x 11 fixes round the turn standing
+    assert km(dataclasses.replace(hp, still_halves_sigmas=1e9)) < got - 40.0
