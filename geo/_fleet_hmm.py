@@ -1226,18 +1226,25 @@ class HmmEngine(MileageEngine):
         vf = veh[fw]
         if len(vf) == 0:
             return
-        tf, ef = K["t"][fw], K["ent"][fw]
-        for code in np.unique(vf).tolist():
+        # per vehicle of these rows: first and last time, whether any row is untimed, first enterprise
+        o = np.argsort(vf, kind="stable")
+        vs = vf[o]
+        starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
+        tf = K["t"][fw][o]
+        t_lo, t_hi = np.minimum.reduceat(tf, starts), np.maximum.reduceat(tf, starts)
+        unt_v = np.maximum.reduceat(untimed[fw][o].astype(np.int8), starts) > 0
+        e_first = K["ent"][fw][o][starts]  # (stable: the first row of each vehicle)
+        cols = {k_: arr[vs[starts]] for k_, arr in per.items()}
+        for j, code in enumerate(vs[starts].tolist()):
             st = self._vehicle(code)
-            for k_, arr in per.items():
-                st[k_] += int(arr[code])
-            sel = vf == code
-            if not untimed[fw][sel].any():
-                t0, t1 = int(tf[sel].min()), int(tf[sel].max())
+            for k_, arr in cols.items():
+                st[k_] += int(arr[j])
+            if not unt_v[j]:
+                t0, t1 = int(t_lo[j]), int(t_hi[j])
                 st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
                 st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
             if st["enterprise"] is None:
-                e0 = int(ef[sel][0])
+                e0 = int(e_first[j])
                 st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
 
 
