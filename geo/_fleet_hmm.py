@@ -542,11 +542,11 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     idx = np.flatnonzero(ok)
     if len(idx) and len(pieces):
         take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
-        tree = shapely.STRtree(pieces)
-        _, d = tree.query_nearest(shapely.points(x[take], y[take]), max_distance=300.0, return_distance=True,
-                                  all_matches=False)
+        near = _NearestSegments(pieces)
+        d, _, _ = near.query(x[take], y[take], 300.0)
+        d = d[np.isfinite(d)]
         if len(d) >= 20:
-            sig = _calibrated_sigma(tree, x[take], y[take], float(np.median(d)))
+            sig = _calibrated_sigma(near, x[take], y[take], float(np.median(d)))
     itv = None
     same = (veh[1:] == veh[:-1]) & (t_ns[1:] > t_ns[:-1]) & (veh[1:] >= 0)
     if same.any():
@@ -566,7 +566,116 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     return (sig, itv, corr) if with_corr else (sig, itv)
 
 
-def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: float) -> float:
+class _NearestSegments:
+    """Distance from points to the nearest of a set of lines (metric CRS), by their straight segments.
+
+    Segments are listed in the cells of a square grid their bounding boxes touch; a point's
+    nearest segment among those of its own and the 8 cells round it is the nearest of all when
+    it is within one cell size (nothing farther can be nearer); the other points go to an
+    STRtree of the segments. The same distances as ``STRtree.query_nearest`` on the lines, at a
+    fraction of its per-point cost (the noise estimate asks for ~30,000 points per log).
+    """
+
+    def __init__(self, lines: np.ndarray, cell_m: float = 40.0) -> None:
+        c, li = shapely.get_coordinates(lines, return_index=True)
+        k = np.flatnonzero((li[1:] == li[:-1]) & np.isfinite(c[1:]).all(axis=1) & np.isfinite(c[:-1]).all(axis=1))
+        ax, ay = c[k, 0], c[k, 1]
+        dx, dy = c[k + 1, 0] - ax, c[k + 1, 1] - ay
+        self.n = len(k)
+        self.lines = np.asarray(lines, dtype=object)
+        self._tree: shapely.STRtree | None = None
+        self.cell = cell_m
+        if self.n:
+            # coarser cells where the network is large: at most ~4 M cells
+            span = (max(float(max(ax.max(), (ax + dx).max()) - min(ax.min(), (ax + dx).min())), 1.0)
+                    * max(float(max(ay.max(), (ay + dy).max()) - min(ay.min(), (ay + dy).min())), 1.0))
+            self.cell = max(cell_m, float(np.sqrt(span / 4e6)))
+            # cut into parts no longer than a cell: each then touches at most 2 x 2 cells
+            cut = np.maximum(1, np.ceil(np.hypot(dx, dy) / self.cell)).astype(np.int64)
+            s = np.repeat(np.arange(self.n), cut)
+            f = (np.arange(len(s)) - np.repeat(np.cumsum(cut) - cut, cut)) / cut[s]
+            ax, ay, dx, dy = ax[s] + f * dx[s], ay[s] + f * dy[s], dx[s] / cut[s], dy[s] / cut[s]
+            self.n = len(s)
+        self.ax, self.ay, self.dx, self.dy = ax, ay, dx, dy
+        l2 = dx * dx + dy * dy
+        self.il2 = np.where(l2 > 0, 1.0 / np.where(l2 > 0, l2, 1.0), 0.0)
+        if self.n == 0:
+            return
+        x0, x1 = np.minimum(self.ax, self.ax + self.dx), np.maximum(self.ax, self.ax + self.dx)
+        y0, y1 = np.minimum(self.ay, self.ay + self.dy), np.maximum(self.ay, self.ay + self.dy)
+        self.ox, self.oy = float(x0.min()) - self.cell, float(y0.min()) - self.cell
+        self.nx = int((x1.max() - self.ox) // self.cell) + 2
+        self.ny = int((y1.max() - self.oy) // self.cell) + 2
+        cx0, cx1 = ((x0 - self.ox) // self.cell).astype(np.int64), ((x1 - self.ox) // self.cell).astype(np.int64)
+        cy0, cy1 = ((y0 - self.oy) // self.cell).astype(np.int64), ((y1 - self.oy) // self.cell).astype(np.int64)
+        wx, wy = cx1 - cx0 + 1, cy1 - cy0 + 1
+        cnt = wx * wy
+        seg = np.repeat(np.arange(self.n), cnt)
+        j = np.arange(len(seg)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        cid = (cy0[seg] + j // wx[seg]) * self.nx + cx0[seg] + j % wx[seg]
+        o = np.argsort(cid, kind="stable")
+        self.cell_seg = seg[o]
+        self.start = np.searchsorted(cid[o], np.arange(self.nx * self.ny + 1))
+
+    def query(self, x: np.ndarray, y: np.ndarray, max_distance: float) -> tuple[np.ndarray, ...]:
+        """Per point: distance to the nearest line (``inf`` beyond ``max_distance``), a number that is
+        ``-1`` for none (else a segment's or a line's) and the nearest point on it (x, y)."""
+        n = len(x)
+        d = np.full(n, np.inf)
+        sg = np.full(n, -1, dtype=np.int64)
+        if self.n == 0 or n == 0:
+            return d, sg, (np.full(n, np.nan), np.full(n, np.nan))
+        fin = np.isfinite(x) & np.isfinite(y)
+        gx = np.where(fin, (np.where(fin, x, 0.0) - self.ox) // self.cell, -1.0)
+        gy = np.where(fin, (np.where(fin, y, 0.0) - self.oy) // self.cell, -1.0)
+        fx = np.clip(gx, 1, self.nx - 2).astype(np.int64)
+        fy = np.clip(gy, 1, self.ny - 2).astype(np.int64)
+        inside = fin & (gx == fx) & (gy == fy)
+        # the 3 x 3 cells round each point, point by point
+        nb = (np.arange(-1, 2)[:, None] * self.nx + np.arange(-1, 2)[None, :]).ravel()
+        cl = ((fy * self.nx + fx)[:, None] + nb[None, :]).ravel()
+        a = self.start[cl]
+        cnt = (self.start[cl + 1] - a).reshape(n, 9).sum(axis=1)
+        # cells of a point are consecutive in the table only per cell: entries of each cell in turn
+        ccnt = self.start[cl + 1] - a
+        e = self.cell_seg[np.repeat(a - (np.cumsum(ccnt) - ccnt), ccnt) + np.arange(int(ccnt.sum()))]
+        p = np.repeat(np.arange(n), cnt)
+        ux, uy = x[p] - self.ax[e], y[p] - self.ay[e]
+        t = np.clip((ux * self.dx[e] + uy * self.dy[e]) * self.il2[e], 0.0, 1.0)
+        ux -= t * self.dx[e]
+        uy -= t * self.dy[e]
+        d2 = ux * ux + uy * uy
+        if len(d2):
+            has = np.flatnonzero(cnt > 0)
+            st = (np.cumsum(cnt) - cnt)[has]
+            mins = np.minimum.reduceat(d2, st)
+            hit = np.flatnonzero(d2 == np.repeat(np.r_[mins], cnt[has]))
+            first = hit[np.r_[True, p[hit][1:] != p[hit][:-1]]]
+            d[p[first]], sg[p[first]] = np.sqrt(d2[first]), e[first]
+        ox, oy = np.full(n, np.nan), np.full(n, np.nan)
+        ok = sg >= 0
+        e = sg[ok]
+        t = np.clip(((x[ok] - self.ax[e]) * self.dx[e] + (y[ok] - self.ay[e]) * self.dy[e]) * self.il2[e], 0.0, 1.0)
+        ox[ok], oy[ok] = self.ax[e] + t * self.dx[e], self.ay[e] + t * self.dy[e]
+        # exact only within a cell size of a point inside the grid; the rest from a tree of the lines
+        rest = np.flatnonzero(fin & ~(inside & (d <= self.cell)))
+        if len(rest):
+            if self._tree is None:
+                self._tree = shapely.STRtree(self.lines)
+            pts = shapely.points(x[rest], y[rest])
+            (qi, ti), qd = self._tree.query_nearest(pts, max_distance=max_distance, return_distance=True,
+                                                     all_matches=False)
+            d[rest], sg[rest], ox[rest], oy[rest] = np.inf, -1, np.nan, np.nan
+            r = rest[qi]
+            d[r], sg[r] = qd, ti
+            on = shapely.get_coordinates(shapely.shortest_line(self.lines[ti], pts[qi]))[::2]
+            ox[r], oy[r] = on[:, 0], on[:, 1]
+        far = ~(d <= max_distance)
+        d[far], sg[far], ox[far], oy[far] = np.inf, -1, np.nan, np.nan
+        return d, sg, (ox, oy)
+
+
+def _calibrated_sigma(near: _NearestSegments, x: np.ndarray, y: np.ndarray, med: float) -> float:
     """Per-axis noise whose median distance to the nearest piece is ``med`` on THIS network.
 
     On a lone road the median distance of a fix to the nearest piece is 0.6745 sigma (half-normal);
@@ -582,13 +691,11 @@ def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: 
         o = np.lexsort((y, x))
         k = o[np.unique(np.linspace(0, len(x) - 1, 2000).astype(np.int64))]
         x, y = x[k], y[k]
-    pts = shapely.points(x, y)
-    src, near = tree.query_nearest(pts, max_distance=300.0, all_matches=False)
-    if len(near) < 20:
+    _, sg, (ox, oy) = near.query(x, y, 300.0)
+    ok = sg >= 0
+    if ok.sum() < 20:
         return float(np.clip(med / 0.6745, 1.0, 80.0))
-    geoms = tree.geometries[near]
-    on = shapely.line_interpolate_point(geoms, shapely.line_locate_point(geoms, pts[src]))
-    ox, oy = shapely.get_x(on), shapely.get_y(on)
+    ox, oy = ox[ok], oy[ok]
     z = np.random.default_rng(20090407).standard_normal((2, len(ox)))
     # trial sigmas from just under the lone-road reading (a saturated median only reads low) up,
     # 15 % apart, until one's median reaches the observed one
@@ -596,8 +703,8 @@ def _calibrated_sigma(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray, med: 
     grid = s0 * 1.15 ** np.arange(30)
     g: list[float] = []
     for s_ in grid.tolist():
-        _, dd = tree.query_nearest(shapely.points(ox + s_ * z[0], oy + s_ * z[1]), max_distance=6.0 * s_ + 20.0,
-                                   return_distance=True, all_matches=False)
+        dd, _, _ = near.query(ox + s_ * z[0], oy + s_ * z[1], 6.0 * s_ + 20.0)
+        dd = dd[np.isfinite(dd)]
         g.append(max(float(np.median(dd)) if len(dd) else np.inf, g[-1] if g else 0.0))  # grows with sigma
         # stop where it reaches the observed median, or where it grows less than a fifth as fast as on a
         # lone road (saturated: the data tell no larger sigma apart), or at 80 m
@@ -956,7 +1063,8 @@ class HmmEngine(MileageEngine):
         node_turn = self._node_turn
         cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
         if h.turn_penalty_m > 0:
-            cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn) / h.beta
+            # (only where the route is finite: elsewhere the pair is implausible whatever its turns)
+            cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn & np.isfinite(r)) / h.beta
         plausible = fwd | ((r <= h.route_factor * d_st + h.slack)
                            & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
         cost = np.where(plausible, cost, np.inf)
@@ -973,28 +1081,35 @@ class HmmEngine(MileageEngine):
         SA, SB, C = sa_[perm], sb_[perm], cost[perm]
         nsteps = int(step.max()) + 1 if len(Hh) else 0
         bnd = np.searchsorted(ps[perm], np.arange(nsteps + 1))
+        # the incoming pairs of each state are one run (a state is of one fix, so of one step)
+        gst = np.flatnonzero(np.r_[True, SB[1:] != SB[:-1]]) if len(SB) else np.zeros(0, dtype=np.int64)
+        gb = SB[gst]  # the state of each run
+        gfix = s_pt[gb]
+        gbnd = np.searchsorted(gst, bnd)
+        gmin = np.full(len(gst), np.inf)
         any_ok = np.zeros(n, dtype=bool)
+        # forward pass: only the scores (sequential by step); the back pointers after it, all at once
         for s_i in range(1, nsteps):
             lo, hi = int(bnd[s_i]), int(bnd[s_i + 1])
             if hi <= lo:
                 continue
-            a_, b_ = SA[lo:hi], SB[lo:hi]
-            cand = score[a_] + C[lo:hi]
-            gstart = np.flatnonzero(np.r_[True, b_[1:] != b_[:-1]])
-            mins = np.minimum.reduceat(cand, gstart)
-            gid = np.repeat(np.arange(len(gstart)), np.diff(np.r_[gstart, len(b_)]))
-            hit = np.flatnonzero(cand == mins[gid])
-            fh = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
-            bstate = b_[gstart]
-            best_a = np.full(len(gstart), -1, dtype=np.int64)
-            best_a[gid[fh]] = a_[fh]
-            finite = np.isfinite(mins)
+            g0, g1 = int(gbnd[s_i]), int(gbnd[s_i + 1])
+            mins = np.minimum.reduceat(score[SA[lo:hi]] + C[lo:hi], gst[g0:g1] - lo)
+            gmin[g0:g1] = mins
+            fix_b = gfix[g0:g1]
             # a fix none of whose states can be reached starts a new segment (emission only)
-            fix_b = s_pt[bstate]
-            any_ok[fix_b[finite]] = True
-            reach = any_ok[fix_b]
-            score[bstate] = np.where(reach, mins + emis[bstate], emis[bstate])
-            bp[bstate] = np.where(reach & finite, best_a, -1)
+            any_ok[fix_b[np.isfinite(mins)]] = True
+            bstate = gb[g0:g1]
+            score[bstate] = np.where(any_ok[fix_b], mins + emis[bstate], emis[bstate])
+        if len(gst):
+            # (a state's score is final once its step is done: the same sums as in the pass)
+            cand = score[SA] + C
+            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(SB)]))
+            hit = np.flatnonzero(cand == gmin[gid])
+            fh = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
+            best_a = np.full(len(gst), -1, dtype=np.int64)
+            best_a[gid[fh]] = SA[fh]
+            bp[gb] = np.where(any_ok[gfix] & np.isfinite(gmin), best_a, -1)
         # ---- backtrack: from the best state of each segment's last fix
         chosen = np.full(n, -1, dtype=np.int64)  # state per fix
         seg_start = np.zeros(n, dtype=bool)
@@ -1253,18 +1368,25 @@ class HmmEngine(MileageEngine):
         vf = veh[fw]
         if len(vf) == 0:
             return
-        tf, ef = K["t"][fw], K["ent"][fw]
-        for code in np.unique(vf).tolist():
+        # per vehicle of these rows: first and last time, whether any row is untimed, first enterprise
+        o = np.argsort(vf, kind="stable")
+        vs = vf[o]
+        starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
+        tf = K["t"][fw][o]
+        t_lo, t_hi = np.minimum.reduceat(tf, starts), np.maximum.reduceat(tf, starts)
+        unt_v = np.maximum.reduceat(untimed[fw][o].astype(np.int8), starts) > 0
+        e_first = K["ent"][fw][o][starts]  # (stable: the first row of each vehicle)
+        cols = {k_: arr[vs[starts]] for k_, arr in per.items()}
+        for j, code in enumerate(vs[starts].tolist()):
             st = self._vehicle(code)
-            for k_, arr in per.items():
-                st[k_] += int(arr[code])
-            sel = vf == code
-            if not untimed[fw][sel].any():
-                t0, t1 = int(tf[sel].min()), int(tf[sel].max())
+            for k_, arr in cols.items():
+                st[k_] += int(arr[j])
+            if not unt_v[j]:
+                t0, t1 = int(t_lo[j]), int(t_hi[j])
                 st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
                 st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
             if st["enterprise"] is None:
-                e0 = int(ef[sel][0])
+                e0 = int(e_first[j])
                 st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
 
 

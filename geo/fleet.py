@@ -63,12 +63,14 @@ row groups of a Parquet log are processed on a Dask cluster
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import geopandas as gpd
 import numpy as np
@@ -77,7 +79,7 @@ import pandas as pd
 from ._atomic import atomic_paths
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
 from ._fleet_hmm import HmmEngine, HmmParams, estimate_noise
-from ._fleet_io import FleetLog, FleetLogWarning, LogInfo
+from ._fleet_io import FleetLog, FleetLogWarning, LogInfo, RawChunk
 from ._fleet_match import MatchParams, PieceMatcher
 from ._format import csv_safe_frame, render
 from .errors import InputError
@@ -567,7 +569,14 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         warnings.warn(w.message, w.category, stacklevel=2)
     if params.matcher not in MATCHERS:
         raise InputError(f"unknown matcher {params.matcher!r}", hint="use --matcher hmm or snap")
-    noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
+    # the first chunk is read once: its first rows give the noise estimate (where it holds them all),
+    # and it is then matched with the rest
+    chunks = log.chunks() if scheduler is None else iter(())
+    first = next(chunks, None) if scheduler is None else None
+    if first is not None and (len(first) >= _NOISE_SAMPLE_ROWS or len(first) < log.chunk_rows):
+        noise, interval, corr = _chunk_noise(_head(first, _NOISE_SAMPLE_ROWS), roads, crs, with_corr=True)
+    else:
+        noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
     mp = params.match
     if matcher is None and params.adapt_radius and noise is not None and 4.0 * noise > mp.radius_m:
         # noisy log: a wider radius (and coarser grid cells, so the index stays as small)
@@ -600,7 +609,9 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
     else:
         eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
                else MileageEngine(m, crs, eng_p))
-        for ch in log.chunks():
+        held = [first] if first is not None else []
+        del first  # (the first chunk lives no longer than its own matching)
+        for ch in itertools.chain(_popping(held), chunks):
             eng.feed(ch)
         eng.add_malformed(log.info.malformed_lines)
         totals = eng.finish()
@@ -644,25 +655,52 @@ def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: 
     return HmmParams(sigma_m=sig, interval_s=itv, route_bound_m=bound, noise_corr=float(noise_corr))
 
 
+#: rows at the start of a log from which its noise and interval are estimated
+_NOISE_SAMPLE_ROWS = 100_000
+
+
+def _popping(items: list[Any]) -> Iterator[Any]:
+    """The items of a list, each dropped from it as it is handed out."""
+    while items:
+        yield items.pop(0)
+
+
+def _head(ch: RawChunk, n: int) -> RawChunk:
+    """The first ``n`` rows of a chunk (views)."""
+    if len(ch) <= n:
+        return ch
+    cut = {f.name: (v[:n] if isinstance(v, np.ndarray) else v)
+           for f in dataclasses.fields(ch) for v in [getattr(ch, f.name)]}
+    return RawChunk(**cut)
+
+
 def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: str,
-               sample_rows: int = 100_000, with_corr: bool = False) -> tuple[float | None, ...]:
+               sample_rows: int | None = None, with_corr: bool = False) -> tuple[float | None, ...]:
     """Estimated per-axis noise and interval (and with ``with_corr`` the noise correlation of
-    consecutive fixes) from the first ``sample_rows`` rows of a log.
+    consecutive fixes) from the first ``sample_rows`` rows of a log (default ``_NOISE_SAMPLE_ROWS``).
 
     The same rows whatever the chunk size or scheduler, so results do not depend on them.
     """
-    from pyproj import Transformer
-
-    from ._fleet_match import metric_crs
-
     none = (None, None, 0.0) if with_corr else (None, None)
     if len(roads) == 0:
         return none
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FleetLogWarning)
-        log = FleetLog(log_path, chunk_rows=sample_rows)
+        log = FleetLog(log_path, chunk_rows=sample_rows or _NOISE_SAMPLE_ROWS)
         ch = next(iter(log.chunks()), None)
-    if ch is None or len(ch) == 0:
+    if ch is None:
+        return none
+    return _chunk_noise(ch, roads, crs, with_corr)
+
+
+def _chunk_noise(ch: RawChunk, roads: gpd.GeoDataFrame, crs: str, with_corr: bool = False) -> tuple[float | None, ...]:
+    """:func:`_log_noise` of rows already read."""
+    from pyproj import Transformer
+
+    from ._fleet_match import metric_crs
+
+    none = (None, None, 0.0) if with_corr else (None, None)
+    if len(roads) == 0 or len(ch) == 0:
         return none
     lon, lat = ch.lon.astype(float), ch.lat.astype(float)
     ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90) & ~((lon == 0) & (lat == 0))

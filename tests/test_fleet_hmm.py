@@ -527,3 +527,79 @@ def test_sparse_and_dense_route_searches_give_the_same_routes(helsinki_pbf, dens
             b = rt._search(src, np.full(len(src), level), dense=True)
             assert len(a[0]) > len(src)
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_nearest_segments_equal_strtree_on_a_real_network(helsinki_pbf) -> None:
+    # Independent check of the noise estimate's nearest-piece distances: shapely's STRtree on
+    # the pieces themselves, for fixes near the roads (the usual case) and far from them.
+    import shapely
+
+    from geo._fleet_hmm import _NearestSegments
+    from geo._fleet_match import metric_crs
+
+    roads = sources.load_network(helsinki_pbf).roads
+    pieces = roads.to_crs(metric_crs(roads)).geometry.values
+    rng = np.random.default_rng(11)
+    on = shapely.line_interpolate_point(pieces[rng.integers(0, len(pieces), 4000)], rng.uniform(0, 1, 4000),
+                                        normalized=True)
+    near_x = shapely.get_x(on) + rng.normal(0, 25, 4000)
+    near_y = shapely.get_y(on) + rng.normal(0, 25, 4000)
+    x0, y0, x1, y1 = shapely.total_bounds(pieces)
+    far_x, far_y = rng.uniform(x0 - 800, x1 + 800, 2000), rng.uniform(y0 - 800, y1 + 800, 2000)
+    x, y = np.r_[near_x, far_x, np.nan], np.r_[near_y, far_y, 0.0]
+    tree = shapely.STRtree(pieces)
+    ns = _NearestSegments(pieces)
+    for max_d in (300.0, 30.0):
+        (i, _), d = tree.query_nearest(shapely.points(x[:-1], y[:-1]), max_distance=max_d, return_distance=True,
+                                       all_matches=False)
+        ref = np.full(len(x), np.inf)  # (the NaN fix: none)
+        ref[i] = d
+        got, seg, (ox, oy) = ns.query(x, y, max_d)
+        assert np.array_equal(np.isfinite(got), np.isfinite(ref))
+        fin = np.isfinite(ref)
+        assert fin.sum() > 1000 and (~fin).sum() > 100  # both kinds of fix
+        assert np.allclose(got[fin], ref[fin], rtol=0, atol=1e-6)
+        # the nearest point returned is at that distance
+        assert np.allclose(np.hypot(ox - x, oy - y)[fin], ref[fin], atol=1e-6)
+        assert (seg[~fin] == -1).all()
+
+
+def test_noise_estimate_reads_the_same_rows_whatever_the_chunks(row3, tmp_path: Path, monkeypatch) -> None:
+    # The first chunk is shared with the matching where it holds the whole sample; a smaller
+    # first chunk means a read of its own: the same estimate, the same km either way.
+    rng = np.random.default_rng(3)
+    true = np.vstack([line_points((0, 0), (900, 0), 9.0), line_points((900, 0), (0, 0), 9.0)[1:]])
+    frames = [track(true + rng.normal(0, 6, true.shape), f"V{i}", "E", t0=1_700_000_000 + 5000 * i) for i in range(2)]
+    log = tmp_path / "two.csv"
+    pd.concat(frames).to_csv(log, index=False)
+    monkeypatch.setattr(fleet, "_NOISE_SAMPLE_ROWS", 150)
+    m = fleet.build_matcher(row3.roads)
+    runs = {rows: fleet.compute_mileage(log, row3.roads, matcher=m, chunk_rows=rows) for rows in (10**6, 200, 150, 40)}
+    ref = runs[10**6]
+    assert ref.noise_m is not None and 3.0 < ref.noise_m < 12.0
+    for r in runs.values():
+        assert r.noise_m == ref.noise_m and r.interval_s == ref.interval_s
+        assert np.array_equal(r.totals.piece_um, ref.totals.piece_um)
+    # and it is the estimate of the first 150 rows
+    sample = pd.read_csv(log).iloc[:150]
+    sample.to_csv(tmp_path / "head.csv", index=False)
+    assert fleet._log_noise(tmp_path / "head.csv", row3.roads, "wgs84")[0] == ref.noise_m
+
+
+def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, helsinki_pbf) -> None:
+    # The matcher's metric CRS by arithmetic equals geopandas' estimate_utm_crs (a CRS-database
+    # query) on real extracts of four UTM zones, and a box round a point on either side of a
+    # zone boundary; Shanghai is UTM 51N.
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geo._fleet_match import metric_crs
+
+    for src in (helsinki_pbf, shared_data / "peers" / "krems.osm.gz", shared_data / "peers" / "north-bayreuth.osm.gz",
+                shared_data / "jiading_osm_signalized.osm"):
+        roads = sources.load_network(src).roads
+        assert metric_crs(roads).to_epsg() == roads.estimate_utm_crs().to_epsg(), src
+    for lon, lat in ((11.9, 49.9), (12.1, 49.9), (-58.4, -34.6), (151.2, -33.9), (-0.1, 51.5)):
+        g = gpd.GeoDataFrame(geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
+        assert metric_crs(g).to_epsg() == g.estimate_utm_crs().to_epsg(), (lon, lat)
+    assert metric_crs(sources.load_network(shared_data / "jiading_osm_signalized.osm").roads).to_epsg() == 32651
