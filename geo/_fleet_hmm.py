@@ -51,7 +51,9 @@ Km along the matched path: every piece of the routed path between two fixes
 gets its km (partial pieces at both ends, whole pieces in between). A standing
 vehicle (GPS speed under ``still_speed_mps`` on logs of 5 s or denser, else the mean
 position of the ``w`` fixes after within a noise-calibrated distance of that of
-the ``w`` before, and within what a crawl of ``still_crawl_mps`` covers) does not take part in the matching: it adds no km whatever
+the ``w`` before, and within what a crawl of ``still_crawl_mps`` covers; where the noise drifts,
+also the same over several of its correlation times, over which a drift stays bounded and a crawl
+does not: :meth:`HmmEngine._standing`) does not take part in the matching: it adds no km whatever
 the noise; it keeps the piece of its last matched fix. A pair of matched fixes
 round a stop is a time gap only where the log itself has one.
 """
@@ -149,6 +151,42 @@ class HmmParams:
         moves ~ 20 s x its speed, the noise of a mean shrinks with the fixes in it)."""
         return int(np.clip(round(20.0 / max(self.interval_s, 0.1)), 1, 20))
 
+    #: where the noise drifts (AR(1) with a long correlation time), standing is also tested over this
+    #: many correlation times on each side: a drift's displacement is bounded (a few sigma whatever
+    #: the horizon) while a crawl's grows with time, so over a long horizon the two separate
+    still_corr_times: float = 5.0
+    #: at most this many fixes on each side for that long standing test
+    still_long_max: int = 160
+    #: the long test speaks only where its noise tolerance is at most this fraction of what a crawl
+    #: at ``still_crawl_mps`` covers between its two means (a crawl round a bend: less chord than path)
+    still_long_margin: float = 0.5
+    #: and each of its sides' two halves agree within this many sigmas of their noise (a there-and-back
+    #: has its two means together at the turn; a guard, looser than the test: 4 checks must all pass)
+    still_halves_sigmas: float = 6.0
+
+    @property
+    def still_long_window(self) -> int:
+        """Fixes on each side of the long standing test: the fewest (at least ``still_corr_times``
+        correlation times of the noise, ``-1 / ln noise_corr`` fixes) whose noise tolerance is within
+        ``still_long_margin`` of what a crawl covers between the two means; 0 (no long test) where the
+        noise is independent or briefly correlated (the short test covers it) or no horizon up to
+        ``still_long_max`` fixes tells a crawl from the drift."""
+        corr = round(self.noise_corr, 3)
+        if not 0.0 < corr < 1.0 or self.still_crawl_mps <= 0:
+            return 0
+        w0 = int(np.ceil(self.still_corr_times / -np.log(corr)))
+        if w0 <= self.still_window:
+            return 0
+        k = np.arange(w0, self.still_long_max + 1)
+        ok = (self.still_sigmas * self.sigma_m * np.sqrt(_mean_diff_var_ar1(corr, k, k))
+              <= self.still_long_margin * self.still_crawl_mps * k * max(self.interval_s, 0.1))
+        return int(k[ok][0]) if ok.any() else 0
+
+    @property
+    def still_horizon(self) -> int:
+        """Fixes on each side that the standing tests of a fix read."""
+        return max(self.still_window, self.still_long_window)
+
 
 @functools.lru_cache(maxsize=64)
 def _mean_diff_var(corr: float, w: int) -> np.ndarray:
@@ -162,6 +200,27 @@ def _mean_diff_var(corr: float, w: int) -> np.ndarray:
             c = np.r_[np.full(nb, -1.0 / nb), np.full(nf, 1.0 / nf)]
             V[nb, nf] = float(c @ (corr ** np.abs(pos[:, None] - pos[None, :])) @ c)
     return V
+
+
+def _mean_diff_var_ar1(corr: float, nb: np.ndarray, nf: np.ndarray) -> np.ndarray:
+    """:func:`_mean_diff_var` in closed form, for any ``nb``, ``nf`` (arrays; ``inf`` where either is 0).
+
+    With ``S(n) = sum_ij corr^|i-j|`` over ``n`` consecutive fixes and ``G(n) = corr + ... + corr^n``
+    (the fix itself lies between the two runs): ``S(nb)/nb^2 + S(nf)/nf^2 - 2 G(nb) G(nf) / (nb nf)``.
+    """
+    r = float(corr)
+    nb = np.asarray(nb, dtype=np.float64)
+    nf = np.asarray(nf, dtype=np.float64)
+
+    def S(k: np.ndarray) -> np.ndarray:
+        return k * (1.0 + r) / (1.0 - r) - 2.0 * r * (1.0 - r ** k) / (1.0 - r) ** 2
+
+    def G(k: np.ndarray) -> np.ndarray:
+        return r * (1.0 - r ** k) / (1.0 - r)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = S(nb) / nb**2 + S(nf) / nf**2 - 2.0 * G(nb) * G(nf) / (nb * nf)
+    return np.where((nb > 0) & (nf > 0), v, np.inf)
 
 
 # ---------------------------------------------------------------- routes
@@ -748,11 +807,13 @@ class HmmEngine(MileageEngine):
     # ------------------------------------------------------------------ windows
     def _drain(self, final: bool) -> None:
         W, L = self.h.window, self.h.overlap
+        E = self.h.still_horizon
         jobs = []  # (code, lo, hi, commit_lo, commit_hi, ends the track) in kept-index
         for code, b in self.buf.items():
             total = self.base[code] + len(b["t"])
             nxt = self.next[code]
-            while total >= nxt + W + L or (final and total > nxt):
+            # (and the standing tests' horizon beyond the window: see _standing)
+            while total >= nxt + W + L + E or (final and total > nxt):
                 jobs.append((code, max(0, nxt - L), min(total, nxt + W + L), nxt, min(total, nxt + W),
                              final and nxt + W + L >= total))
                 nxt += W
@@ -772,10 +833,119 @@ class HmmEngine(MileageEngine):
             self._windows(group)
         self._redo_outliers()
         for code in {j[0] for j in jobs}:
-            drop = max(0, self.next[code] - L - self.base[code])
+            drop = max(0, self.next[code] - L - E - self.base[code])
             if drop:
                 self.buf[code] = {k: v[drop:].copy() for k, v in self.buf[code].items()}
                 self.base[code] += drop
+
+    def _standing(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> np.ndarray:
+        """Standing-still flags of the fixes of the windows ``jobs`` (rows as :meth:`_windows` lays them out).
+
+        The short test: the mean position of the ``w`` fixes after a fix (``still_window``, about
+        20 s) is within a noise-calibrated distance of that of the ``w`` before, and within what a
+        crawl of ``still_crawl_mps`` covers between the two. Where the noise drifts with a long
+        correlation time, that test alone fails (over 20 s a drift moves the means as much as a
+        crawl would), so also the long test: the same over ``still_long_window`` fixes (several
+        correlation times), with its own noise variance and crawl bound; a fix is standing if
+        either says so. On logs of 5 s or denser with a GPS speed: the speed. Each fix is judged on
+        its neighbourhood in the vehicle's whole sequence of kept fixes (up to ``still_horizon``
+        fixes beyond the window are read from the buffer, which keeps them), so the flags do not
+        depend on windows, chunks or partitions.
+        """
+        h, p = self.h, self.p
+        if h.interval_s <= 5.0 and all(np.isfinite(self.buf[j[0]]["speed"][j[1] - self.base[j[0]]:j[2] - self.base[j[0]]]).all()
+                                       for j in jobs):
+            # (the GPS speed decides every fix)
+            return np.concatenate([self.buf[code]["speed"][lo - self.base[code]:hi - self.base[code]]
+                                   for code, lo, hi, *_ in jobs]) < p.still_speed_mps
+        E = h.still_horizon
+        cols = ("x", "y", "t", "speed")
+        got: dict[str, list[np.ndarray]] = {k: [] for k in cols}
+        grp, inwin = [], []
+        for wi, (code, lo, hi, *_) in enumerate(jobs):
+            b, base = self.buf[code], self.base[code]
+            elo, ehi = max(base, lo - E), min(base + len(b["t"]), hi + E)
+            for k in cols:
+                got[k].append(b[k][elo - base:ehi - base])
+            grp.append(np.full(ehi - elo, wi, dtype=np.int64))
+            ki = np.arange(elo, ehi)
+            inwin.append((ki >= lo) & (ki < hi))
+        X, Y, T, spd = (np.concatenate(got[k]) for k in cols)
+        win = np.concatenate(grp)
+        n = len(T)
+        gs = _group_starts(win)
+        ge = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
+        gend = np.repeat(ge, np.diff(np.r_[-1, ge]))
+        idx = np.arange(n)
+        cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
+        corr = round(h.noise_corr, 3)
+        # where the long test takes the long stops, the short one leaves a crawl room for its noise
+        crawl_f = h.still_long_margin if h.still_long_window else 1.0
+
+        def halves_agree(a: np.ndarray, cnt: np.ndarray, V: np.ndarray) -> np.ndarray:
+            # the mean of the first half of the fixes a .. a+cnt-1 within the noise of that of the second
+            h1 = cnt // 2
+            h2 = cnt - h1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.hypot((cx[a + cnt] - cx[a + h1]) / h2 - (cx[a + h1] - cx[a]) / h1,
+                             (cy[a + cnt] - cy[a + h1]) / h2 - (cy[a + h1] - cy[a]) / h1)
+                tol_h = p.still_move_m + h.still_halves_sigmas * h.sigma_m * np.sqrt(V[h1, h2])
+            return (h1 == 0) | (d < tol_h)
+
+        def test(w: int, long: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            # mean of up to w fixes after vs up to w before, within the noise and a crawl
+            nb_ = np.minimum(w, idx - gs)
+            nf_ = np.minimum(w, gend - idx)
+            i0 = idx - nb_
+            i1 = idx + nf_ + 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                bx = (cx[idx] - cx[i0]) / nb_
+                by = (cy[idx] - cy[i0]) / nb_
+                ax_ = (cx[i1] - cx[idx + 1]) / nf_
+                ay_ = (cy[i1] - cy[idx + 1]) / nf_
+                moved = np.hypot(ax_ - bx, ay_ - by)
+                # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
+                # independent noise, more for a drifting error (its means average out less)
+                k = np.arange(w + 1)
+                V = _mean_diff_var_ar1(corr, k[:, None], k[None, :]) if long else _mean_diff_var(corr, w)
+                var_f = V[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
+                tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
+                # over half the time from the first fix before to the last after
+                half_s = (T[np.minimum(i1 - 1, n - 1)] - T[np.maximum(i0, 0)]) / 2e9
+                if long:
+                    # it speaks only where the noise alone tells a crawl apart, with room for a crawl
+                    # round a bend (less chord than path): not near a track's ends, where it has
+                    # few fixes on one side (as still_long_window chooses the horizon)
+                    ok = (h.still_sigmas * h.sigma_m * np.sqrt(var_f)
+                          <= h.still_long_margin * h.still_crawl_mps * half_s) & (nb_ > 0) & (nf_ > 0)
+                    # a there-and-back has its two means together at the turn: each side's own two
+                    # halves must agree too (a standing vehicle's do, within their noise)
+                    st = ok & (moved < tol) & halves_agree(i0, nb_, V) & halves_agree(idx + 1, nf_, V)
+                    # near a track's ends: the verdict of the nearest fix where it speaks if its means
+                    # reach the end (standing there: so are the fixes in its mean)
+                    nxt_ok = np.minimum.accumulate(np.where(ok, idx, n)[::-1])[::-1]
+                    prv_ok = np.maximum.accumulate(np.where(ok, idx, -1))
+                    a = ~ok & (nxt_ok <= gend) & (np.minimum(nxt_ok, n - 1) - gs <= w)
+                    st[a] = st[nxt_ok[a]]
+                    b = ~ok & (prv_ok >= gs) & (gend - np.maximum(prv_ok, 0) <= w)
+                    st[b] = st[prv_ok[b]]
+                    return st, nb_, nf_
+                # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
+                # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
+                if h.still_crawl_mps > 0:
+                    tol = np.minimum(tol, p.still_move_m + crawl_f * h.still_crawl_mps * half_s)
+            return (nb_ > 0) & (nf_ > 0) & (moved < tol), nb_, nf_
+
+        still_xy, nb_, nf_ = test(h.still_window, False)
+        if h.still_long_window:
+            still_xy |= test(h.still_long_window, True)[0]
+        # a track's first and last fix: as their neighbour
+        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
+        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
+        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
+        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
+        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
+        return still[np.concatenate(inwin)]
 
     def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]],
                  drop: tuple[np.ndarray, np.ndarray] | None = None) -> None:
@@ -802,37 +972,9 @@ class HmmEngine(MileageEngine):
             names = self.vehicle_names
             untimed = np.array([names[c] in self.untimed for c in P["veh"].tolist()], dtype=bool)
         T = np.where(untimed, 0, P["t"])
-        # ---- standing still: mean of up to w fixes after vs up to w before, within the noise
+        # ---- standing still (see _standing): each fix judged on its whole neighbourhood in the track
+        still = self._standing(jobs)
         spd = P["speed"]
-        w = h.still_window
-        cx, cy = np.r_[0.0, np.cumsum(X)], np.r_[0.0, np.cumsum(Y)]
-        nb_ = np.minimum(w, idx - gs)
-        nf_ = np.minimum(w, gend - idx)
-        i0 = idx - nb_
-        i1 = idx + nf_ + 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bx = (cx[idx] - cx[i0]) / nb_
-            by = (cy[idx] - cy[i0]) / nb_
-            ax_ = (cx[i1] - cx[idx + 1]) / nf_
-            ay_ = (cy[i1] - cy[idx + 1]) / nf_
-            moved = np.hypot(ax_ - bx, ay_ - by)
-            # per-axis variance of the difference of the two means in sigma^2: 1/nb + 1/nf for
-            # independent noise, more for a drifting error (its means average out less)
-            var_f = _mean_diff_var(round(h.noise_corr, 3), w)[np.clip(nb_, 0, w), np.clip(nf_, 0, w)]
-            tol = p.still_move_m + h.still_sigmas * h.sigma_m * np.sqrt(var_f)
-            # no more than a crawl covers between the two means: on a sparse noisy log (10 s, 30 m:
-            # 90 m of tolerance) the noise bound alone calls every slow vehicle standing
-            if h.still_crawl_mps > 0:
-                # over half the time from the first fix before to the last after
-                half_s = (P["t"][np.minimum(i1 - 1, n - 1)] - P["t"][np.maximum(i0, 0)]) / 2e9
-                tol = np.minimum(tol, p.still_move_m + h.still_crawl_mps * half_s)
-        still_xy = (nb_ > 0) & (nf_ > 0) & (moved < tol)
-        # a track's first and last fix: as their neighbour
-        nxt1, prv1 = np.minimum(idx + 1, n - 1), np.maximum(idx - 1, 0)
-        still_xy = np.where((nb_ == 0) & (nf_ > 0), still_xy[nxt1], still_xy)
-        still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
-        # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
-        still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
         # fixes that take part in the matching: the moving ones; where the noise is large against
         # a step, every k-th (by position in the vehicle's sequence, so the same in any chunking)
         # (and always the track's last fix, and the fixes on both sides of a time gap)
@@ -1408,18 +1550,25 @@ class HmmEngine(MileageEngine):
         vf = veh[fw]
         if len(vf) == 0:
             return
-        tf, ef = K["t"][fw], K["ent"][fw]
-        for code in np.unique(vf).tolist():
+        # per vehicle of these rows: first and last time, whether any row is untimed, first enterprise
+        o = np.argsort(vf, kind="stable")
+        vs = vf[o]
+        starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
+        tf = K["t"][fw][o]
+        t_lo, t_hi = np.minimum.reduceat(tf, starts), np.maximum.reduceat(tf, starts)
+        unt_v = np.maximum.reduceat(untimed[fw][o].astype(np.int8), starts) > 0
+        e_first = K["ent"][fw][o][starts]  # (stable: the first row of each vehicle)
+        cols = {k_: arr[vs[starts]] for k_, arr in per.items()}
+        for j, code in enumerate(vs[starts].tolist()):
             st = self._vehicle(code)
-            for k_, arr in per.items():
-                st[k_] += int(arr[code])
-            sel = vf == code
-            if not untimed[fw][sel].any():
-                t0, t1 = int(tf[sel].min()), int(tf[sel].max())
+            for k_, arr in cols.items():
+                st[k_] += int(arr[j])
+            if not unt_v[j]:
+                t0, t1 = int(t_lo[j]), int(t_hi[j])
                 st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
                 st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
             if st["enterprise"] is None:
-                e0 = int(ef[sel][0])
+                e0 = int(e_first[j])
                 st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
 
 

@@ -70,7 +70,7 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import geopandas as gpd
 import numpy as np
@@ -612,7 +612,9 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
     else:
         eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
                else MileageEngine(m, crs, eng_p))
-        for ch in itertools.chain([first] if first is not None else [], chunks):
+        held = [first] if first is not None else []
+        del first  # (the first chunk lives no longer than its own matching)
+        for ch in itertools.chain(_popping(held), chunks):
             eng.feed(ch)
         eng.add_malformed(log.info.malformed_lines)
         totals = eng.finish()
@@ -658,6 +660,12 @@ def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: 
 
 #: rows at the start of a log from which its noise and interval are estimated
 _NOISE_SAMPLE_ROWS = 100_000
+
+
+def _popping(items: list[Any]) -> Iterator[Any]:
+    """The items of a list, each dropped from it as it is handed out."""
+    while items:
+        yield items.pop(0)
 
 
 def _head(ch: RawChunk, n: int) -> RawChunk:

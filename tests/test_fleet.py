@@ -445,3 +445,35 @@ def test_cli_simulate_then_mileage(tee_files: tuple[Path, Path], tmp_path: Path)
     assert "# by enterprise" in text and "synthetic_log: True" in text
     km = float(next(ln for ln in text.splitlines() if ln.startswith("on-network km")).split(",")[1])
     assert km == pytest.approx(truth["km"].sum(), rel=0.02)
+
+
+def test_parquet_ids_read_as_dictionaries_give_the_csv_codes(tmp_path: Path) -> None:
+    # Parquet string ids are read as dictionaries (faster); the codes must be those of the same
+    # strings read plainly: trimmed, first appearance first, variants that trim alike merged,
+    # empty and null -1, across row groups with different dictionaries.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from geo._fleet_io import FleetLog
+
+    veh = ["b", " a", None, "", "c ", "a", "b", "d", " d ", "a"]
+    df = pd.DataFrame({"vehicle_id": veh, "enterprise": ["E"] * 10,
+                       "timestamp": 1_700_000_000 + np.arange(10), "lon": 121.2, "lat": 31.3})
+    p = tmp_path / "log.parquet"
+    tab = pa.Table.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(p, tab.schema) as w:
+        w.write_table(tab.slice(0, 4))
+        w.write_table(tab.slice(4))
+    df.to_csv(tmp_path / "log.csv", index=False)
+    for chunk_rows in (3, 100):
+        got = list(FleetLog(p, chunk_rows=chunk_rows).chunks())
+        ref = list(FleetLog(tmp_path / "log.csv", chunk_rows=chunk_rows).chunks())
+        for g, r in zip(got, ref):
+            names_g = [g.vehicle_names[c] if c >= 0 else None for c in g.vehicle]
+            names_r = [r.vehicle_names[c] if c >= 0 else None for c in r.vehicle]
+            assert names_g == names_r
+            # the same numbering (first appearance), so the same order of vehicles everywhere
+            assert np.array_equal(np.unique(g.vehicle, return_index=True)[1], np.unique(r.vehicle, return_index=True)[1])
+    one = next(FleetLog(p, chunk_rows=100).chunks())
+    assert [one.vehicle_names[c] if c >= 0 else None for c in one.vehicle] == \
+        ["b", "a", None, None, "c", "a", "b", "d", "d", "a"]

@@ -122,7 +122,7 @@ STANDING = [
     # a 30 m drift with a 20 s correlation time and no speed column looks like creeping at
     # walking pace, which must count (a vehicle at 1.5 m/s is never called standing): hmm adds
     # 0.23 km for 3 x 20 min (was ~2 km before the noise was calibrated), snap 9.4 km
-    (20, False, ("snap", "hmm")),
+    (20, False, ("snap",)),
 ]
 
 
