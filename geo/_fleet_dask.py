@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._fleet_engine import EngineParams, MileageEngine, Totals
-from ._fleet_hmm import HmmEngine, HmmParams, RouteTable
+from ._fleet_hmm import HmmEngine, HmmParams
+from ._fleet_routes import RouteTable
 from ._fleet_io import FleetLog, chunk_from_table
 from ._fleet_match import PieceMatcher
 from .errors import InputError

@@ -78,7 +78,8 @@ import pandas as pd
 
 from ._atomic import atomic_paths
 from ._fleet_engine import REASONS, EngineParams, MileageEngine, Totals
-from ._fleet_hmm import HmmEngine, HmmParams, estimate_noise
+from ._fleet_hmm import HmmEngine, HmmParams
+from ._fleet_noise import estimate_noise
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo, RawChunk
 from ._fleet_match import MatchParams, PieceMatcher
 from ._format import csv_safe_frame, render

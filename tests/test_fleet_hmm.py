@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from geo import fleet, sources
-from geo._fleet_hmm import HmmParams, RouteTable
+from geo._fleet_hmm import HmmParams
+from geo._fleet_routes import RouteTable
 from test_fleet import geod_len, line_points, piece_of, track, write_layer, zone_of
 
 HMM = fleet.MileageParams(matcher="hmm")
@@ -325,7 +326,7 @@ def _lines(coords: list[list[tuple[float, float]]]):
 def test_noise_estimate_is_calibrated_where_roads_are_close_together() -> None:
     import shapely
 
-    from geo._fleet_hmm import estimate_noise
+    from geo._fleet_noise import estimate_noise
 
     rng = np.random.default_rng(21)
     sigma = 20.0
@@ -355,7 +356,7 @@ def test_noise_estimate_is_calibrated_where_roads_are_close_together() -> None:
 
 @pytest.mark.parametrize("rho", [0.0, 0.9])
 def test_noise_correlation_of_consecutive_fixes(rho: float) -> None:
-    from geo._fleet_hmm import estimate_noise
+    from geo._fleet_noise import estimate_noise
 
     rng = np.random.default_rng(4)
     sigma, n = 10.0, 6000
@@ -534,7 +535,7 @@ def test_nearest_segments_equal_strtree_on_a_real_network(helsinki_pbf) -> None:
     # the pieces themselves, for fixes near the roads (the usual case) and far from them.
     import shapely
 
-    from geo._fleet_hmm import _NearestSegments
+    from geo._fleet_noise import _NearestSegments
     from geo._fleet_match import metric_crs
 
     roads = sources.load_network(helsinki_pbf).roads
