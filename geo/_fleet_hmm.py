@@ -249,7 +249,8 @@ class HmmEngine(MileageEngine):
         self.next: dict[int, int] = {}
         self.last_kept: dict[int, dict[str, np.ndarray]] = {}
         #: U-turns at a node of the pairs of the last :meth:`_pair_routes` call
-        self._node_turn: np.ndarray = np.zeros(0, dtype=bool)
+        #: windows to match again without their outliers, gathered over a drain's groups
+        self._redo: list = []
 
     # ------------------------------------------------------------------ input
     def _process(self, new: dict[str, np.ndarray], final: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -569,12 +570,12 @@ class HmmEngine(MileageEngine):
         unt = untimed[pb][prp]
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
-        fwd, use_rev, route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        fwd, use_rev, route, delta, r_rev, r_route, node_turn = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
         # kept for the km of the chosen pairs: pair (sa, sb) of fixes (pa, pb) is at
         # off[pb] + (sb - st_start[pb]) * na + (sa - st_start[pa])
         pair_at = np.full(n, -1, dtype=np.int64)
         pair_at[pb] = np.cumsum(npair) - npair
-        self._pairs = (pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, r_route))
+        pairs = (pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, r_route))
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
@@ -585,7 +586,6 @@ class HmmEngine(MileageEngine):
         cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / beta, 0.0)
         # a U-turn at a node costs as much as one on the spot: else, on pieces shorter than the
         # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
-        node_turn = self._node_turn
         cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
         if h.turn_penalty_m > 0:
             # (only where the route is finite: elsewhere the pair is implausible whatever its turns)
@@ -669,14 +669,14 @@ class HmmEngine(MileageEngine):
                                                                  st_start, st_cnt)
         self.totals.outliers_skipped += int((skipped & P["commit"]).sum())
         self._attribute(P, jobs, H, still, chosen, prevH, seg_start, s_piece, s_sub, sdir, s_off, s_pos,
-                        s_exit, s_entry, Lg, untimed)
+                        s_exit, s_entry, Lg, untimed, pairs)
         if redo is not None:
-            self.__dict__.setdefault("_redo", []).append(redo)
+            self._redo.append(redo)
 
     def _redo_outliers(self) -> None:
         """Match the windows with outliers again without them: those of all groups of a drain at
         once (a few fixes each: one Viterbi pass over them all, not one per group)."""
-        todo, self._redo = getattr(self, "_redo", []), []
+        todo, self._redo = self._redo, []
         jobs: list = []
         dw, dk = [], []
         for sub, (w, k) in todo:
@@ -716,9 +716,7 @@ class HmmEngine(MileageEngine):
         d_st = np.hypot(X[fb] - X[fa], Y[fb] - Y[fa])[prp]
         dt_s = ((T[fb] - T[fa]) / 1e9)[prp]
         unt = untimed[fb][prp]
-        keep_turn = self._node_turn
-        fwd, use_rev, _route, delta, r_rev, r_route = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
-        self._node_turn = keep_turn
+        fwd, use_rev, _route, delta, r_rev, r_route, _ = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
         r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         ok = self._plausible(fwd, r, d_st, dt_s, unt)
         out[np.unique(prp[ok])] = True
@@ -829,7 +827,8 @@ class HmmEngine(MileageEngine):
     def _attribute(self, P: dict[str, np.ndarray], jobs: list, H: np.ndarray, still: np.ndarray,
                    chosen: np.ndarray, prevH: np.ndarray, seg_start: np.ndarray, s_piece: np.ndarray,
                    s_sub: np.ndarray, sdir: np.ndarray, s_off: np.ndarray, s_pos: np.ndarray,
-                   s_exit: np.ndarray, s_entry: np.ndarray, Lg: np.ndarray, untimed: np.ndarray) -> None:
+                   s_exit: np.ndarray, s_entry: np.ndarray, Lg: np.ndarray, untimed: np.ndarray,
+                   pairs: tuple) -> None:
         """Km of the committed pairs along their matched routes; per-vehicle counts; into the totals."""
         p, m, R, tot = self.p, self.m, self.routes, self.totals
         n = len(P["t"])
@@ -851,7 +850,7 @@ class HmmEngine(MileageEngine):
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
         # how each chosen pair leads on: as worked out for the Viterbi (the same fixes, the same states)
-        pair_at, st_start, st_cnt, got = self._pairs
+        pair_at, st_start, st_cnt, got = pairs
         pa_b, pb_b = pa[both], pb[both]
         k = pair_at[pb_b] + (sb - st_start[pb_b]) * st_cnt[pa_b] + (sa - st_start[pa_b])
         fwd, use_rev, route, delta, r_rev, route_len = (a[k] for a in got)
@@ -912,8 +911,9 @@ class HmmEngine(MileageEngine):
 
         Returns the masks ``fwd`` (same directed state), ``use_rev`` (U-turn on the
         piece) and ``route`` (through the graph), the signed advance ``delta`` on
-        the same state, the U-turn distance and the routed distance (``inf``
-        where longer than any plausible route: those are not looked up).
+        the same state, the U-turn distance, the routed distance (``inf``
+        where longer than any plausible route: those are not looked up) and the
+        mask of routes with a U-turn at a node.
         """
         h, p, R = self.h, self.p, self.routes
         pa_, pb_ = S["piece"][sa], S["piece"][sb]
@@ -960,8 +960,7 @@ class HmmEngine(MileageEngine):
         route = ~fwd & ~use_rev
         # any U-turn at a node: on the same piece (to its end and back) or at either end of the route
         node_turn = route & (end_turn | (same_piece & (S["exit"][sa] == S["entry"][sb])))
-        self._node_turn = node_turn
-        return fwd, use_rev, route, delta, r_rev, r_route
+        return fwd, use_rev, route, delta, r_rev, r_route, node_turn
 
     @staticmethod
     def _longest_step(step_ns: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:

@@ -238,24 +238,17 @@ def _codes(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """Dictionary codes (-1 for null or empty) and the distinct strings."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        return _dictionary_codes(arr)
-    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    arr = pc.dictionary_encode(pc.utf8_trim_whitespace(arr))
-    idx = arr.indices.to_numpy(zero_copy_only=False)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    names = [str(s).strip() if s is not None else "" for s in arr.dictionary.to_pylist()]
-    idx = np.where(valid, np.nan_to_num(idx, nan=-1), -1).astype(np.int64)
-    empty = np.array([n == "" for n in names] + [True], dtype=bool)
-    idx = np.where(empty[idx], -1, idx)
-    return idx, names
+    if not pa.types.is_dictionary(arr.type):
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        arr = pc.dictionary_encode(pc.utf8_trim_whitespace(arr))
+    return _dictionary_codes(arr)
 
 
 def _dictionary_codes(arr: pa.DictionaryArray) -> tuple[np.ndarray, list[str]]:
-    """:func:`_codes` of a dictionary array (Parquet strings read as such): the same codes as
-    for its plain strings, i.e. trimmed names numbered by first appearance, entries that trim
-    to one name merged, unused entries dropped."""
+    """:func:`_codes` of a dictionary array (plain strings encoded, or Parquet strings read as
+    such): trimmed names numbered by first appearance, entries that trim to one name merged,
+    unused entries dropped, whatever order the dictionary has."""
     idx = arr.indices.to_numpy(zero_copy_only=False)
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
     vals = arr.dictionary.to_pylist()
@@ -430,11 +423,14 @@ class FleetLog:
     def _open_parquet(self) -> LogInfo:
         import pyarrow.parquet as pq
 
-        try:
-            pf = pq.ParquetFile(self.path)
-        except (OSError, pa.ArrowInvalid) as e:
-            raise FleetLogError(f"not a readable Parquet file ({e})", where=str(self.path),
-                                hint="check the file, or give a CSV or GPX log") from e
+        def open_(read_dictionary: list[str] | None = None) -> pq.ParquetFile:
+            try:
+                return pq.ParquetFile(self.path, read_dictionary=read_dictionary)
+            except (OSError, pa.ArrowInvalid) as e:
+                raise FleetLogError(f"not a readable Parquet file ({e})", where=str(self.path),
+                                    hint="check the file, or give a CSV or GPX log") from e
+
+        pf = open_()
         cols = resolve_columns(pf.schema_arrow.names, str(self.path))
         # ids read as dictionaries: Parquet stores them so, and decoding every string costs more
         # than the rest of the row (0.3 s of 0.4 s a million rows)
@@ -442,11 +438,7 @@ class FleetLog:
                if c in cols and (pa.types.is_string(t := pf.schema_arrow.field(cols[c]).type)
                                  or pa.types.is_large_string(t))]
         if ids:
-            try:
-                pf = pq.ParquetFile(self.path, read_dictionary=ids)
-            except (OSError, pa.ArrowInvalid) as e:
-                raise FleetLogError(f"not a readable Parquet file ({e})", where=str(self.path),
-                                    hint="check the file, or give a CSV or GPX log") from e
+            pf = open_(ids)
         meta: dict[str, Any] = {}
         raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
         if raw:

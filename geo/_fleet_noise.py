@@ -138,9 +138,9 @@ class _NearestSegments:
         nb = (np.arange(-1, 2)[:, None] * self.nx + np.arange(-1, 2)[None, :]).ravel()
         cl = ((fy * self.nx + fx)[:, None] + nb[None, :]).ravel()
         a = self.start[cl]
-        cnt = (self.start[cl + 1] - a).reshape(n, 9).sum(axis=1)
         # cells of a point are consecutive in the table only per cell: entries of each cell in turn
         ccnt = self.start[cl + 1] - a
+        cnt = ccnt.reshape(n, 9).sum(axis=1)
         e = self.cell_seg[np.repeat(a - (np.cumsum(ccnt) - ccnt), ccnt) + np.arange(int(ccnt.sum()))]
         p = np.repeat(np.arange(n), cnt)
         ux, uy = x[p] - self.ax[e], y[p] - self.ay[e]
@@ -148,18 +148,16 @@ class _NearestSegments:
         ux -= t * self.dx[e]
         uy -= t * self.dy[e]
         d2 = ux * ux + uy * uy
+        ox, oy = np.full(n, np.nan), np.full(n, np.nan)
         if len(d2):
             has = np.flatnonzero(cnt > 0)
             st = (np.cumsum(cnt) - cnt)[has]
             mins = np.minimum.reduceat(d2, st)
             hit = np.flatnonzero(d2 == np.repeat(np.r_[mins], cnt[has]))
             first = hit[np.r_[True, p[hit][1:] != p[hit][:-1]]]
-            d[p[first]], sg[p[first]] = np.sqrt(d2[first]), e[first]
-        ox, oy = np.full(n, np.nan), np.full(n, np.nan)
-        ok = sg >= 0
-        e = sg[ok]
-        t = np.clip(((x[ok] - self.ax[e]) * self.dx[e] + (y[ok] - self.ay[e]) * self.dy[e]) * self.il2[e], 0.0, 1.0)
-        ox[ok], oy[ok] = self.ax[e] + t * self.dx[e], self.ay[e] + t * self.dy[e]
+            w, ew = p[first], e[first]
+            d[w], sg[w] = np.sqrt(d2[first]), ew
+            ox[w], oy[w] = self.ax[ew] + t[first] * self.dx[ew], self.ay[ew] + t[first] * self.dy[ew]
         # exact only within a cell size of a point inside the grid; the rest from a tree of the lines
         rest = np.flatnonzero(fin & ~(inside & (d <= self.cell)))
         if len(rest):

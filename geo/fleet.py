@@ -576,7 +576,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
     # the first chunk is read once: its first rows give the noise estimate (where it holds them all),
     # and it is then matched with the rest
     chunks = log.chunks() if scheduler is None else iter(())
-    first = next(chunks, None) if scheduler is None else None
+    first = next(chunks, None)
     if first is not None and (len(first) >= _NOISE_SAMPLE_ROWS or len(first) < log.chunk_rows):
         noise, interval, corr = _chunk_noise(_head(first, _NOISE_SAMPLE_ROWS), roads, crs, with_corr=True)
     else:
@@ -673,9 +673,8 @@ def _head(ch: RawChunk, n: int) -> RawChunk:
     """The first ``n`` rows of a chunk (views)."""
     if len(ch) <= n:
         return ch
-    cut = {f.name: (v[:n] if isinstance(v, np.ndarray) else v)
-           for f in dataclasses.fields(ch) for v in [getattr(ch, f.name)]}
-    return RawChunk(**cut)
+    return replace(ch, **{f.name: v[:n] for f in dataclasses.fields(ch)
+                          if isinstance(v := getattr(ch, f.name), np.ndarray)})
 
 
 def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: str,
