@@ -68,7 +68,8 @@ import numpy as np
 
 from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_starts
 from ._fleet_match import PieceMatcher
-from ._fleet_routes import RouteTable
+from ._fleet_routes import RouteTable, crow1
+from ._jit import kernel
 
 
 
@@ -221,6 +222,273 @@ def _mean_diff_var_ar1(corr: float, nb: np.ndarray, nf: np.ndarray) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         v = S(nb) / nb**2 + S(nf) / nf**2 - 2.0 * G(nb) * G(nf) / (nb * nf)
     return np.where((nb > 0) & (nf > 0), v, np.inf)
+
+
+# ---------------------------------------------------------------- kernels of the transitions
+# The pairs of consecutive matched fixes (every state to every state: millions per group of
+# windows) were dozens of numpy passes, each a gathered temporary of the size of the pairs; these
+# loops do each pair once. Same IEEE operations in the same order as the numpy code they replaced
+# (bit-identical costs): the pow of the step's noise stays in numpy, once per pair of fixes.
+# Each argument is passed in one dtype (cast at the call), so each kernel compiles once.
+
+
+def _i64(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _b(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.bool_)
+
+
+def _states(S: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state arrays of ``S`` as the kernels take them (int64 ids, float64 metres)."""
+    return {k: (_f64(v) if k in ("off", "pos", "L") else _i64(v)) for k, v in S.items()}
+
+
+@kernel
+def _pair_states(pa: np.ndarray, pb: np.ndarray, st_start: np.ndarray,
+                 st_cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every state of fix ``pa[k]`` to every state of fix ``pb[k]``, b-major (the incoming pairs of
+    each state of ``pb[k]`` contiguous, its ``a`` states in order).
+
+    Returns
+    -------
+    prp, sa, sb : int64 arrays, one row per pair of states
+        The pair of fixes ``k`` and the two states.
+    """
+    tot = 0
+    for k in range(len(pa)):
+        tot += st_cnt[pa[k]] * st_cnt[pb[k]]
+    prp = np.empty(tot, np.int64)
+    sa = np.empty(tot, np.int64)
+    sb = np.empty(tot, np.int64)
+    i = 0
+    for k in range(len(pa)):
+        na, nb = st_cnt[pa[k]], st_cnt[pb[k]]
+        a0, b0 = st_start[pa[k]], st_start[pb[k]]
+        for jb in range(nb):
+            for ja in range(na):
+                prp[i] = k
+                sa[i] = a0 + ja
+                sb[i] = b0 + jb
+                i += 1
+    return prp, sa, sb
+
+
+@kernel
+def _routes_pre(sa, sb, prp, d_st, dt_s, unt, piece, sdir, off, pos, L, s_exit, s_entry, node_x, node_y,
+                back_tol, route_factor, slack, max_speed, uturn):  # type: ignore[no-untyped-def]
+    """First part of :meth:`HmmEngine._pair_routes`: per pair of states (``d_st``, ``dt_s``, ``unt``
+    per pair of fixes ``prp``) whether it is a step on the same directed state (``fwd``), a U-turn
+    on the piece (``rev``), the signed advance, the U-turn distance; and the routes to look up (the
+    pairs whose straight-line bound leaves room for a plausible route): pair, exit node, entry
+    node, how far the route matters, the pieces' ends (m)."""
+    n = len(sa)
+    fwd = np.empty(n, np.bool_)
+    rev = np.empty(n, np.bool_)
+    delta = np.empty(n)
+    r_rev = np.empty(n)
+    look = np.empty(n, np.int64)
+    ex = np.empty(n, np.int64)
+    en = np.empty(n, np.int64)
+    need = np.empty(n)
+    ends = np.empty(n)
+    k = 0
+    for i in range(n):
+        a, b = sa[i], sb[i]
+        same = piece[a] == piece[b]
+        dl = off[b] - off[a]
+        dsame = sdir[a] == sdir[b]
+        f = same and dsame and dl >= -back_tol
+        fwd[i] = f
+        rev[i] = same and not dsame
+        delta[i] = dl
+        rr = abs(pos[b] - pos[a])
+        r_rev[i] = rr
+        if f:
+            continue
+        e = (L[a] - off[a]) + off[b]
+        j = prp[i]
+        lim = route_factor * d_st[j] + slack
+        if not unt[j]:
+            dt = dt_s[j]
+            t = max_speed * (dt if dt > 0.0 else 0.0) + slack
+            if t < lim:
+                lim = t
+        x, y = s_exit[a], s_entry[b]
+        if e + crow1(node_x, node_y, x, y) <= lim:
+            nd = lim - e
+            if rev[i]:
+                # for a U-turn on the piece: to where the route stops being the shorter way
+                alt = rr + uturn - e
+                if alt > nd:
+                    nd = alt
+            look[k], ex[k], en[k], need[k], ends[k] = i, x, y, nd, e
+            k += 1
+    return fwd, rev, delta, r_rev, look[:k], ex[:k], en[:k], need[:k], ends[:k]
+
+
+@kernel
+def _turn_a_queries(look, sa, d_main, en_l, piece, oneway, s_entry, L, node_x, node_y,
+                    tol):  # type: ignore[no-untyped-def]
+    """Routes that may start by driving back along ``a``'s piece (a two-way one) to turn at its
+    entry node: those whose straight-line bound leaves room for it (position in ``look``, source,
+    target, how far the route matters)."""
+    m = len(look)
+    q = np.empty(m, np.int64)
+    src = np.empty(m, np.int64)
+    tgt = np.empty(m, np.int64)
+    need = np.empty(m)
+    c = 0
+    for k in range(m):
+        a = sa[look[k]]
+        dm = d_main[k]
+        if not np.isfinite(dm) or oneway[piece[a]]:
+            continue
+        La = L[a]
+        if La + crow1(node_x, node_y, s_entry[a], en_l[k]) <= dm + tol:
+            q[c], src[c], tgt[c], need[c] = k, s_entry[a], en_l[k], dm - La + tol
+            c += 1
+    return q[:c], src[:c], tgt[:c], need[:c]
+
+
+@kernel
+def _turn_b_queries(look, sa, sb, d_main, ex_l, qa, dist_a, piece, oneway, s_exit, L, node_x, node_y,
+                    tol):  # type: ignore[no-untyped-def]
+    """Whether a looked-up route turns at ``a``'s entry node (``ta``, per position in ``look``), and
+    the routes that may end by driving ``b``'s piece the wrong way to turn at its entry (as
+    :func:`_turn_a_queries`, of those that do not turn at ``a``)."""
+    m = len(look)
+    ta = np.zeros(m, np.bool_)
+    for c in range(len(qa)):
+        k = qa[c]
+        ta[k] = L[sa[look[k]]] + dist_a[c] <= d_main[k] + tol
+    q = np.empty(m, np.int64)
+    src = np.empty(m, np.int64)
+    tgt = np.empty(m, np.int64)
+    need = np.empty(m)
+    c = 0
+    for k in range(m):
+        b = sb[look[k]]
+        dm = d_main[k]
+        if ta[k] or not np.isfinite(dm) or oneway[piece[b]]:
+            continue
+        Lb = L[b]
+        if crow1(node_x, node_y, ex_l[k], s_exit[b]) + Lb <= dm + tol:
+            q[c], src[c], tgt[c], need[c] = k, ex_l[k], s_exit[b], dm - Lb + tol
+            c += 1
+    return ta, q[:c], src[:c], tgt[:c], need[:c]
+
+
+@kernel
+def _routes_final(sa, sb, fwd, rev, r_rev, look, ends, d_main, ta, qb, dist_b, piece, s_exit, s_entry, L,
+                  uturn, tol):  # type: ignore[no-untyped-def]
+    """Last part of :meth:`HmmEngine._pair_routes`: the routed distance (``inf`` where not looked
+    up), and the masks ``use_rev`` (the U-turn on the piece is the shorter way), ``route`` and
+    ``node_turn`` (a route with a U-turn at a node)."""
+    n = len(sa)
+    r_route = np.full(n, np.inf)
+    end_turn = np.zeros(n, np.bool_)
+    for k in range(len(look)):
+        r_route[look[k]] = ends[k] + d_main[k]
+        end_turn[look[k]] = ta[k]
+    for c in range(len(qb)):
+        k = qb[c]
+        if dist_b[c] + L[sb[look[k]]] <= d_main[k] + tol:
+            end_turn[look[k]] = True
+    use_rev = np.empty(n, np.bool_)
+    route = np.empty(n, np.bool_)
+    node_turn = np.empty(n, np.bool_)
+    for i in range(n):
+        u = rev[i] and r_rev[i] + uturn < r_route[i]
+        rt = not fwd[i] and not u
+        use_rev[i] = u
+        route[i] = rt
+        # any U-turn at a node: at either end of the route, or on the same piece (to its end and back)
+        node_turn[i] = rt and (end_turn[i] or (piece[sa[i]] == piece[sb[i]] and s_exit[sa[i]] == s_entry[sb[i]]))
+    return r_route, use_rev, route, node_turn
+
+
+@kernel
+def _plausible1(fwd: bool, r: float, d_st: float, dt_s: float, unt: bool, route_factor: float, slack: float,
+                max_speed: float) -> bool:
+    """:meth:`HmmEngine._plausible` of one transition."""
+    return fwd or (r <= route_factor * d_st + slack
+                   and (unt or r <= max_speed * (dt_s if dt_s > 0.0 else 0.0) + slack))
+
+
+@kernel
+def _plausible_many(fwd, r, d_st, dt_s, unt, route_factor, slack, max_speed):  # type: ignore[no-untyped-def]
+    """:func:`_plausible1` of each transition."""
+    out = np.empty(len(fwd), np.bool_)
+    for i in range(len(fwd)):
+        out[i] = _plausible1(fwd[i], r[i], d_st[i], dt_s[i], unt[i], route_factor, slack, max_speed)
+    return out
+
+
+@kernel
+def _turn1(a, b, piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y,
+           turn_penalty):  # type: ignore[no-untyped-def]
+    """Turn cost (m) of a route from state ``a`` to state ``b`` (see :func:`_pair_costs`)."""
+    pa, pb = piece[a], piece[b]
+    # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
+    if sdir[a] > 0:
+        ax, ay = lx[pa], ly[pa]
+    else:
+        ax, ay = -fx[pa], -fy[pa]
+    if sdir[b] > 0:
+        bx, by = fx[pb], fy[pb]
+    else:
+        bx, by = -lx[pb], -ly[pb]
+    ex, en = s_exit[a], s_entry[b]
+    cx, cy = node_x[en] - node_x[ex], node_y[en] - node_y[ex]
+    Lc = np.hypot(cx, cy)
+    if Lc > 1.0:
+        ux, uy = cx / Lc, cy / Lc
+        c1 = ax * ux + ay * uy
+        c2 = ux * bx + uy * by
+    else:
+        c1 = ax * bx + ay * by
+        c2 = 1.0
+    return turn_penalty * ((1.0 - c1) + (1.0 - c2)) / 2.0
+
+
+@kernel
+def _pair_costs(prp, sa, sb, fwd, use_rev, route, node_turn, delta, r_rev, r_route, d_st, dt_s, unt, straight,
+                beta, piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y, h_beta, back_penalty,
+                uturn, turn_penalty, route_factor, slack, max_speed):  # type: ignore[no-untyped-def]
+    """Transition cost of each pair of states (see the module docstring; ``inf`` where not
+    plausible); ``d_st``, ``dt_s``, ``unt``, the de-biased ``straight`` distance and ``beta`` per
+    pair of fixes ``prp``.
+
+    A turn of angle theta where the route leaves ``a``'s piece (toward the chord from its exit
+    node to ``b``'s entry node) and where it enters ``b``'s piece costs
+    ``turn_penalty (1 - cos theta) / 2`` (where the two nodes are one: the change from piece to
+    piece), on routed pairs without a U-turn at a node whose route is finite.
+    """
+    n = len(sa)
+    out = np.empty(n)
+    for i in range(n):
+        j = prp[i]
+        f = fwd[i]
+        r = abs(delta[i]) if f else (r_rev[i] if use_rev[i] else r_route[i])
+        bj = beta[j]
+        c = abs(r - straight[j]) / bj
+        if f:
+            # a backward step (GPS jitter) costs back_penalty times its length more
+            mb = -delta[i]
+            c = c + back_penalty * (mb if mb > 0.0 else 0.0) / bj
+        if use_rev[i] or node_turn[i]:
+            c = c + uturn / h_beta
+        if turn_penalty > 0 and route[i] and not node_turn[i] and np.isfinite(r):
+            c = c + _turn1(sa[i], sb[i], piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y,
+                           turn_penalty) / h_beta
+        out[i] = c if _plausible1(f, r, d_st[j], dt_s[j], unt[j], route_factor, slack, max_speed) else np.inf
+    return out
 
 
 # ---------------------------------------------------------------- the engine
@@ -560,38 +828,36 @@ class HmmEngine(MileageEngine):
         pa, pb = pa[ok], pb[ok]
         na, nb = st_cnt[pa], st_cnt[pb]
         npair = na * nb
-        prp = np.repeat(np.arange(len(pa)), npair)
-        kk = np.arange(int(npair.sum())) - np.repeat(np.cumsum(npair) - npair, npair)
         # b-major: the incoming pairs of each state of b are contiguous
-        sb_ = st_start[pb][prp] + kk // na[prp]
-        sa_ = st_start[pa][prp] + kk % na[prp]
-        d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])[prp]
-        dt_s = ((T[pb] - T[pa]) / 1e9)[prp]
-        unt = untimed[pb][prp]
+        prp, sa_, sb_ = _pair_states(_i64(pa), _i64(pb), _i64(st_start), _i64(st_cnt))
+        # per pair of fixes (the pairs of states read them through prp)
+        d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
+        dt_s = (T[pb] - T[pa]) / 1e9
+        unt = untimed[pb]
         S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
              "L": Lg}
-        fwd, use_rev, route, delta, r_rev, r_route, node_turn = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt)
+        fwd, use_rev, route, delta, r_rev, r_route, node_turn = self._pair_routes(S, sa_, sb_, d_st, dt_s, unt, prp)
         # kept for the km of the chosen pairs: pair (sa, sb) of fixes (pa, pb) is at
         # off[pb] + (sb - st_start[pb]) * na + (sa - st_start[pa])
         pair_at = np.full(n, -1, dtype=np.int64)
         pair_at[pb] = np.cumsum(npair) - npair
         pairs = (pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, r_route))
-        r = np.where(fwd, np.abs(delta), np.where(use_rev, r_rev, r_route))
         # the straight distance between two noisy fixes is biased long (E d^2 = step^2 + 4 sigma^2):
         # against it, a zig-zag over parallel short pieces looks likelier than the road driven
         # (2 x the per-axis variance of the step's noise, on both axes; a drifting error cancels in part)
         lag = np.where(unt, float(h.decimate), dt_s / max(h.interval_s, 1e-3))
         beta = np.maximum(h.beta, h.beta_step * d_st)
-        cost = np.abs(r - np.sqrt(np.maximum(d_st * d_st - 4.0 * h.step_sigma(lag) ** 2, 0.0))) / beta
-        cost = cost + np.where(fwd, h.back_penalty * np.maximum(0.0, -delta) / beta, 0.0)
-        # a U-turn at a node costs as much as one on the spot: else, on pieces shorter than the
-        # penalty, "to the end of the piece and back" is a free U-turn (a zig-zag on a dense grid)
-        cost = cost + np.where(use_rev | node_turn, h.uturn_penalty_m / h.beta, 0.0)
-        if h.turn_penalty_m > 0:
-            # (only where the route is finite: elsewhere the pair is implausible whatever its turns)
-            cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn & np.isfinite(r)) / h.beta
-        plausible = self._plausible(fwd, r, d_st, dt_s, unt)
-        cost = np.where(plausible, cost, np.inf)
+        straight = np.sqrt(np.maximum(d_st * d_st - 4.0 * h.step_sigma(lag) ** 2, 0.0))
+        # |route - straight| / beta, a backward step's extra, a U-turn at a node as much as one on
+        # the spot (else, on pieces shorter than the penalty, "to the end of the piece and back" is
+        # a free U-turn: a zig-zag on a dense grid), the turn costs; inf where not plausible
+        (fx, fy), (lx, ly) = self._end_dirs
+        St = _states(S)
+        cost = _pair_costs(prp, sa_, sb_, fwd, use_rev, route, node_turn, delta, r_rev, r_route,
+                           _f64(d_st), _f64(dt_s), _b(unt), _f64(straight), _f64(beta),
+                           St["piece"], St["dir"], St["exit"], St["entry"], fx, fy, lx, ly, R.node_x, R.node_y,
+                           float(h.beta), float(h.back_penalty), float(h.uturn_penalty_m), float(h.turn_penalty_m),
+                           float(h.route_factor), float(h.slack), float(p.max_speed_mps))
         # ---- Viterbi, one step per position of the matched fixes in their window
         step = np.zeros(n, dtype=np.int64)
         if len(Hh):
@@ -698,8 +964,8 @@ class HmmEngine(MileageEngine):
                    unt: np.ndarray) -> np.ndarray:
         """Whether a transition of route ``r`` (m) is plausible for fixes ``d_st`` m and ``dt_s`` s apart."""
         h, p = self.h, self.p
-        return fwd | ((r <= h.route_factor * d_st + h.slack)
-                      & (unt | (r <= p.max_speed_mps * np.maximum(dt_s, 0.0) + h.slack)))
+        return _plausible_many(_b(fwd), _f64(r), _f64(d_st), _f64(dt_s), _b(unt), float(h.route_factor),
+                               float(h.slack), float(p.max_speed_mps))
 
     def _bridges(self, S: dict[str, np.ndarray], st_start: np.ndarray, st_cnt: np.ndarray, fa: np.ndarray,
                  fb: np.ndarray, X: np.ndarray, Y: np.ndarray, T: np.ndarray, untimed: np.ndarray) -> np.ndarray:
@@ -906,9 +1172,10 @@ class HmmEngine(MileageEngine):
             self.point_log.append((P["row"][fw].copy(), piece_fix[fw].copy()))
 
     def _pair_routes(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, d_st: np.ndarray,
-                     dt_s: np.ndarray, unt: np.ndarray) -> tuple[np.ndarray, ...]:
+                     dt_s: np.ndarray, unt: np.ndarray, prp: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         """How state ``sa`` leads to state ``sb`` (see the module docstring).
 
+        ``d_st``, ``dt_s`` and ``unt`` are per pair, or per pair of fixes ``prp`` of each pair.
         Returns the masks ``fwd`` (same directed state), ``use_rev`` (U-turn on the
         piece) and ``route`` (through the graph), the signed advance ``delta`` on
         the same state, the U-turn distance, the routed distance (``inf``
@@ -916,50 +1183,28 @@ class HmmEngine(MileageEngine):
         mask of routes with a U-turn at a node.
         """
         h, p, R = self.h, self.p, self.routes
-        pa_, pb_ = S["piece"][sa], S["piece"][sb]
-        same_piece = pa_ == pb_
-        delta = S["off"][sb] - S["off"][sa]
-        dsame = S["dir"][sa] == S["dir"][sb]
-        fwd = same_piece & dsame & (delta >= -h.back_tol)
-        rev = same_piece & ~dsame
-        r_route = np.full(len(sa), np.inf)
-        o = np.flatnonzero(~fwd)
-        so, to = sa[o], sb[o]
-        ends = (S["L"][so] - S["off"][so]) + S["off"][to]
-        ex, en = S["exit"][so], S["entry"][to]
-        limit = h.route_factor * d_st[o] + h.slack
-        timed = ~unt[o]
-        limit[timed] = np.minimum(limit[timed], p.max_speed_mps * np.maximum(dt_s[o][timed], 0.0) + h.slack)
-        lower = ends + R.crow(ex, en)
-        look = np.flatnonzero(lower <= limit)
-        # how far a route matters: to the plausibility limit, and for a U-turn on the piece to where
-        # the route stops being the shorter way
-        r_rev = np.abs(S["pos"][sb] - S["pos"][sa])
-        need = limit - ends
-        rv = rev[o]
-        need[rv] = np.maximum(need[rv], r_rev[o][rv] + h.uturn_penalty_m - ends[rv])
-        d_main = R.dist(ex[look], en[look], need[look])
-        r_route[o[look]] = ends[look] + d_main
+        sa, sb = _i64(sa), _i64(sb)
+        prp = np.arange(len(sa), dtype=np.int64) if prp is None else _i64(prp)
+        St = _states(S)
+        oneway = _b(self.m.piece_oneway)
+        fwd, rev, delta, r_rev, look, ex, en, need, ends = _routes_pre(
+            sa, sb, prp, _f64(d_st), _f64(dt_s), _b(unt), St["piece"], St["dir"], St["off"], St["pos"], St["L"],
+            St["exit"], St["entry"], R.node_x, R.node_y, float(h.back_tol), float(h.route_factor), float(h.slack),
+            float(p.max_speed_mps), float(h.uturn_penalty_m))
+        d_main = R.dist(ex, en, need)
         # routes that start by driving back along a's piece, or end by driving b's piece the wrong way
-        # to turn at its entry node: a U-turn at a node (a shortest path has none in between)
-        so_l, to_l = so[look], to[look]
+        # to turn at its entry node: a U-turn at a node (a shortest path has none in between); looked
+        # up only where the straight line between the nodes leaves room for it
         tol = 1e-3
-        fin = np.isfinite(d_main)
-        # (looked up only where the straight line between the nodes leaves room for it)
-        ent_a, ex_b, en_l, ex_l = S["entry"][so_l], S["exit"][to_l], en[look], ex[look]
-        La, Lb = S["L"][so_l], S["L"][to_l]
-        ta = fin & ~self.m.piece_oneway[S["piece"][so_l]]
-        ta[ta] = La[ta] + R.crow(ent_a[ta], en_l[ta]) <= d_main[ta] + tol
-        ta[ta] = La[ta] + R.dist(ent_a[ta], en_l[ta], d_main[ta] - La[ta] + tol) <= d_main[ta] + tol
-        tb = fin & ~self.m.piece_oneway[S["piece"][to_l]] & ~ta
-        tb[tb] = R.crow(ex_l[tb], ex_b[tb]) + Lb[tb] <= d_main[tb] + tol
-        tb[tb] = R.dist(ex_l[tb], ex_b[tb], d_main[tb] - Lb[tb] + tol) + Lb[tb] <= d_main[tb] + tol
-        end_turn = np.zeros(len(sa), dtype=bool)
-        end_turn[o[look]] = ta | tb
-        use_rev = rev & (r_rev + h.uturn_penalty_m < r_route)
-        route = ~fwd & ~use_rev
-        # any U-turn at a node: on the same piece (to its end and back) or at either end of the route
-        node_turn = route & (end_turn | (same_piece & (S["exit"][sa] == S["entry"][sb])))
+        qa, src, tgt, nd = _turn_a_queries(look, sa, d_main, en, St["piece"], oneway, St["entry"], St["L"],
+                                           R.node_x, R.node_y, tol)
+        dist_a = R.dist(src, tgt, nd)
+        ta, qb, src, tgt, nd = _turn_b_queries(look, sa, sb, d_main, ex, qa, dist_a, St["piece"], oneway,
+                                               St["exit"], St["L"], R.node_x, R.node_y, tol)
+        dist_b = R.dist(src, tgt, nd)
+        r_route, use_rev, route, node_turn = _routes_final(sa, sb, fwd, rev, r_rev, look, ends, d_main, ta, qb,
+                                                           dist_b, St["piece"], St["exit"], St["entry"], St["L"],
+                                                           float(h.uturn_penalty_m), tol)
         return fwd, use_rev, route, delta, r_rev, r_route, node_turn
 
     @staticmethod
@@ -971,33 +1216,6 @@ class HmmEngine(MileageEngine):
         arr = np.r_[step_ns, 0.0]  # a sentinel: the last pair may end at the last row
         idx = np.column_stack([pa + 1, pb + 1]).ravel()
         return np.maximum.reduceat(arr, idx)[::2]
-
-    def _turn_cost(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, sel: np.ndarray) -> np.ndarray:
-        """Turn costs (m) of the routed pairs ``sel``: the heading change from ``sa``'s piece at its exit
-        to the route (the chord from its exit node to ``sb``'s entry node) and from there to ``sb``'s
-        piece at its entry; where the two nodes are one, the change from piece to piece."""
-        out = np.zeros(len(sa))
-        i = np.flatnonzero(sel)
-        if len(i) == 0:
-            return out
-        R = self.routes
-        (fx, fy), (lx, ly) = self._end_dirs
-        a, b = sa[i], sb[i]
-        pa, pb = S["piece"][a], S["piece"][b]
-        da, db = S["dir"][a], S["dir"][b]
-        # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
-        ax_, ay_ = np.where(da > 0, lx[pa], -fx[pa]), np.where(da > 0, ly[pa], -fy[pa])
-        bx_, by_ = np.where(db > 0, fx[pb], -lx[pb]), np.where(db > 0, fy[pb], -ly[pb])
-        ex, en = S["exit"][a], S["entry"][b]
-        cx, cy = R.node_x[en] - R.node_x[ex], R.node_y[en] - R.node_y[ex]
-        L = np.hypot(cx, cy)
-        far = L > 1.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ux, uy = np.where(far, cx / L, 0.0), np.where(far, cy / L, 0.0)
-        c1 = np.where(far, ax_ * ux + ay_ * uy, ax_ * bx_ + ay_ * by_)
-        c2 = np.where(far, ux * bx_ + uy * by_, 1.0)
-        out[i] = self.h.turn_penalty_m * ((1.0 - c1) + (1.0 - c2)) / 2.0
-        return out
 
     @property
     def _end_dirs(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

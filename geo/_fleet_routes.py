@@ -9,11 +9,30 @@ state changes a result.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ._fleet_match import PieceMatcher
+from ._jit import kernel
+
+
+@kernel
+def crow1(node_x: np.ndarray, node_y: np.ndarray, a: int, b: int) -> float:
+    """One :meth:`RouteTable.crow` bound (m) from node ``a`` to node ``b``, for the compiled
+    kernels of the HMM matcher (the same operations: numba's ``math.hypot`` is the C library's,
+    as numpy's ``hypot``)."""
+    return 0.99 * math.hypot(node_x[a] - node_x[b], node_y[a] - node_y[b])
+
+
+@kernel
+def _crow_many(node_x: np.ndarray, node_y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`crow1` of each pair ``a[i], b[i]`` (one pass, no gathered temporaries)."""
+    out = np.empty(len(a))
+    for i in range(len(a)):
+        out[i] = crow1(node_x, node_y, a[i], b[i])
+    return out
 
 
 class RouteTable:
@@ -260,7 +279,8 @@ class RouteTable:
     def crow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """A lower bound of the route from each node ``a`` to its ``b``: the straight line between
         them, less 1 % for the projection's scale against geodesic piece lengths."""
-        return 0.99 * np.hypot(self.node_x[a] - self.node_x[b], self.node_y[a] - self.node_y[b])
+        return _crow_many(self.node_x, self.node_y, np.ascontiguousarray(a, dtype=np.int64),
+                          np.ascontiguousarray(b, dtype=np.int64))
 
     def dist(self, src: np.ndarray, tgt: np.ndarray, need: np.ndarray | float | None = None) -> np.ndarray:
         """Shortest route from each ``src`` node to its ``tgt`` node where it is at most ``need``.
