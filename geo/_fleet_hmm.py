@@ -65,10 +65,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_starts
 from ._fleet_match import PieceMatcher
-from ._fleet_routes import RouteTable, crow1
+from ._fleet_routes import RouteTable, crow_le
 from ._jit import kernel
 
 
@@ -320,7 +321,7 @@ def _routes_pre(sa, sb, prp, d_st, dt_s, unt, piece, sdir, off, pos, L, s_exit, 
             if t < lim:
                 lim = t
         x, y = s_exit[a], s_entry[b]
-        if e + crow1(node_x, node_y, x, y) <= lim:
+        if crow_le(node_x, node_y, x, y, e, lim):
             nd = lim - e
             if rev[i]:
                 # for a U-turn on the piece: to where the route stops being the shorter way
@@ -350,7 +351,7 @@ def _turn_a_queries(look, sa, d_main, en_l, piece, oneway, s_entry, L, node_x, n
         if not np.isfinite(dm) or oneway[piece[a]]:
             continue
         La = L[a]
-        if La + crow1(node_x, node_y, s_entry[a], en_l[k]) <= dm + tol:
+        if crow_le(node_x, node_y, s_entry[a], en_l[k], La, dm + tol):
             q[c], src[c], tgt[c], need[c] = k, s_entry[a], en_l[k], dm - La + tol
             c += 1
     return q[:c], src[:c], tgt[:c], need[:c]
@@ -378,7 +379,7 @@ def _turn_b_queries(look, sa, sb, d_main, ex_l, qa, dist_a, piece, oneway, s_exi
         if ta[k] or not np.isfinite(dm) or oneway[piece[b]]:
             continue
         Lb = L[b]
-        if crow1(node_x, node_y, ex_l[k], s_exit[b]) + Lb <= dm + tol:
+        if crow_le(node_x, node_y, ex_l[k], s_exit[b], Lb, dm + tol):  # (a + b == b + a in IEEE)
             q[c], src[c], tgt[c], need[c] = k, ex_l[k], s_exit[b], dm - Lb + tol
             c += 1
     return ta, q[:c], src[:c], tgt[:c], need[:c]
@@ -413,7 +414,7 @@ def _routes_final(sa, sb, fwd, rev, r_rev, look, ends, d_main, ta, qb, dist_b, p
     return r_route, use_rev, route, node_turn
 
 
-@kernel
+@njit(inline="always")
 def _plausible1(fwd: bool, r: float, d_st: float, dt_s: float, unt: bool, route_factor: float, slack: float,
                 max_speed: float) -> bool:
     """:meth:`HmmEngine._plausible` of one transition."""
@@ -431,33 +432,6 @@ def _plausible_many(fwd, r, d_st, dt_s, unt, route_factor, slack, max_speed):  #
 
 
 @kernel
-def _turn1(a, b, piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y,
-           turn_penalty):  # type: ignore[no-untyped-def]
-    """Turn cost (m) of a route from state ``a`` to state ``b`` (see :func:`_pair_costs`)."""
-    pa, pb = piece[a], piece[b]
-    # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
-    if sdir[a] > 0:
-        ax, ay = lx[pa], ly[pa]
-    else:
-        ax, ay = -fx[pa], -fy[pa]
-    if sdir[b] > 0:
-        bx, by = fx[pb], fy[pb]
-    else:
-        bx, by = -lx[pb], -ly[pb]
-    ex, en = s_exit[a], s_entry[b]
-    cx, cy = node_x[en] - node_x[ex], node_y[en] - node_y[ex]
-    Lc = np.hypot(cx, cy)
-    if Lc > 1.0:
-        ux, uy = cx / Lc, cy / Lc
-        c1 = ax * ux + ay * uy
-        c2 = ux * bx + uy * by
-    else:
-        c1 = ax * bx + ay * by
-        c2 = 1.0
-    return turn_penalty * ((1.0 - c1) + (1.0 - c2)) / 2.0
-
-
-@kernel
 def _pair_costs(prp, sa, sb, fwd, use_rev, route, node_turn, delta, r_rev, r_route, d_st, dt_s, unt, straight,
                 beta, piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y, h_beta, back_penalty,
                 uturn, turn_penalty, route_factor, slack, max_speed):  # type: ignore[no-untyped-def]
@@ -472,10 +446,14 @@ def _pair_costs(prp, sa, sb, fwd, use_rev, route, node_turn, delta, r_rev, r_rou
     """
     n = len(sa)
     out = np.empty(n)
+    u_cost = uturn / h_beta
     for i in range(n):
         j = prp[i]
         f = fwd[i]
         r = abs(delta[i]) if f else (r_rev[i] if use_rev[i] else r_route[i])
+        if not _plausible1(f, r, d_st[j], dt_s[j], unt[j], route_factor, slack, max_speed):
+            out[i] = np.inf
+            continue
         bj = beta[j]
         c = abs(r - straight[j]) / bj
         if f:
@@ -483,11 +461,32 @@ def _pair_costs(prp, sa, sb, fwd, use_rev, route, node_turn, delta, r_rev, r_rou
             mb = -delta[i]
             c = c + back_penalty * (mb if mb > 0.0 else 0.0) / bj
         if use_rev[i] or node_turn[i]:
-            c = c + uturn / h_beta
+            c = c + u_cost
         if turn_penalty > 0 and route[i] and not node_turn[i] and np.isfinite(r):
-            c = c + _turn1(sa[i], sb[i], piece, sdir, s_exit, s_entry, fx, fy, lx, ly, node_x, node_y,
-                           turn_penalty) / h_beta
-        out[i] = c if _plausible1(f, r, d_st[j], dt_s[j], unt[j], route_factor, slack, max_speed) else np.inf
+            # (inline: a call per pair with a dozen array arguments costs more than the turn)
+            a, b = sa[i], sb[i]
+            pa, pb = piece[a], piece[b]
+            # heading of a at its exit, of b at its entry (a piece driven backwards: the other end, reversed)
+            if sdir[a] > 0:
+                ax, ay = lx[pa], ly[pa]
+            else:
+                ax, ay = -fx[pa], -fy[pa]
+            if sdir[b] > 0:
+                bx, by = fx[pb], fy[pb]
+            else:
+                bx, by = -lx[pb], -ly[pb]
+            ex, en = s_exit[a], s_entry[b]
+            cx, cy = node_x[en] - node_x[ex], node_y[en] - node_y[ex]
+            Lc = np.hypot(cx, cy)
+            if Lc > 1.0:
+                ux, uy = cx / Lc, cy / Lc
+                c1 = ax * ux + ay * uy
+                c2 = ux * bx + uy * by
+            else:
+                c1 = ax * bx + ay * by
+                c2 = 1.0
+            c = c + turn_penalty * ((1.0 - c1) + (1.0 - c2)) / 2.0 / h_beta
+        out[i] = c
     return out
 
 

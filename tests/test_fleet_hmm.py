@@ -604,3 +604,51 @@ def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, he
         g = gpd.GeoDataFrame(geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
         assert metric_crs(g).to_epsg() == g.estimate_utm_crs().to_epsg(), (lon, lat)
     assert metric_crs(sources.load_network(shared_data / "jiading_osm_signalized.osm").roads).to_epsg() == 32651
+
+
+# ---------------------------------------------------------------- the transitions' compiled kernels
+
+def test_crow_bound_decision_equals_the_one_computed_with_hypot() -> None:
+    # crow_le decides "base + 0.99 hypot(dx, dy) <= lim" mostly from sqrt(dx^2 + dy^2): against the
+    # decision made with numpy's hypot, on random nodes and on limits at the sum itself and one ulp
+    # either side of it (where a wrong bound would show)
+    from geo._fleet_routes import crow_le
+    from numba import njit
+
+    @njit
+    def decide(nx, ny, a, b, base, lim):
+        out = np.empty(len(a), np.bool_)
+        for i in range(len(a)):
+            out[i] = crow_le(nx, ny, a[i], b[i], base[i], lim[i])
+        return out
+
+    rng = np.random.default_rng(7)
+    n = 200_000
+    nx = np.r_[rng.uniform(3e5, 4e5, 5000), 3.5e5]  # UTM-like metres; the last node twice (length 0)
+    ny = np.r_[rng.uniform(3.4e6, 3.5e6, 5000), 3.45e6]
+    nx, ny = np.r_[nx, nx[-1]], np.r_[ny, ny[-1]]
+    a = rng.integers(0, len(nx), n)
+    b = np.where(rng.random(n) < 0.01, len(nx) - 1, rng.integers(0, len(nx), n))
+    a[:100] = len(nx) - 2
+    base = rng.uniform(0, 500, n)
+    exact = base + 0.99 * np.hypot(nx[a] - nx[b], ny[a] - ny[b])
+    for lim in (exact, np.nextafter(exact, np.inf), np.nextafter(exact, -np.inf), exact * rng.uniform(0.5, 1.5, n)):
+        got = decide(nx, ny, a, b, base, lim)
+        assert np.array_equal(got, exact <= lim)
+    assert decide(nx, ny, a, b, base, np.nextafter(exact, -np.inf)).sum() == 0
+    assert decide(nx, ny, a, b, base, exact).all()
+
+
+def test_pair_states_are_every_state_to_every_state_b_major() -> None:
+    from geo._fleet_hmm import _pair_states
+
+    rng = np.random.default_rng(3)
+    st_cnt = rng.integers(0, 5, 40)
+    st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
+    pa = np.arange(0, 39)
+    pb = pa + 1
+    prp, sa, sb = _pair_states(pa, pb, st_start, st_cnt)
+    want = [(k, st_start[pa[k]] + ja, st_start[pb[k]] + jb)
+            for k in range(len(pa)) for jb in range(st_cnt[pb[k]]) for ja in range(st_cnt[pa[k]])]
+    assert len(want) > 100
+    assert list(zip(prp.tolist(), sa.tolist(), sb.tolist())) == want
