@@ -2,16 +2,13 @@
 
 :class:`RouteTable`: bounded shortest paths from each source node, computed to the
 distance a pair of fixes needs and cached (FMM's upper-bounded origin-destination
-table, built as needed), by a sparse label-correcting search in numpy for short
-bounds and scipy's Dijkstra for long ones, both with one tie-break so that no cache
-state changes a result.
+table, built as needed), by a compiled bounded Dijkstra per source with one
+tie-break for equally short routes, so that no cache state changes a result.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import numpy as np
 from numba import njit
 
@@ -55,6 +52,186 @@ def _crow_many(node_x: np.ndarray, node_y: np.ndarray, a: np.ndarray, b: np.ndar
     return out
 
 
+@njit(inline="always")
+def _heap_push(hd: np.ndarray, hv: np.ndarray, n: int, d: float, v: int) -> int:
+    """Push ``(d, v)`` on the binary min-heap ``hd``/``hv`` of ``n`` entries; returns the new size."""
+    i = n
+    while i > 0:
+        up = (i - 1) // 2
+        if hd[up] <= d:
+            break
+        hd[i], hv[i] = hd[up], hv[up]
+        i = up
+    hd[i], hv[i] = d, v
+    return n + 1
+
+
+@kernel
+def _dijkstra(src: np.ndarray, bound: np.ndarray, indptr: np.ndarray, head: np.ndarray, weight: np.ndarray,
+              rptr: np.ndarray, rtail: np.ndarray, rweight: np.ndarray,
+              n_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bounded shortest routes from each ``src`` node up to its ``bound`` (see :meth:`RouteTable._search`).
+
+    Dijkstra per source on the CSR graph, with a dense distance row reset after each source. A
+    distance is the float minimum over paths of their sums (rounding is monotone and weights are
+    positive, so Dijkstra settles each node at that minimum, as any label-correcting search
+    does); the previous node is then, of the ways ``u -> v`` into each node reached, the smallest
+    ``u`` with ``dist[u] + w == dist[v]``: no order of the search changes it.
+
+    Returns
+    -------
+    keys, dist, prev : arrays, one row per node reached
+        ``src * n_nodes + node`` (by source as given, then by node), the distance (m), the
+        previous node (-1 at the source).
+    """
+    N = n_nodes
+    dist = np.full(N, np.inf)
+    cap = 1024
+    keys = np.empty(cap, np.int64)
+    dd = np.empty(cap)
+    pp = np.empty(cap, np.int64)
+    nout = 0
+    hd = np.empty(max(len(head), 1) + 1)
+    hv = np.empty(max(len(head), 1) + 1, np.int64)
+    seen = np.empty(N, np.int64)
+    for j in range(len(src)):
+        s, b = src[j], bound[j]
+        dist[s] = 0.0
+        nseen = 1
+        seen[0] = s
+        nh = _heap_push(hd, hv, 0, 0.0, s)
+        while nh > 0:
+            d, u = hd[0], hv[0]
+            # pop: the last entry sifted down from the root
+            nh -= 1
+            ld, lv = hd[nh], hv[nh]
+            i = 0
+            while True:
+                c = 2 * i + 1
+                if c >= nh:
+                    break
+                if c + 1 < nh and hd[c + 1] < hd[c]:
+                    c += 1
+                if ld <= hd[c]:
+                    break
+                hd[i], hv[i] = hd[c], hv[c]
+                i = c
+            if nh > 0:
+                hd[i], hv[i] = ld, lv
+            if d > dist[u]:
+                continue  # a stale entry: u was reached shorter since
+            for e in range(indptr[u], indptr[u + 1]):
+                v = head[e]
+                nd = d + weight[e]
+                if nd <= b and nd < dist[v]:
+                    if dist[v] == np.inf:
+                        seen[nseen] = v
+                        nseen += 1
+                    dist[v] = nd
+                    nh = _heap_push(hd, hv, nh, nd, v)
+        nodes = np.sort(seen[:nseen])
+        if nout + nseen > cap:
+            cap = max(2 * cap, nout + nseen)
+            keys2, dd2, pp2 = np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64)
+            keys2[:nout], dd2[:nout], pp2[:nout] = keys[:nout], dd[:nout], pp[:nout]
+            keys, dd, pp = keys2, dd2, pp2
+        for k in range(nseen):
+            v = nodes[k]
+            dv = dist[v]
+            best = -1
+            if v != s:
+                best = N
+                for e in range(rptr[v], rptr[v + 1]):
+                    u = rtail[e]
+                    if u < best and dist[u] + rweight[e] == dv:
+                        best = u
+            keys[nout], dd[nout], pp[nout] = s * N + v, dv, best
+            nout += 1
+        for k in range(nseen):
+            dist[seen[k]] = np.inf
+    return keys[:nout], dd[:nout], pp[:nout]
+
+
+@njit(inline="always")
+def _label_at(x: int, kb: np.ndarray, starts: np.ndarray) -> int:
+    """Row of key ``x`` in the cached blocks ``kb[starts[i]:starts[i+1]]`` (each sorted; the newest,
+    last, first), -1 where no block has it."""
+    for blk in range(len(starts) - 2, -1, -1):
+        lo, hi = starts[blk], starts[blk + 1]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if kb[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < starts[blk + 1] and kb[lo] == x:
+            return lo
+    return -1
+
+
+@kernel
+def _find_labels(key: np.ndarray, kb: np.ndarray, db: np.ndarray, pb: np.ndarray,
+                 starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance and previous node of each ``key`` in the cached blocks (:func:`_label_at`):
+    ``inf``/-1 where no block has it."""
+    n = len(key)
+    dist = np.full(n, np.inf)
+    prev = np.full(n, -1, np.int64)
+    for i in range(n):
+        at = _label_at(key[i], kb, starts)
+        if at >= 0:
+            dist[i], prev[i] = db[at], pb[at]
+    return dist, prev
+
+
+@kernel
+def _walk_back(src: np.ndarray, tgt: np.ndarray, kb: np.ndarray, pb: np.ndarray,
+               starts: np.ndarray, ekey: np.ndarray, epiece: np.ndarray,
+               n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces of the cached shortest routes ``src[r] -> tgt[r]``, walked back from the target along
+    the previous nodes: (route, piece) rows, by step from the target (all routes' last pieces,
+    then their second last, ...), routes in order within a step. A route whose walk reaches a node
+    without a previous one stops there."""
+    N = n_nodes
+    n = len(src)
+    ln = np.zeros(n, np.int64)
+    tot = 0
+    longest = 0
+    for r in range(n):
+        s, cur = src[r], tgt[r]
+        for _ in range(100_000):
+            at = _label_at(s * N + cur, kb, starts)
+            prv = pb[at] if at >= 0 else -1
+            if prv < 0:
+                break
+            ln[r] += 1
+            if prv == s:
+                break
+            cur = prv
+        tot += ln[r]
+        longest = max(longest, ln[r])
+    # rows of step t start after those of all routes at the steps before it
+    at = np.zeros(longest + 1, np.int64)
+    for r in range(n):
+        for t in range(ln[r]):
+            at[t + 1] += 1
+    for t in range(longest):
+        at[t + 1] += at[t]
+    which = np.empty(tot, np.int64)
+    piece = np.empty(tot, np.int64)
+    ne = len(ekey)
+    for r in range(n):
+        s, cur = src[r], tgt[r]
+        for t in range(ln[r]):
+            prv = pb[_label_at(s * N + cur, kb, starts)]
+            e = np.searchsorted(ekey, prv * N + cur)
+            which[at[t]] = r
+            piece[at[t]] = epiece[min(e, ne - 1)]
+            at[t] += 1
+            cur = prv
+    return which, piece
+
+
 class RouteTable:
     """Directed road graph of a matcher's pieces and cached bounded shortest paths.
 
@@ -67,8 +244,8 @@ class RouteTable:
     1 Hz log asks for a few hundred metres from each node, a 30 s log for some
     kilometres.
 
-    The search is a label-correcting one over all sources of a batch at once
-    (numpy, sparse: work grows with the nodes reached, not with the graph).
+    The search is a bounded Dijkstra per source (compiled: work grows with the
+    nodes reached, not with the graph).
     Distances are the float minimum over paths, whatever the level or batch; of
     equally short routes the one whose last node has the smallest number is
     kept, so the cache's state (a Dask worker's, a process's) never changes a
@@ -102,6 +279,11 @@ class RouteTable:
         self.indptr = np.searchsorted(tail[first], np.arange(self.n_nodes + 1)).astype(np.int64)
         self.head = head[first].astype(np.int64)
         self.weight = w[first].astype(np.float64)
+        # the same edges by head: the ways into each node (for the previous node of a route)
+        o = np.argsort(self.head, kind="stable")
+        self.rptr = np.searchsorted(self.head[o], np.arange(self.n_nodes + 1)).astype(np.int64)
+        self.rtail = np.repeat(np.arange(self.n_nodes, dtype=np.int64), np.diff(self.indptr))[o]
+        self.rweight = self.weight[o]
         # node positions (metric CRS): where the pieces start and end
         self.node_x = np.zeros(self.n_nodes)
         self.node_y = np.zeros(self.n_nodes)
@@ -120,10 +302,13 @@ class RouteTable:
     def _clear(self) -> None:
         #: level each source node's routes are known to (0: none yet)
         self.src_level = np.zeros(self.n_nodes)
-        #: sorted blocks of (source * n_nodes + target, distance, previous node)
-        self._blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        #: sorted blocks of (source * n_nodes + target, distance, previous node), back to back in
+        #: three buffers (grown by doubling) from ``_starts[i]`` to ``_starts[i + 1]``
+        self._kb = np.zeros(0, dtype=np.int64)
+        self._db = np.zeros(0)
+        self._pb = np.zeros(0, dtype=np.int64)
+        self._starts: list[int] = [0]
         self._cached = 0
-        self._graph: Any = None
         #: labels per source seen at each level (for sizing batches)
         self._reach: dict[float, float] = {}
 
@@ -131,99 +316,19 @@ class RouteTable:
         st = dict(self.__dict__)
         # sent to Dask workers without the cache
         st["src_level"] = np.zeros(self.n_nodes)
-        st["_blocks"], st["_cached"], st["_reach"], st["_graph"] = [], 0, {}, None
+        st["_kb"], st["_db"], st["_pb"] = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
+        st["_starts"], st["_cached"], st["_reach"] = [0], 0, {}
         return st
 
     # ------------------------------------------------------------------ search
-    def _search(self, src: np.ndarray, bound: np.ndarray,
-                dense: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _search(self, src: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bounded shortest routes from each ``src`` node (unique, sorted) up to its ``bound``.
 
-        Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source).
-        A label-correcting search over all sources at once with labels in sorted arrays
-        (``dense=False``: work grows with the nodes reached), or :meth:`_search_dense`
-        (``dense=True``: for searches that reach a good part of the graph); both give the same
-        answer, previous nodes included (:meth:`_ensure` picks the one that suits the bounds).
+        Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source):
+        :func:`_dijkstra`.
         """
-        N = self.n_nodes
-        B = len(src)
-        ip, hd, wt = self.indptr, self.head, self.weight
-        j0 = np.arange(B, dtype=np.int64)
-        if dense:
-            return self._search_dense(src, bound)
-        lk = j0 * N + src  # labels, local source number j: sorted as j is
-        ld = np.zeros(B)
-        lp = np.full(B, -1, dtype=np.int64)
-        fj, fv, fd = j0, src.astype(np.int64), np.zeros(B)
-        while len(fj):
-            deg = ip[fv + 1] - ip[fv]
-            tot = int(deg.sum())
-            if tot == 0:
-                break
-            rep = np.repeat(np.arange(len(fj)), deg)
-            e = ip[fv][rep] + (np.arange(tot) - np.repeat(np.cumsum(deg) - deg, deg))
-            nj, nv, nd, pv = fj[rep], hd[e], fd[rep] + wt[e], fv[rep]
-            ok = nd <= bound[nj]
-            nj, nv, nd, pv = nj[ok], nv[ok], nd[ok], pv[ok]
-            if len(nj) == 0:
-                break
-            k = nj * N + nv
-            # per node reached: the shortest, and of equally short ones the smaller previous node
-            o = np.argsort(k)
-            k, nd, pv = k[o], nd[o], pv[o]
-            first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-            mn = np.minimum.reduceat(nd, first)
-            gid = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(k)]))
-            pv = np.minimum.reduceat(np.where(nd == mn[gid], pv, N), first)
-            k, nd = k[first], mn
-            at = np.searchsorted(lk, k)
-            atc = np.minimum(at, len(lk) - 1)
-            known = lk[atc] == k
-            shorter = known & (nd < ld[atc])
-            tie = known & (nd == ld[atc]) & (pv < lp[atc])
-            upd = atc[shorter | tie]
-            ld[upd] = nd[shorter | tie]
-            lp[upd] = pv[shorter | tie]
-            new = ~known
-            if new.any():
-                lk = np.insert(lk, at[new], k[new])
-                ld = np.insert(ld, at[new], nd[new])
-                lp = np.insert(lp, at[new], pv[new])
-            go = shorter | new
-            fj, fv, fd = k[go] // N, k[go] % N, nd[go]
-        return src[lk // N] * N + lk % N, ld, lp
-
-    def _search_dense(self, src: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`_search` by scipy's Dijkstra (compiled; a dense row per source, so for searches
-        that reach a good part of the graph), with the same previous nodes: of the equally short
-        routes into a node, the one from the smallest previous node."""
-        from scipy.sparse import csr_matrix
-        from scipy.sparse.csgraph import dijkstra
-
-        N = self.n_nodes
-        if self._graph is None:
-            self._graph = csr_matrix((self.weight, self.head, self.indptr), shape=(N, N))
-            # the same edges by head: the ways into each node
-            o = np.argsort(self.head, kind="stable")
-            tail = np.repeat(np.arange(N), np.diff(self.indptr))
-            self._into = (np.searchsorted(self.head[o], np.arange(N + 1)), tail[o], self.weight[o])
-        D = dijkstra(self._graph, directed=True, indices=src, limit=float(bound.max()))
-        D[D > bound[:, None]] = np.inf
-        flat = D.ravel()
-        lk = np.flatnonzero(np.isfinite(flat))  # j * N + node, sorted
-        ld = flat[lk]
-        j, v = lk // N, lk % N
-        # previous node: the smallest u with fl(d(u) + w(u, v)) == d(v), as the sparse search keeps
-        rip, rtail, rw = self._into
-        deg = rip[v + 1] - rip[v]
-        rep = np.repeat(np.arange(len(lk)), deg)
-        e = rip[v][rep] + (np.arange(int(deg.sum())) - np.repeat(np.cumsum(deg) - deg, deg))
-        u = rtail[e]
-        on = flat[j[rep] * N + u] + rw[e] == ld[rep]
-        lp = np.full(len(lk), N, dtype=np.int64)
-        np.minimum.at(lp, rep[on], u[on])
-        lp[v == src[j]] = -1
-        return src[j] * N + v, ld, lp
+        return _dijkstra(np.ascontiguousarray(src, dtype=np.int64), np.ascontiguousarray(bound, dtype=np.float64),
+                         self.indptr, self.head, self.weight, self.rptr, self.rtail, self.rweight, self.n_nodes)
 
     def _reach_guess(self, level: float) -> float:
         """Labels a search to ``level`` metres may find, before one has been seen."""
@@ -250,21 +355,18 @@ class RouteTable:
             # full: start again (results never depend on what is cached)
             self._clear()
             return self._ensure(src, need)
-        # batches of one level each: a dense table of at most ~_BATCH_LABELS cells, or about as
-        # many labels in sorted arrays
+        # batches of one level each, of about _BATCH_LABELS labels
         batches = []
         for v in np.unique(l_).tolist():
             at = np.flatnonzero(l_ == v)
-            dense = est[at[0]] * 16 >= N
-            per = N if dense else est[at[0]]
-            size = max(1, int(self._BATCH_LABELS // max(per, 1.0)))
-            batches += [(at[i:i + size], dense) for i in range(0, len(at), size)]
-        for at, dense in batches:
+            size = max(1, int(self._BATCH_LABELS // max(est[at[0]], 1.0)))
+            batches += [at[i:i + size] for i in range(0, len(at), size)]
+        for at in batches:
             ss, ll = s_[at], l_[at]
-            keys, d, p = self._search(ss, ll, dense)
+            keys, d, p = self._search(ss, ll)
             o2 = np.argsort(keys, kind="stable")
             keys, d, p = keys[o2], d[o2], p[o2]
-            self._blocks.append((keys, d, p))
+            self._append_block(keys, d, p)
             self._cached += len(keys)
             self.src_level[ss] = ll
             per = np.bincount(np.searchsorted(ss, keys // N), minlength=len(ss))
@@ -272,29 +374,34 @@ class RouteTable:
                 self._reach[v] = float(max(1.0, per[ll == v].mean()))
             # blocks of about doubling size (merged as in a binary counter): a lookup searches a
             # few, and each label is merged a logarithmic number of times
-            while len(self._blocks) >= 2 and 2 * len(self._blocks[-1][0]) >= len(self._blocks[-2][0]):
-                (k1, d1, p1), (k2, d2, p2) = self._blocks[-2], self._blocks[-1]
-                k = np.concatenate([k1, k2])
-                o3 = np.argsort(k, kind="stable")  # two sorted runs: a merge
-                k, d, p = k[o3], np.concatenate([d1, d2])[o3], np.concatenate([p1, p2])[o3]
+            st = self._starts
+            while len(st) >= 3 and 2 * (st[-1] - st[-2]) >= st[-2] - st[-3]:
+                a, end = st[-3], st[-1]
+                k = self._kb[a:end]  # the last two blocks: two sorted runs
+                o3 = np.argsort(k, kind="stable")  # a merge
+                k, d, p = k[o3], self._db[a:end][o3], self._pb[a:end][o3]
                 one = np.r_[True, k[1:] != k[:-1]]  # a source searched again further: once
                 self._cached -= len(k) - int(one.sum())
-                self._blocks[-2:] = [(k[one], d[one], p[one])]
+                k, d, p = k[one], d[one], p[one]
+                self._kb[a:a + len(k)], self._db[a:a + len(k)], self._pb[a:a + len(k)] = k, d, p
+                st[-2:] = [a + len(k)]
+
+    def _append_block(self, keys: np.ndarray, d: np.ndarray, p: np.ndarray) -> None:
+        """Add a sorted block of labels behind the others (the buffers grown by doubling)."""
+        used, n = self._starts[-1], len(keys)
+        if used + n > len(self._kb):
+            cap = max(2 * len(self._kb), used + n, 1024)
+            for name, dt in (("_kb", np.int64), ("_db", np.float64), ("_pb", np.int64)):
+                new = np.empty(cap, dtype=dt)
+                new[:used] = getattr(self, name)[:used]
+                setattr(self, name, new)
+        self._kb[used:used + n], self._db[used:used + n], self._pb[used:used + n] = keys, d, p
+        self._starts.append(used + n)
 
     def _find(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance and previous node of each ``source * n_nodes + target`` key (``inf``/-1 if unknown)."""
-        dist = np.full(len(key), np.inf)
-        prev = np.full(len(key), -1, dtype=np.int64)
-        todo = np.arange(len(key))
-        for bk, bd, bp in reversed(self._blocks):
-            if len(todo) == 0 or len(bk) == 0:
-                continue
-            at = np.minimum(np.searchsorted(bk, key[todo]), len(bk) - 1)
-            hit = bk[at] == key[todo]
-            dist[todo[hit]] = bd[at[hit]]
-            prev[todo[hit]] = bp[at[hit]]
-            todo = todo[~hit]
-        return dist, prev
+        return _find_labels(np.ascontiguousarray(key, dtype=np.int64), self._kb, self._db, self._pb,
+                            np.array(self._starts, dtype=np.int64))
 
     def crow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """A lower bound of the route from each node ``a`` to its ``b``: the straight line between
@@ -332,19 +439,7 @@ class RouteTable:
         if len(rest) == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         nd = np.broadcast_to(np.asarray(self.bound if need is None else need, dtype=np.float64), src.shape)[rest]
-        s, cur, which = src[rest], tgt[rest].copy(), rest
-        self._ensure(s, nd)
-        N = self.n_nodes
-        out_r, out_p = [], []
-        for _ in range(100_000):
-            if len(cur) == 0:
-                break
-            _, prv = self._find(s * N + cur)
-            ok = prv >= 0
-            s, cur, which, prv = s[ok], cur[ok], which[ok], prv[ok]
-            e = np.searchsorted(self.ekey, prv * N + cur)
-            out_r.append(which)
-            out_p.append(self.epiece[np.minimum(e, len(self.epiece) - 1)])
-            go = prv != s
-            s, cur, which = s[go], prv[go], which[go]
-        return (np.concatenate(out_r), np.concatenate(out_p)) if out_r else (np.zeros(0, np.int64),) * 2
+        self._ensure(src[rest], nd)
+        which, piece = _walk_back(src[rest], tgt[rest], self._kb, self._pb, np.array(self._starts, dtype=np.int64),
+                                  self.ekey, self.epiece, self.n_nodes)
+        return rest[which], piece
