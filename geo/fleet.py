@@ -64,7 +64,6 @@ row groups of a Parquet log are processed on a Dask cluster
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import warnings
@@ -615,7 +614,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
                else MileageEngine(m, crs, eng_p))
         held = [first] if first is not None else []
         del first  # (the first chunk lives no longer than its own matching)
-        for ch in itertools.chain(_popping(held), chunks):
+        for ch in _read_ahead(chunks, held):
             eng.feed(ch)
         eng.add_malformed(log.info.malformed_lines)
         totals = eng.finish()
@@ -663,10 +662,29 @@ def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: 
 _NOISE_SAMPLE_ROWS = 100_000
 
 
-def _popping(items: list[Any]) -> Iterator[Any]:
-    """The items of a list, each dropped from it as it is handed out."""
-    while items:
-        yield items.pop(0)
+def _read_ahead(items: Iterator[Any], held: list[Any]) -> Iterator[Any]:
+    """The items ``held`` (each dropped from the list as it is handed out), then those of
+    ``items``, the next one read in a thread while the caller works on this one.
+
+    Reading a chunk (Arrow's decoding, the CSV parser) mostly runs without the GIL, as do numpy's
+    and the matcher's kernels: on two cores the next chunk is read while this one is matched. One
+    chunk ahead, never more (memory stays at two chunks); an error of the reader is raised here,
+    at the item it stopped at.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-read") as ex:
+        fut = ex.submit(next, items, end)
+        while held:
+            yield held.pop(0)
+        while True:
+            item = fut.result()
+            if item is end:
+                return
+            fut = ex.submit(next, items, end)
+            yield item
+            del item  # (not held here while the next one is read)
 
 
 def _head(ch: RawChunk, n: int) -> RawChunk:
@@ -698,6 +716,7 @@ def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: s
 
 def _chunk_noise(ch: RawChunk, roads: gpd.GeoDataFrame, crs: str, with_corr: bool = False) -> tuple[float | None, ...]:
     """:func:`_log_noise` of rows already read."""
+    import shapely
     from pyproj import Transformer
 
     from ._fleet_match import metric_crs
@@ -715,9 +734,13 @@ def _chunk_noise(ch: RawChunk, roads: gpd.GeoDataFrame, crs: str, with_corr: boo
     x, y = np.full(len(lon), np.nan), np.full(len(lon), np.nan)
     if ok.any():
         x[ok], y[ok] = Transformer.from_crs("EPSG:4326", mc, always_xy=True).transform(lon[ok], lat[ok])
-    pieces = roads.to_crs(mc).geometry.values
+    # the pieces' vertices projected as arrays (to_crs would build every line anew: 0.1 s on a
+    # district); the lines themselves only if a fix lies beyond what the segment grid answers for
+    c, li = shapely.get_coordinates(roads.geometry.values, return_index=True)
+    px, py = Transformer.from_crs(roads.crs, mc, always_xy=True).transform(c[:, 0], c[:, 1])
     t = np.where(ok, ch.t_ns, np.iinfo(np.int64).min)
-    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, pieces, with_corr=with_corr)
+    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, lambda: roads.to_crs(mc).geometry.values,
+                          with_corr=with_corr, piece_coords=(np.column_stack([px, py]), li))
 
 
 # ---------------------------------------------------------------- outputs

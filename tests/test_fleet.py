@@ -477,3 +477,40 @@ def test_parquet_ids_read_as_dictionaries_give_the_csv_codes(tmp_path: Path) -> 
     one = next(FleetLog(p, chunk_rows=100).chunks())
     assert [one.vehicle_names[c] if c >= 0 else None for c in one.vehicle] == \
         ["b", "a", None, None, "c", "a", "b", "d", "d", "a"]
+
+
+def test_read_ahead_keeps_order_reads_one_ahead_and_raises_where_the_reader_stopped() -> None:
+    import threading
+
+    from geo.fleet import _read_ahead
+
+    produced: list[int] = []
+    consumed: list[int] = []
+    main = threading.get_ident()
+    threads: set[int] = set()
+
+    def reader():
+        for i in range(1, 5):
+            threads.add(threading.get_ident())
+            produced.append(i)
+            yield i
+        raise FleetLogError("bad row group", where="log.parquet", hint="check the file")
+
+    held = [0]
+    with pytest.raises(FleetLogError, match="bad row group"):
+        for item in _read_ahead(reader(), held):
+            # never more than one item read beyond the one in hand
+            assert len(produced) <= item + 1, (item, produced)
+            consumed.append(item)
+    assert consumed == [0, 1, 2, 3, 4] and held == []  # held first, each dropped as handed out
+    assert threads and main not in threads  # read in the other thread
+
+
+def test_a_conflict_in_a_later_chunk_is_raised_with_the_read_ahead(tee, tmp_path: Path) -> None:
+    sim = simulate_fleet(tee.roads, SimParams(vehicles=3, enterprises=1, trips=2, seed=5, min_trip_m=100))
+    df = sim.log.copy()
+    last = df.iloc[[-1]].assign(enterprise="another")  # the last vehicle's id under a second enterprise
+    p = tmp_path / "two.parquet"
+    pd.concat([df, last]).to_parquet(p, row_group_size=50)
+    with pytest.raises(FleetLogError, match="appears under two enterprises"):
+        fleet.compute_mileage(p, tee.roads, chunk_rows=40)
