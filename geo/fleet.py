@@ -67,9 +67,10 @@ import dataclasses
 import json
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import geopandas as gpd
 import numpy as np
@@ -614,10 +615,15 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
                else MileageEngine(m, crs, eng_p))
         held = [first] if first is not None else []
         del first  # (the first chunk lives no longer than its own matching)
-        for ch in _read_ahead(chunks, held):
-            eng.feed(ch)
-        eng.add_malformed(log.info.malformed_lines)
-        totals = eng.finish()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-sha256") as bg:
+            # the log's checksum (provenance) beside the matching: hashing runs without the GIL
+            sha_f = bg.submit(sha256_file, log.info.path)
+            for ch, prepared in _read_ahead(chunks, held, eng.prepare):
+                eng.feed(ch, prepared)
+                del ch, prepared
+            eng.add_malformed(log.info.malformed_lines)
+            totals = eng.finish()
+            pre["sha256"] = sha_f.result()
     params = replace(params, match=replace(params.match, radius_m=m.params.radius_m), engine=eng_p, hmm=hmm)
     if provenance is None and roads.attrs.get("provenance"):
         provenance = Provenance.from_dict(roads.attrs["provenance"])
@@ -662,29 +668,34 @@ def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: 
 _NOISE_SAMPLE_ROWS = 100_000
 
 
-def _read_ahead(items: Iterator[Any], held: list[Any]) -> Iterator[Any]:
+def _read_ahead(items: Iterator[Any], held: list[Any],
+                prepare: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Any]]:
     """The items ``held`` (each dropped from the list as it is handed out), then those of
-    ``items``, the next one read in a thread while the caller works on this one.
+    ``items``, each with its ``prepare(item)`` (``None`` for the held ones): the next item is read
+    and prepared in a thread while the caller works on this one.
 
-    Reading a chunk (Arrow's decoding, the CSV parser) mostly runs without the GIL, as do numpy's
-    and the matcher's kernels: on two cores the next chunk is read while this one is matched. One
-    chunk ahead, never more (memory stays at two chunks); an error of the reader is raised here,
-    at the item it stopped at.
+    Reading a chunk (Arrow's decoding, the CSV parser) and projecting its rows mostly run without
+    the GIL, as do numpy's and the matcher's kernels: on two cores the next chunk is read while
+    this one is matched. One chunk ahead, never more (memory stays at two chunks); an error of the
+    reader is raised here, at the item it stopped at.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     end = object()
+
+    def read() -> Any:
+        item = next(items, end)
+        return item if item is end or prepare is None else (item, prepare(item))
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-read") as ex:
-        fut = ex.submit(next, items, end)
+        fut = ex.submit(read)
         while held:
-            yield held.pop(0)
+            yield held.pop(0), None
         while True:
-            item = fut.result()
-            if item is end:
+            got = fut.result()
+            if got is end:
                 return
-            fut = ex.submit(next, items, end)
-            yield item
-            del item  # (not held here while the next one is read)
+            fut = ex.submit(read)
+            yield got if prepare is not None else (got, None)
+            del got  # (not held here while the next one is read)
 
 
 def _head(ch: RawChunk, n: int) -> RawChunk:

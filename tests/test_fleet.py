@@ -498,9 +498,11 @@ def test_read_ahead_keeps_order_reads_one_ahead_and_raises_where_the_reader_stop
 
     held = [0]
     with pytest.raises(FleetLogError, match="bad row group"):
-        for item in _read_ahead(reader(), held):
+        for item, prep in _read_ahead(reader(), held, lambda i: (i * 10, threading.get_ident())):
             # never more than one item read beyond the one in hand
             assert len(produced) <= item + 1, (item, produced)
+            # each read item prepared in the reading thread (the held one: by the caller)
+            assert prep is None if item == 0 else (prep[0] == item * 10 and prep[1] != main)
             consumed.append(item)
     assert consumed == [0, 1, 2, 3, 4] and held == []  # held first, each dropped as handed out
     assert threads and main not in threads  # read in the other thread
