@@ -130,7 +130,8 @@ class _NearestSegments:
         cid = (cy0[seg] + j // wx[seg]) * self.nx + cx0[seg] + j % wx[seg]
         o = np.argsort(cid, kind="stable")
         self.cell_seg = seg[o]
-        self.start = np.searchsorted(cid[o], np.arange(self.nx * self.ny + 1))
+        # (where each cell's run starts: counts, not a search of every cell in the sorted list)
+        self.start = np.r_[0, np.cumsum(np.bincount(cid, minlength=self.nx * self.ny))]
 
     @property
     def lines(self) -> np.ndarray:
