@@ -525,27 +525,42 @@ class HmmEngine(MileageEngine):
         keep_new = np.ones(nnew, dtype=bool)
         why_new = np.zeros(nnew, dtype=np.int8)
         if nnew:
+            # the rows per vehicle, each vehicle's last kept row (context) first, then its new rows
+            # by row number: laid out directly (positions), and only the columns the filter reads
             order_new = np.lexsort((new["row"], new["veh"]))
-            vehs = np.unique(new["veh"])
-            ctx = [self.last_kept[c] for c in vehs.tolist() if c in self.last_kept]
-            cols = {k: np.concatenate([*(c[k] for c in ctx), new[k][order_new]]) for k in self._RAW}
-            nctx = len(cols["t"]) - nnew
-            isctx = np.r_[np.ones(nctx, dtype=bool), np.zeros(nnew, dtype=bool)]
-            order = np.lexsort((~isctx, cols["veh"]))  # per vehicle: its context row first
-            S = {k: v[order] for k, v in cols.items()}
-            sctx = isctx[order]
-            t = S["t"].copy()
+            sv = new["veh"][order_new]
+            gfirst = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
+            vehs = sv[gfirst]
+            ctx = [self.last_kept.get(c) for c in vehs.tolist()]
+            has = np.array([c is not None for c in ctx], dtype=bool)
+            upto = np.cumsum(has)  # context rows up to and including each vehicle's
+            at_new = np.arange(nnew) + np.repeat(upto, np.diff(np.r_[gfirst, nnew]))  # sorted new -> S
+            at_ctx = (gfirst + upto - 1)[has]
+            ctx = [c for c in ctx if c is not None]
+            ns_ = nnew + len(ctx)
+
+            def laid(k: str) -> np.ndarray:
+                a = np.empty(ns_, dtype=new[k].dtype)
+                a[at_new] = new[k][order_new]
+                if ctx:
+                    a[at_ctx] = np.concatenate([c[k] for c in ctx])
+                return a
+
+            S = {k: laid(k) for k in ("veh", "t", "x", "y")}
+            sctx = np.zeros(ns_, dtype=bool)
+            sctx[at_ctx] = True
+            t = S["t"]
             # ordered traces (no times): no time-based checks
             if self.untimed:
                 ut = np.array([self.vehicle_names[c] in self.untimed for c in S["veh"].tolist()], dtype=bool)
                 t = np.where(ut, _ordered_times(S["veh"]), t)
             keep, why = self._sequential_filter(S["veh"], t, S["x"], S["y"], sctx)
             pos_new = np.empty(nnew, dtype=np.int64)
-            inv = np.empty(len(order), dtype=np.int64)
-            inv[order] = np.arange(len(order))
-            pos_new[order_new] = inv[nctx:]
+            pos_new[order_new] = at_new
             keep_new, why_new = keep[pos_new], why[pos_new]
-            K = {k: v[keep & ~sctx] for k, v in S.items()}
+            # the kept new rows, in that order, straight from the new columns
+            sel = order_new[keep[at_new]]
+            K = {k: new[k][sel] for k in self._RAW}
             veh = K["veh"]
             if len(veh):
                 starts = np.flatnonzero(np.r_[True, veh[1:] != veh[:-1]])
