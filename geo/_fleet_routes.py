@@ -40,7 +40,7 @@ def crow_le(node_x: np.ndarray, node_y: np.ndarray, a: int, b: int, base: float,
         return False
     if base + 0.99 * (q * (1.0 + 1e-12) + 1e-200) <= lim:
         return True
-    return base + 0.99 * math.hypot(x, y) <= lim
+    return base + crow1(node_x, node_y, a, b) <= lim
 
 
 @kernel
@@ -200,8 +200,8 @@ def _walk_back(src: np.ndarray, tgt: np.ndarray, kb: np.ndarray, pb: np.ndarray,
     for r in range(n):
         s, cur = src[r], tgt[r]
         for _ in range(100_000):
-            at = _label_at(s * N + cur, kb, starts)
-            prv = pb[at] if at >= 0 else -1
+            row = _label_at(s * N + cur, kb, starts)
+            prv = pb[row] if row >= 0 else -1
             if prv < 0:
                 break
             ln[r] += 1
