@@ -340,14 +340,15 @@ class RouteTable:
             return
         lv = self.levels[np.minimum(np.searchsorted(self.levels, np.minimum(need, self.bound) - 1e-9),
                                     len(self.levels) - 1)]
-        o = np.lexsort((-lv, src))
-        s_, l_ = src[o], lv[o]
+        # the questions beyond what their source is known to (most, once the cache is warm, are not):
+        # a source's highest level is among them wherever it is beyond
+        ask = np.flatnonzero(self.src_level[src] < lv)
+        if len(ask) == 0:
+            return
+        o = np.lexsort((-lv[ask], src[ask]))
+        s_, l_ = src[ask][o], lv[ask][o]
         one = np.r_[True, s_[1:] != s_[:-1]]
         s_, l_ = s_[one], l_[one]  # each source once, at the level it needs
-        miss = self.src_level[s_] < l_
-        if not miss.any():
-            return
-        s_, l_ = s_[miss], l_[miss]
         N = self.n_nodes
         lv_u, lv_i = np.unique(l_, return_inverse=True)
         est = np.array([self._reach.get(v, self._reach_guess(v)) for v in lv_u.tolist()])[lv_i]
