@@ -8,48 +8,11 @@ tie-break for equally short routes, so that no cache state changes a result.
 
 from __future__ import annotations
 
-import math
 import numpy as np
 from numba import njit
 
 from ._fleet_match import PieceMatcher
 from ._jit import kernel
-
-
-@njit(inline="always")
-def crow1(node_x: np.ndarray, node_y: np.ndarray, a: int, b: int) -> float:
-    """One :meth:`RouteTable.crow` bound (m) from node ``a`` to node ``b``, for the compiled
-    kernels of the HMM matcher (the same operations: numba's ``math.hypot`` is the C library's,
-    as numpy's ``hypot``). Inlined where called: a call per pair costs more than the bound."""
-    return 0.99 * math.hypot(node_x[a] - node_x[b], node_y[a] - node_y[b])
-
-
-@njit(inline="always")
-def crow_le(node_x: np.ndarray, node_y: np.ndarray, a: int, b: int, base: float, lim: float) -> bool:
-    """Whether ``base + crow1(node_x, node_y, a, b) <= lim``, exactly as computed with it, mostly
-    without the C library's ``hypot`` (14 ns a call, millions of pairs).
-
-    ``q = sqrt(x*x + y*y)`` is within 3e-16 of the true length, as ``hypot`` is (within an ulp):
-    ``hypot`` lies in ``[q (1 - 1e-12), q (1 + 1e-12) + 1e-200]``, and since rounding is monotone so
-    does ``base + 0.99 * hypot`` between the same sums of the two bounds; only where ``lim`` falls
-    between them (a band of 1e-12 relative) is ``hypot`` itself called.
-    """
-    x, y = node_x[a] - node_x[b], node_y[a] - node_y[b]
-    q = math.sqrt(x * x + y * y)
-    if base + 0.99 * (q * (1.0 - 1e-12)) > lim:
-        return False
-    if base + 0.99 * (q * (1.0 + 1e-12) + 1e-200) <= lim:
-        return True
-    return base + crow1(node_x, node_y, a, b) <= lim
-
-
-@kernel
-def _crow_many(node_x: np.ndarray, node_y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`crow1` of each pair ``a[i], b[i]`` (one pass, no gathered temporaries)."""
-    out = np.empty(len(a))
-    for i in range(len(a)):
-        out[i] = crow1(node_x, node_y, a[i], b[i])
-    return out
 
 
 @njit(inline="always")
@@ -403,12 +366,6 @@ class RouteTable:
         """Distance and previous node of each ``source * n_nodes + target`` key (``inf``/-1 if unknown)."""
         return _find_labels(np.ascontiguousarray(key, dtype=np.int64), self._kb, self._db, self._pb,
                             np.array(self._starts, dtype=np.int64))
-
-    def crow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """A lower bound of the route from each node ``a`` to its ``b``: the straight line between
-        them, less 1 % for the projection's scale against geodesic piece lengths."""
-        return _crow_many(self.node_x, self.node_y, np.ascontiguousarray(a, dtype=np.int64),
-                          np.ascontiguousarray(b, dtype=np.int64))
 
     def dist(self, src: np.ndarray, tgt: np.ndarray, need: np.ndarray | float | None = None) -> np.ndarray:
         """Shortest route from each ``src`` node to its ``tgt`` node where it is at most ``need``.

@@ -640,10 +640,10 @@ def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, he
 # ---------------------------------------------------------------- the transitions' compiled kernels
 
 def test_crow_bound_decision_equals_the_one_computed_with_hypot() -> None:
-    # crow_le decides "base + 0.99 hypot(dx, dy) <= lim" mostly from sqrt(dx^2 + dy^2): against the
+    # _crow_le decides "base + 0.99 hypot(dx, dy) <= lim" mostly from sqrt(dx^2 + dy^2): against the
     # decision made with numpy's hypot, on random nodes and on limits at the sum itself and one ulp
     # either side of it (where a wrong bound would show)
-    from geo._fleet_routes import crow_le
+    from geo._fleet_hmm import _crow_le as crow_le
     from numba import njit
 
     @njit
