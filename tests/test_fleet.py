@@ -539,3 +539,33 @@ def test_a_small_first_chunk_then_the_usual_ones_the_same_rows(tee, tmp_path: Pa
         assert np.array_equal(np.concatenate([getattr(c, field) for c in plain]),
                               np.concatenate([getattr(c, field) for c in quick]))
     assert [c.first_row for c in quick] == list(np.cumsum([0] + [len(c) for c in quick[:-1]]))
+
+
+def test_the_kernels_cached_on_disk_are_loaded_in_the_background(tmp_path: Path) -> None:
+    # In a fresh process: a kernel compiled (and cached) in one run is found in the cache index by
+    # the warm-up of the next, which loads it without being called.
+    import subprocess
+    import sys
+    import textwrap
+
+    mod = tmp_path / "k_mod.py"
+    mod.write_text(textwrap.dedent('''
+        import numpy as np
+        from geo._jit import kernel
+
+        @kernel
+        def total(a):
+            s = 0.0
+            for v in a:
+                s += v
+            return s
+    '''))
+    first = "import k_mod, numpy as np; print(k_mod.total(np.arange(4.0)))"
+    second = ("import k_mod, geo._jit as j; t = j.warm_in_background(); t.join(60); "
+              "print(len(k_mod.total.signatures), j.warm_in_background() is None)")
+    env = {**__import__('os').environ, "PYTHONPATH": f"{tmp_path}{__import__('os').pathsep}{Path(__file__).parents[1]}"}
+    r1 = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r1.returncode == 0 and r1.stdout.strip() == "6.0", r1.stderr
+    r2 = subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout.split() == ["1", "True"]  # loaded from the cache without a call; started once
