@@ -264,12 +264,12 @@ class HmmEngine(MileageEngine):
             sv = new["veh"][order_new]
             gfirst = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
             vehs = sv[gfirst]
-            ctx = [self.last_kept.get(c) for c in vehs.tolist()]
-            has = np.array([c is not None for c in ctx], dtype=bool)
+            got = [self.last_kept.get(c) for c in vehs.tolist()]
+            has = np.array([c is not None for c in got], dtype=bool)
             upto = np.cumsum(has)  # context rows up to and including each vehicle's
             at_new = np.arange(nnew) + np.repeat(upto, np.diff(np.r_[gfirst, nnew]))  # sorted new -> S
             at_ctx = (gfirst + upto - 1)[has]
-            ctx = [c for c in ctx if c is not None]
+            ctx = [c for c in got if c is not None]
             ns_ = nnew + len(ctx)
 
             def laid(k: str) -> np.ndarray:
