@@ -84,6 +84,7 @@ from ._fleet_noise import estimate_noise
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo, RawChunk
 from ._fleet_match import MatchParams, PieceMatcher
 from ._format import csv_safe_frame, render
+from ._jit import warm_in_background
 from .errors import InputError
 from .provenance import Provenance, sha256_file
 from .zones import Zone
@@ -574,6 +575,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         warnings.warn(w.message, w.category, stacklevel=2)
     if params.matcher not in MATCHERS:
         raise InputError(f"unknown matcher {params.matcher!r}", hint="use --matcher hmm or snap")
+    warm_in_background()  # (the compiled kernels loaded while the log is read)
     # the first chunk, small, is read once: it gives the noise estimate (where it holds the whole
     # sample) and is then matched with the rest; the next one is read meanwhile, in a thread
     chunks = log.chunks(first_rows=_NOISE_SAMPLE_ROWS) if scheduler is None else iter(())
