@@ -44,8 +44,8 @@ def _dijkstra(src: np.ndarray, bound: np.ndarray, indptr: np.ndarray, head: np.n
     Returns
     -------
     keys, dist, prev : arrays, one row per node reached
-        ``src * n_nodes + node`` (by source as given, then by node), the distance (m), the
-        previous node (-1 at the source).
+        ``src * n_nodes + node`` (by source as given, then in the order reached: no sort compiled
+        here, numpy's sorts them), the distance (m), the previous node (-1 at the source).
     """
     N = n_nodes
     dist = np.full(N, np.inf)
@@ -62,7 +62,8 @@ def _dijkstra(src: np.ndarray, bound: np.ndarray, indptr: np.ndarray, head: np.n
         dist[s] = 0.0
         nseen = 1
         seen[0] = s
-        nh = _heap_push(hd, hv, 0, 0.0, s)
+        hd[0], hv[0] = 0.0, s
+        nh = 1
         while nh > 0:
             d, u = hd[0], hv[0]
             # pop: the last entry sifted down from the root
@@ -92,14 +93,14 @@ def _dijkstra(src: np.ndarray, bound: np.ndarray, indptr: np.ndarray, head: np.n
                         nseen += 1
                     dist[v] = nd
                     nh = _heap_push(hd, hv, nh, nd, v)
-        nodes = np.sort(seen[:nseen])
         if nout + nseen > cap:
             cap = max(2 * cap, nout + nseen)
             keys2, dd2, pp2 = np.empty(cap, np.int64), np.empty(cap), np.empty(cap, np.int64)
-            keys2[:nout], dd2[:nout], pp2[:nout] = keys[:nout], dd[:nout], pp[:nout]
+            for k in range(nout):  # (a loop: slice assignment costs seconds of compiling)
+                keys2[k], dd2[k], pp2[k] = keys[k], dd[k], pp[k]
             keys, dd, pp = keys2, dd2, pp2
         for k in range(nseen):
-            v = nodes[k]
+            v = seen[k]
             dv = dist[v]
             best = -1
             if v != s:
@@ -187,7 +188,13 @@ def _walk_back(src: np.ndarray, tgt: np.ndarray, kb: np.ndarray, pb: np.ndarray,
         s, cur = src[r], tgt[r]
         for t in range(ln[r]):
             prv = pb[_label_at(s * N + cur, kb, starts)]
-            e = np.searchsorted(ekey, prv * N + cur)
+            x, e, hi = prv * N + cur, 0, ne  # (np.searchsorted, left: a loop compiles in a fraction)
+            while e < hi:
+                mid = (e + hi) // 2
+                if ekey[mid] < x:
+                    e = mid + 1
+                else:
+                    hi = mid
             which[at[t]] = r
             piece[at[t]] = epiece[min(e, ne - 1)]
             at[t] += 1
@@ -290,8 +297,10 @@ class RouteTable:
         Returns sorted keys ``src * n_nodes + node``, distances and previous nodes (-1 at the source):
         :func:`_dijkstra`.
         """
-        return _dijkstra(np.ascontiguousarray(src, dtype=np.int64), np.ascontiguousarray(bound, dtype=np.float64),
-                         self.indptr, self.head, self.weight, self.rptr, self.rtail, self.rweight, self.n_nodes)
+        keys, d, p = _dijkstra(np.ascontiguousarray(src, dtype=np.int64), np.ascontiguousarray(bound, dtype=np.float64),
+                               self.indptr, self.head, self.weight, self.rptr, self.rtail, self.rweight, self.n_nodes)
+        o = np.argsort(keys, kind="stable")
+        return keys[o], d[o], p[o]
 
     def _reach_guess(self, level: float) -> float:
         """Labels a search to ``level`` metres may find, before one has been seen."""
@@ -327,9 +336,7 @@ class RouteTable:
             batches += [at[i:i + size] for i in range(0, len(at), size)]
         for at in batches:
             ss, ll = s_[at], l_[at]
-            keys, d, p = self._search(ss, ll)
-            o2 = np.argsort(keys, kind="stable")
-            keys, d, p = keys[o2], d[o2], p[o2]
+            keys, d, p = self._search(ss, ll)  # (sorted)
             self._append_block(keys, d, p)
             self._cached += len(keys)
             self.src_level[ss] = ll
