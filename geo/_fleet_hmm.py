@@ -34,8 +34,8 @@ Costs (negative log-likelihoods)
   Meili's turn costs): a hop to a parallel street and back is four right angles.
 
 Viterbi runs per window of ``window`` fixes of a vehicle (with ``overlap`` fixes
-of context on both sides), all windows of a chunk at once, one numpy step per
-fix position. Windows are cut at fixed positions of each vehicle's sequence of
+of context on both sides), all windows of a chunk at once (a compiled loop over the pairs of
+fixes in row order). Windows are cut at fixed positions of each vehicle's sequence of
 kept fixes, so results do not depend on chunks or Dask partitions. Where no
 transition into a fix is plausible the track is broken there (a new segment),
 reported with the vehicle and time, never a crash.
@@ -69,6 +69,7 @@ import numpy as np
 from ._fleet_engine import UM, EngineParams, MileageEngine, Totals, _group_starts
 from ._fleet_match import PieceMatcher
 from ._fleet_routes import RouteTable
+from ._jit import kernel
 
 
 
@@ -221,6 +222,97 @@ def _mean_diff_var_ar1(corr: float, nb: np.ndarray, nf: np.ndarray) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         v = S(nb) / nb**2 + S(nf) / nf**2 - 2.0 * G(nb) * G(nf) / (nb * nf)
     return np.where((nb > 0) & (nf > 0), v, np.inf)
+
+
+@kernel
+def _viterbi(pa: np.ndarray, pb: np.ndarray, st_start: np.ndarray, st_cnt: np.ndarray, cost: np.ndarray,
+             emis: np.ndarray, Hh: np.ndarray, win: np.ndarray, prevH: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi over the windows of a group, and the backtrack from each segment's last fix.
+
+    Parameters
+    ----------
+    pa, pb : int64 arrays
+        The pairs of consecutive matched fixes (rows), ``pb`` increasing; pair ``j``'s
+        transitions are ``cost[off_j + b * na + a]`` (b-major), ``off_j`` the running sum of
+        ``na * nb``.
+    st_start, st_cnt : int64 arrays
+        Per row, its first state and its number of states.
+    cost, emis : float64 arrays
+        Transition cost per pair of states, emission cost per state.
+    Hh, win, prevH : int64 arrays
+        The matched fixes with states (rows, increasing), the window of each row, and
+        the previous matched fix of each row in its window (-1: none).
+
+    Returns
+    -------
+    chosen : int64 array
+        Per row, its state on the best path (-1: none).
+    seg_start : bool array
+        Per row, whether a segment starts there (no state is plausibly reached).
+    """
+    n, ns = len(st_cnt), len(emis)
+    score = emis.copy()
+    bp = np.full(ns, -1, dtype=np.int64)
+    has_bp = np.zeros(n, dtype=np.bool_)
+    off = 0
+    # in row order: a fix's predecessor is an earlier row of its window, so its scores are final
+    for j in range(len(pa)):
+        a0, na = st_start[pa[j]], st_cnt[pa[j]]
+        b0, nb = st_start[pb[j]], st_cnt[pb[j]]
+        any_ok = False
+        for b in range(nb):
+            # the minimum (NaN wins, as numpy's) and the first incoming state that attains it
+            k = off + b * na
+            mn = score[a0] + cost[k]
+            best = a0
+            for a in range(1, na):
+                v = score[a0 + a] + cost[k + a]
+                if mn != mn:
+                    break
+                if v != v or v < mn:
+                    mn = v
+                    best = a0 + a
+            if mn != mn:
+                best = -1
+            score[b0 + b] = mn  # (the minimum until the fix is done: no pair of this fix reads it)
+            bp[b0 + b] = best
+            any_ok = any_ok or np.isfinite(mn)
+        # a fix none of whose states can be reached starts a new segment (emission only)
+        for b in range(b0, b0 + nb):
+            mn = score[b]
+            score[b] = mn + emis[b] if any_ok else emis[b]
+            if not (any_ok and np.isfinite(mn)):
+                bp[b] = -1
+            elif bp[b] >= 0:
+                has_bp[pb[j]] = True
+        off += na * nb
+    chosen = np.full(n, -1, dtype=np.int64)
+    seg_start = np.zeros(n, dtype=np.bool_)
+    for f in Hh:
+        seg_start[f] = not has_bp[f]
+    nh = len(Hh)
+    for i in range(nh):
+        f = Hh[i]
+        if i + 1 < nh and win[Hh[i + 1]] == win[f] and not seg_start[Hh[i + 1]]:
+            continue  # not a segment's last fix
+        # its best state (the first of the minimum), then back step by step
+        s0 = st_start[f]
+        mn = score[s0]
+        best = s0
+        for s in range(s0 + 1, s0 + st_cnt[f]):
+            v = score[s]
+            if mn != mn:
+                break
+            if v != v or v < mn:
+                mn = v
+                best = s
+        chosen[f] = best if mn == mn else -1
+        cur = f
+        while not seg_start[cur]:
+            prev = prevH[cur]
+            chosen[prev] = bp[chosen[cur]]
+            cur = prev
+    return chosen, seg_start
 
 
 # ---------------------------------------------------------------- the engine
@@ -592,78 +684,11 @@ class HmmEngine(MileageEngine):
             cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn & np.isfinite(r)) / h.beta
         plausible = self._plausible(fwd, r, d_st, dt_s, unt)
         cost = np.where(plausible, cost, np.inf)
-        # ---- Viterbi, one step per position of the matched fixes in their window
-        step = np.zeros(n, dtype=np.int64)
-        if len(Hh):
-            # position of each fix with candidates among its window's
-            hw = win[Hh]
-            step[Hh] = np.arange(len(Hh)) - _group_starts(hw)
-        score = emis.copy()
-        bp = np.full(ns, -1, dtype=np.int64)
-        ps = step[pb][prp]
-        perm = np.argsort(ps, kind="stable")  # by step; b-major within each pair of fixes stays
-        SA, SB, C = sa_[perm], sb_[perm], cost[perm]
-        nsteps = int(step.max()) + 1 if len(Hh) else 0
-        bnd = np.searchsorted(ps[perm], np.arange(nsteps + 1))
-        # the incoming pairs of each state are one run (a state is of one fix, so of one step)
-        gst = np.flatnonzero(np.r_[True, SB[1:] != SB[:-1]]) if len(SB) else np.zeros(0, dtype=np.int64)
-        gb = SB[gst]  # the state of each run
-        gfix = s_pt[gb]
-        gbnd = np.searchsorted(gst, bnd)
-        gmin = np.full(len(gst), np.inf)
-        any_ok = np.zeros(n, dtype=bool)
-        # forward pass: only the scores (sequential by step); the back pointers after it, all at once
-        for s_i in range(1, nsteps):
-            lo, hi = int(bnd[s_i]), int(bnd[s_i + 1])
-            if hi <= lo:
-                continue
-            g0, g1 = int(gbnd[s_i]), int(gbnd[s_i + 1])
-            mins = np.minimum.reduceat(score[SA[lo:hi]] + C[lo:hi], gst[g0:g1] - lo)
-            gmin[g0:g1] = mins
-            fix_b = gfix[g0:g1]
-            # a fix none of whose states can be reached starts a new segment (emission only)
-            any_ok[fix_b[np.isfinite(mins)]] = True
-            bstate = gb[g0:g1]
-            score[bstate] = np.where(any_ok[fix_b], mins + emis[bstate], emis[bstate])
-        if len(gst):
-            # (a state's score is final once its step is done: the same sums as in the pass)
-            cand = score[SA] + C
-            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(SB)]))
-            hit = np.flatnonzero(cand == gmin[gid])
-            fh = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
-            best_a = np.full(len(gst), -1, dtype=np.int64)
-            best_a[gid[fh]] = SA[fh]
-            bp[gb] = np.where(any_ok[gfix] & np.isfinite(gmin), best_a, -1)
-        # ---- backtrack: from the best state of each segment's last fix
-        chosen = np.full(n, -1, dtype=np.int64)  # state per fix
-        seg_start = np.zeros(n, dtype=bool)
-        if ns:
-            has_bp = np.zeros(n, dtype=bool)
-            has_bp[s_pt[bp >= 0]] = True
-            seg_start[Hh] = ~has_bp[Hh]
-            # next matched fix (with candidates) of the same window
-            nxt = np.full(n, -1, dtype=np.int64)
-            if len(Hh) > 1:
-                sw = win[Hh[1:]] == win[Hh[:-1]]
-                nxt[Hh[:-1][sw]] = Hh[1:][sw]
-            seg_end = np.zeros(n, dtype=bool)
-            seg_end[Hh] = (nxt[Hh] < 0) | seg_start[np.maximum(nxt[Hh], 0)]
-            # best state of each fix (for segment ends)
-            ss = st_start[Hh]
-            mins = np.minimum.reduceat(score, ss)
-            sgid = np.repeat(np.arange(len(Hh)), st_cnt[Hh])
-            hit = np.flatnonzero(score == mins[sgid])
-            fh = hit[np.r_[True, sgid[hit][1:] != sgid[hit][:-1]]] if len(hit) else hit
-            best_state = np.full(n, -1, dtype=np.int64)
-            best_state[Hh[sgid[fh]]] = fh
-            ends = Hh[seg_end[Hh]]
-            chosen[ends] = best_state[ends]
-            # walk back step by step (all segments at once)
-            cur = ends[~seg_start[ends]]
-            while len(cur):
-                prev_fix = prevH[cur]
-                chosen[prev_fix] = bp[chosen[cur]]
-                cur = prev_fix[~seg_start[prev_fix]]
+        # ---- Viterbi and backtrack (a compiled loop: per state, the best of its incoming pairs)
+        i64, f64 = np.int64, np.float64
+        chosen, seg_start = _viterbi(*(np.ascontiguousarray(a, dtype=i64) for a in (pa, pb, st_start, st_cnt)),
+                                     np.ascontiguousarray(cost, dtype=f64), np.ascontiguousarray(emis, dtype=f64),
+                                     *(np.ascontiguousarray(a, dtype=i64) for a in (Hh, win, prevH)))
         # outliers next to another road: the windows with some are matched again without them
         redo = None if drop is not None else self._outlier_runs(jobs, P, T, untimed, Hh, prevH, seg_start, S,
                                                                  st_start, st_cnt)
