@@ -6,6 +6,7 @@ expected km are geodesic lengths computed here with pyproj.Geod.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -604,3 +605,107 @@ def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, he
         g = gpd.GeoDataFrame(geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
         assert metric_crs(g).to_epsg() == g.estimate_utm_crs().to_epsg(), (lon, lat)
     assert metric_crs(sources.load_network(shared_data / "jiading_osm_signalized.osm").roads).to_epsg() == 32651
+
+
+def _viterbi_fixture(rng: np.random.Generator, ties: bool):
+    """Random windows of fixes as ``_windows`` lays them out: some fixes left out of the matching,
+    some without states; pairs of consecutive matched fixes with states, b-major costs; a few
+    transitions implausible (inf), and some fixes none of whose states can be reached."""
+    n = 60
+    win = np.repeat(np.arange(4), n // 4).astype(np.int64)
+    H = np.flatnonzero(rng.random(n) < 0.8)
+    st_cnt = np.zeros(n, dtype=np.int64)
+    st_cnt[H] = rng.integers(0, 4, len(H)) * (rng.random(len(H)) > 0.1)
+    st_cnt[H] = np.maximum(st_cnt[H], rng.random(len(H)) < 0.9)
+    st_start = np.r_[0, np.cumsum(st_cnt)[:-1]].astype(np.int64)
+    ns = int(st_cnt.sum())
+    Hh = H[st_cnt[H] > 0]
+    prevH = np.full(n, -1, dtype=np.int64)
+    same = win[H[1:]] == win[H[:-1]]
+    prevH[H[1:][same]] = H[:-1][same]
+    pb = Hh[prevH[Hh] >= 0]
+    pa = prevH[pb]
+    ok = st_cnt[pa] > 0
+    pa, pb = pa[ok], pb[ok]
+    m = int((st_cnt[pa] * st_cnt[pb]).sum())
+    emis = (rng.integers(0, 3, ns) if ties else rng.random(ns) * 3).astype(np.float64)
+    cost = (rng.integers(0, 3, m) if ties else rng.random(m) * 5).astype(np.float64)
+    cost[rng.random(m) < 0.15] = np.inf
+    dead = rng.choice(len(pb), size=max(1, len(pb) // 8), replace=False)  # unreachable fixes: breaks
+    off = np.r_[0, np.cumsum(st_cnt[pa] * st_cnt[pb])]
+    for j in dead.tolist():
+        cost[off[j]:off[j + 1]] = np.inf
+    return pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH
+
+
+def _viterbi_plain(pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH):
+    """The same Viterbi in plain Python: per state, its best incoming state (the first at the
+    minimum); a fix none of whose states is reached starts a segment; back from each segment's
+    best last state (the first at the minimum)."""
+    score = {s: float(emis[s]) for s in range(len(emis))}
+    back: dict[int, int] = {}
+    off = 0
+    for a_fix, b_fix in zip(pa.tolist(), pb.tolist()):
+        na, nb = int(st_cnt[a_fix]), int(st_cnt[b_fix])
+        A = [int(st_start[a_fix]) + i for i in range(na)]
+        best = {}
+        for b in range(nb):
+            vals = [score[A[i]] + float(cost[off + b * na + i]) for i in range(na)]
+            best[int(st_start[b_fix]) + b] = (min(vals), A[vals.index(min(vals))])
+        off += na * nb
+        reached = any(math.isfinite(v) for v, _ in best.values())
+        for s, (v, a) in best.items():
+            score[s] = v + emis[s] if reached else float(emis[s])
+            if reached and math.isfinite(v):
+                back[s] = a
+    n = len(st_cnt)
+    chosen = np.full(n, -1, dtype=np.int64)
+    start = np.zeros(n, dtype=bool)
+    states = {f: list(range(int(st_start[f]), int(st_start[f] + st_cnt[f]))) for f in Hh.tolist()}
+    for f in Hh.tolist():
+        start[f] = not any(s in back for s in states[f])
+    Hl = Hh.tolist()
+    for i, f in enumerate(Hl):
+        if i + 1 < len(Hl) and win[Hl[i + 1]] == win[f] and not start[Hl[i + 1]]:
+            continue
+        vals = [score[s] for s in states[f]]
+        cur, s = f, states[f][vals.index(min(vals))]
+        chosen[f] = s
+        while not start[cur]:
+            s = back[s]
+            cur = int(prevH[cur])
+            chosen[cur] = s
+    return chosen, start
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_viterbi_kernel_equals_a_plain_viterbi_and_brute_force(seed: int, ties: bool) -> None:
+    from geo._fleet_hmm import _viterbi
+
+    args = _viterbi_fixture(np.random.default_rng(seed), ties)
+    chosen, start = _viterbi(*args)
+    want_c, want_s = _viterbi_plain(*args)
+    assert np.array_equal(chosen, want_c) and np.array_equal(start, want_s)
+    pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH = args
+    assert start.any() and (chosen[Hh] >= 0).all()
+    if ties:
+        return
+    # every segment's path is the cheapest of all its state sequences (brute force)
+    off = dict(zip(pb.tolist(), np.r_[0, np.cumsum(st_cnt[pa] * st_cnt[pb])].tolist()))
+    segs: list[list[int]] = []
+    for f in Hh.tolist():
+        if start[f]:
+            segs.append([])
+        segs[-1].append(f)
+    for seg in segs:
+        def total(path: tuple[int, ...]) -> float:
+            c = sum(float(emis[s]) for s in path)
+            for (fa, sa), (fb, sb) in zip(zip(seg, path), zip(seg[1:], path[1:])):
+                c += float(cost[off[fb] + (sb - st_start[fb]) * st_cnt[fa] + (sa - st_start[fa])])
+            return c
+        paths = list(itertools.product(*[range(st_start[f], st_start[f] + st_cnt[f]) for f in seg]))
+        if len(paths) > 20000:
+            continue
+        best = min(paths, key=total)
+        assert tuple(chosen[seg].tolist()) == best
