@@ -61,6 +61,7 @@ round a stop is a time gap only where the log itself has one.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,6 +314,134 @@ def _viterbi(pa: np.ndarray, pb: np.ndarray, st_start: np.ndarray, st_cnt: np.nd
             chosen[prev] = bp[chosen[cur]]
             cur = prev
     return chosen, seg_start
+
+
+@kernel
+def _longest_steps(t: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Longest time step (float64 ns) between consecutive rows ``pa+1 .. pb`` of each pair
+    (``pa < pb``): a pair of matched fixes round a stop spans the stop, not a gap."""
+    out = np.zeros(len(pa))
+    for j in range(len(pa)):
+        mx = float(t[pa[j] + 1] - t[pa[j]])
+        for r in range(pa[j] + 2, pb[j] + 1):
+            mx = max(mx, float(t[r] - t[r - 1]))
+        out[j] = mx
+    return out
+
+
+@kernel
+def _fix_pieces(chosen: np.ndarray, s_piece: np.ndarray, H: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Piece of every row: its chosen state's; a row left out of the matching (not in ``H``) that of
+    the last row of ``H`` before it in its window, where that has none (or there is none) the
+    first after it; -1 where neither has one.
+
+    Parameters
+    ----------
+    chosen : int64 array
+        State of each row (-1: none).
+    s_piece : int64 array
+        Piece of each state.
+    H : int64 array
+        The rows that took part in the matching.
+    win : int64 array
+        Window of each row (rows of a window are consecutive).
+    """
+    n = len(chosen)
+    own = np.full(n, -1, dtype=np.int64)
+    for r in range(n):
+        if chosen[r] >= 0:
+            own[r] = s_piece[chosen[r]]
+    inH = np.zeros(n, dtype=np.bool_)
+    for r in H:
+        inH[r] = True
+    out = own.copy()
+    last = -1
+    for r in range(n):
+        if r == 0 or win[r] != win[r - 1]:
+            last = -1
+        if inH[r]:
+            last = r
+        else:
+            out[r] = own[last] if last >= 0 else -1
+    nxt = -1
+    for r in range(n - 1, -1, -1):
+        if r == n - 1 or win[r] != win[r + 1]:
+            nxt = -1
+        if inH[r]:
+            nxt = r
+        elif out[r] < 0 and nxt >= 0:
+            out[r] = own[nxt]
+    return out
+
+
+@kernel
+def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndarray, t: np.ndarray,
+                  x: np.ndarray, y: np.ndarray, untimed: np.ndarray, piece_fix: np.ndarray, c_at: np.ndarray,
+                  c_um: np.ndarray, off_at: np.ndarray, off_d: np.ndarray, nv: int, max_gap_ns: int,
+                  piece_points: np.ndarray) -> tuple:
+    """Per-vehicle sums of the committed rows ``fw`` (ascending) and their pairs.
+
+    Parameters
+    ----------
+    fw : int64 array
+        The committed rows; a row's pair is with the row before it in its window (``win``).
+    veh, ent, t, x, y, untimed, piece_fix : arrays per row
+        Vehicle and enterprise codes (int64), time (int64 ns), position (float64 m), whether
+        the row is untimed, piece (int64, -1: none).
+    c_at, c_um : int64 arrays
+        Per contribution, the row its pair ends at and its micrometres.
+    off_at, off_d : arrays
+        Per off-network pair, the row it ends at (int64) and its straight distance (float64 m).
+    nv, max_gap_ns : int
+        Number of vehicle codes; longest step (ns) that is no time gap.
+    piece_points : int64 array
+        Matched rows per piece, added to in place.
+
+    Returns
+    -------
+    fsum : float64 array (4, nv)
+        matched, off-network and GPS micrometres, driving ns (each summed in float64 in row
+        order, as ``np.bincount`` with weights).
+    cnt : int64 array (3, nv)
+        Time gaps, rows, matched rows.
+    present, untimed_any : bool arrays (nv)
+        Vehicles with rows in ``fw``, and those with an untimed one.
+    t_lo, t_hi, e_first : int64 arrays (nv)
+        First and last time of a vehicle's rows, enterprise of its first row.
+    """
+    fsum = np.zeros((4, nv))
+    cnt = np.zeros((3, nv), dtype=np.int64)
+    present = np.zeros(nv, dtype=np.bool_)
+    unt_any = np.zeros(nv, dtype=np.bool_)
+    t_lo = np.zeros(nv, dtype=np.int64)
+    t_hi = np.zeros(nv, dtype=np.int64)
+    e_first = np.zeros(nv, dtype=np.int64)
+    for i in range(len(c_at)):
+        fsum[0, veh[c_at[i]]] += float(c_um[i])
+    for i in range(len(off_at)):
+        fsum[1, veh[off_at[i]]] += np.rint(off_d[i] * UM)
+    for r in fw:
+        v = veh[r]
+        cnt[1, v] += 1
+        if piece_fix[r] >= 0:
+            cnt[2, v] += 1
+            piece_points[piece_fix[r]] += 1
+        if not present[v]:
+            present[v] = True
+            t_lo[v], t_hi[v], e_first[v] = t[r], t[r], ent[r]
+        else:
+            t_lo[v], t_hi[v] = min(t_lo[v], t[r]), max(t_hi[v], t[r])
+        unt_any[v] |= untimed[r]
+        if r > 0 and win[r] == win[r - 1]:
+            dt = t[r] - t[r - 1]
+            timed = not untimed[r]
+            if timed and dt > max_gap_ns:
+                cnt[0, v] += 1
+            else:
+                fsum[2, v] += np.rint(math.hypot(x[r] - x[r - 1], y[r] - y[r - 1]) * UM)
+                if timed:
+                    fsum[3, v] += float(dt)
+    return fsum, cnt, present, unt_any, t_lo, t_hi, e_first
 
 
 # ---------------------------------------------------------------- the engine
@@ -863,10 +992,9 @@ class HmmEngine(MileageEngine):
         # pairs of matched fixes ending at committed fixes
         pb = H[commit[H] & (prevH[H] >= 0)]
         pa = prevH[pb]
-        dt = (T[pb] - T[pa]).astype(np.float64)
         # a gap is time without fixes: a pair of matched fixes round a stop (the standing fixes left
         # out of the matching) spans minutes of logging, and its route counts
-        longest = self._longest_step(np.r_[0, np.diff(T)].astype(np.float64), pa, pb)
+        longest = self._longest_step(T, pa, pb)
         gap = ~untimed[pb] & (longest > p.max_gap_s * 1e9)
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
         both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
@@ -908,25 +1036,12 @@ class HmmEngine(MileageEngine):
                            "no plausible route between the fixes"))
         # piece of every committed fix: its state's; a fix left out of the matching (standing,
         # or between matched fixes of a dense log) that of the last matched fix before it, else after
-        piece_fix = np.full(n, -1, dtype=np.int64)
-        has = chosen >= 0
-        piece_fix[has] = s_piece[chosen[has]]
-        inH = np.zeros(n, dtype=bool)
-        inH[H] = True
-        gs = _group_starts(win)
-        ar = np.arange(n)
-        last = np.maximum.accumulate(np.where(inH, ar, -1))
-        nxt = np.minimum.accumulate(np.where(inH, ar, n)[::-1])[::-1]
-        ge_ = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
-        gend = np.repeat(ge_, np.diff(np.r_[-1, ge_]))
-        fill = np.where(last >= gs, piece_fix[np.maximum(last, 0)], -1)
-        fill = np.where((fill < 0) & (nxt <= gend), piece_fix[np.minimum(nxt, n - 1)], fill)
-        piece_fix = np.where(inH, piece_fix, fill)
+        piece_fix = _fix_pieces(*(np.ascontiguousarray(a, dtype=np.int64) for a in (chosen, s_piece, H, win)))
         fw = np.flatnonzero(commit)
         # off-network: pairs with a fix without candidates, or broken
         off = ~gap & ~both
         K = {"veh": P["veh"], "ent": P["ent"], "t": T, "x": X, "y": Y}
-        self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], gs, untimed)
+        self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], win, untimed)
         if self.point_log is not None:
             self.point_log.append((P["row"][fw].copy(), piece_fix[fw].copy()))
 
@@ -988,14 +1103,11 @@ class HmmEngine(MileageEngine):
         return fwd, use_rev, route, delta, r_rev, r_route, node_turn
 
     @staticmethod
-    def _longest_step(step_ns: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-        """Longest time step between consecutive rows ``pa+1 .. pb`` of each pair (``pa < pb``, the
-        pairs in row order and not overlapping, as consecutive matched fixes are)."""
-        if len(pa) == 0:
-            return np.zeros(0)
-        arr = np.r_[step_ns, 0.0]  # a sentinel: the last pair may end at the last row
-        idx = np.column_stack([pa + 1, pb + 1]).ravel()
-        return np.maximum.reduceat(arr, idx)[::2]
+    def _longest_step(t: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        """Longest time step (ns, float64) between consecutive rows ``pa+1 .. pb`` of each pair of
+        rows ``pa < pb`` (times ``t``, int64 ns)."""
+        i64 = np.int64
+        return _longest_steps(*(np.ascontiguousarray(a, dtype=i64) for a in (t, pa, pb)))
 
     def _turn_cost(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, sel: np.ndarray) -> np.ndarray:
         """Turn costs (m) of the routed pairs ``sel``: the heading change from ``sa``'s piece at its exit
@@ -1048,54 +1160,35 @@ class HmmEngine(MileageEngine):
 
     def _add(self, K: dict[str, np.ndarray], fw: np.ndarray, c_piece: np.ndarray, c_sub: np.ndarray,
              c_um: np.ndarray, c_at: np.ndarray, piece_fix: np.ndarray, off_at: np.ndarray,
-             off_d: np.ndarray, gs: np.ndarray, untimed: np.ndarray) -> None:
-        p, m, tot = self.p, self.m, self.totals
+             off_d: np.ndarray, win: np.ndarray, untimed: np.ndarray) -> None:
+        """The contributions and the committed rows ``fw`` (windows ``win``) into the totals."""
+        p, tot = self.p, self.totals
         self._add_contributions(c_piece, c_sub, c_um, K["ent"][c_at] + 1)
-        matched = fw[piece_fix[fw] >= 0]
-        tot.piece_points += np.bincount(piece_fix[matched], minlength=m.n_pieces)
-        veh = K["veh"]
-        nv = len(self.vehicle_names)
-        # consecutive kept rows (committed ends) for time and GPS distance
-        ri = fw[fw > gs[fw]]
-        dt_ns = K["t"][ri] - K["t"][ri - 1]
-        X, Y = K["x"], K["y"]
-        d_raw = np.hypot(X[ri] - X[ri - 1], Y[ri] - Y[ri - 1])
-        gap = ~untimed[ri] & (dt_ns > int(p.max_gap_s * 1e9))
-        timed = ~untimed[ri]
-        per = {
-            "matched_um": np.bincount(veh[c_at], weights=c_um, minlength=nv),
-            "offnet_um": np.bincount(veh[off_at], weights=np.rint(off_d * UM), minlength=nv),
-            "gps_um": np.bincount(veh[ri[~gap]], weights=np.rint(d_raw[~gap] * UM), minlength=nv),
-            "gap_pairs": np.bincount(veh[ri[gap]], minlength=nv),
-            "driving_ns": np.bincount(veh[ri[~gap & timed]], weights=dt_ns[~gap & timed].astype(np.float64),
-                                      minlength=nv),
-            "points": np.bincount(veh[fw], minlength=nv),
-            "matched_points": np.bincount(veh[matched], minlength=nv),
-        }
-        vf = veh[fw]
-        if len(vf) == 0:
+        if len(fw) == 0:
             return
-        # per vehicle of these rows: first and last time, whether any row is untimed, first enterprise
-        o = np.argsort(vf, kind="stable")
-        vs = vf[o]
-        starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
-        tf = K["t"][fw][o]
-        t_lo, t_hi = np.minimum.reduceat(tf, starts), np.maximum.reduceat(tf, starts)
-        unt_v = np.maximum.reduceat(untimed[fw][o].astype(np.int8), starts) > 0
-        e_first = K["ent"][fw][o][starts]  # (stable: the first row of each vehicle)
-        cols = {k_: arr[vs[starts]] for k_, arr in per.items()}
-        for j, code in enumerate(vs[starts].tolist()):
+        i64, f64 = np.int64, np.float64
+        nv = len(self.vehicle_names)
+        fsum, cnt, present, unt_v, t_lo, t_hi, e_first = _vehicle_sums(
+            *(np.ascontiguousarray(a, dtype=i64) for a in (fw, win, K["veh"], K["ent"], K["t"])),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (K["x"], K["y"])),
+            np.ascontiguousarray(untimed, dtype=np.bool_),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (piece_fix, c_at, c_um, off_at)),
+            np.ascontiguousarray(off_d, dtype=f64), nv, int(p.max_gap_s * 1e9), tot.piece_points)
+        names = ("matched_um", "offnet_um", "gps_um", "driving_ns")
+        counts = ("gap_pairs", "points", "matched_points")
+        for code in np.flatnonzero(present).tolist():
             st = self._vehicle(code)
-            for k_, arr in cols.items():
-                st[k_] += int(arr[j])
-            if not unt_v[j]:
-                t0, t1 = int(t_lo[j]), int(t_hi[j])
+            for j, k_ in enumerate(names):
+                st[k_] += int(fsum[j, code])
+            for j, k_ in enumerate(counts):
+                st[k_] += int(cnt[j, code])
+            if not unt_v[code]:
+                t0, t1 = int(t_lo[code]), int(t_hi[code])
                 st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
                 st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
             if st["enterprise"] is None:
-                e0 = int(e_first[j])
+                e0 = int(e_first[code])
                 st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
-
 
 def _ordered_times(veh: np.ndarray) -> np.ndarray:
     """Increasing times per vehicle, for the order checks of traces without times."""
