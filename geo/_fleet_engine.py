@@ -621,11 +621,17 @@ class MileageEngine:
         m, tot = self.m, self.totals
         if not len(c_piece):
             return
+        zcols = getattr(self, "_zone_cols", None)
+        if zcols is None or not zcols[0].flags.writeable:
+            # own writeable copies: a matcher sent to a Dask worker arrives read-only, which would be
+            # another signature of the kernel (another compile)
+            zcols = self._zone_cols = (np.array(m.sub_zone_index, dtype=np.int64),
+                                       np.array(m.sub_in_zone, dtype=np.bool_))
         i64 = np.int64
         n_e = len(self.enterprise_names) + 1
         zone, count, e_start, e_piece, e_um = _sum_contributions(
-            *(np.ascontiguousarray(a, dtype=i64) for a in (c_piece, c_sub, c_um, ent, m.sub_zone_index)),
-            np.ascontiguousarray(m.sub_in_zone, dtype=np.bool_), n_e, tot.piece_um, tot.subzone_um)
+            *(np.ascontiguousarray(a, dtype=i64) for a in (c_piece, c_sub, c_um, ent)), *zcols, n_e,
+            tot.piece_um, tot.subzone_um)
         tot.zone_um += int(zone)
         for e in np.flatnonzero(count).tolist():
             name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"

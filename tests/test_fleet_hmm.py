@@ -709,3 +709,71 @@ def test_viterbi_kernel_equals_a_plain_viterbi_and_brute_force(seed: int, ties: 
             continue
         best = min(paths, key=total)
         assert tuple(chosen[seg].tolist()) == best
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
+    """The piece of every fix, the longest step of each pair and the per-vehicle sums (compiled)
+    against plain loops and np.bincount on a random layout of windows."""
+    from geo._fleet_hmm import _fix_pieces, _longest_steps, _vehicle_sums
+
+    rng = np.random.default_rng(seed)
+    n, ns, nv = 400, 300, 5
+    win = np.sort(rng.integers(0, 9, n)).astype(np.int64)
+    H = np.flatnonzero(rng.random(n) < 0.4)
+    chosen = np.full(n, -1, dtype=np.int64)
+    hh = H[rng.random(len(H)) < 0.8]
+    chosen[hh] = rng.integers(0, ns, len(hh))
+    s_piece = rng.integers(0, 50, ns)
+    got = _fix_pieces(chosen, s_piece, H, win)
+    own = np.where(chosen >= 0, s_piece[np.maximum(chosen, 0)], -1)
+    inH = np.isin(np.arange(n), H)
+    for r in range(n):
+        if inH[r]:
+            want = own[r]
+        else:
+            before = [q for q in range(r - 1, -1, -1) if win[q] == win[r] and inH[q]][:1]
+            after = [q for q in range(r + 1, n) if win[q] == win[r] and inH[q]][:1]
+            want = own[before[0]] if before else -1
+            if want < 0 and after:
+                want = own[after[0]]
+        assert got[r] == want, r
+    t = np.cumsum(rng.integers(1, 10**12, n))
+    pa = np.sort(rng.choice(n - 1, 40, replace=False))
+    pb = np.minimum(pa + rng.integers(1, 6, 40), n - 1)
+    assert np.array_equal(_longest_steps(t, pa, pb),
+                          [float(np.diff(t)[a:b].max()) for a, b in zip(pa.tolist(), pb.tolist())])
+    # per-vehicle sums of the committed rows
+    veh = rng.integers(0, nv - 1, n)
+    ent = rng.integers(-1, 3, n)
+    x, y = rng.random(n) * 1e4, rng.random(n) * 1e4
+    untimed = rng.random(n) < 0.1
+    fw = np.flatnonzero(rng.random(n) < 0.7)
+    piece_fix = np.where(rng.random(n) < 0.8, rng.integers(0, 50, n), -1)
+    c_at = rng.choice(fw, 200)
+    c_um = rng.integers(-10**6, 10**9, 200)
+    off_at = rng.choice(fw, 30)
+    off_d = rng.random(30) * 300
+    max_gap = 6 * 10**11
+    pp = np.zeros(50, dtype=np.int64)
+    fsum, cnt, present, unt_v, t_lo, t_hi, e_first = _vehicle_sums(
+        fw, win, veh, ent, t, x, y, untimed, piece_fix, c_at, c_um, off_at, off_d, nv, max_gap, pp)
+    ri = fw[(fw > 0) & (win[fw] == win[np.maximum(fw - 1, 0)])]
+    dt = t[ri] - t[ri - 1]
+    gap = ~untimed[ri] & (dt > max_gap)
+    d = np.hypot(x[ri] - x[ri - 1], y[ri] - y[ri - 1])
+    keep = ~gap & ~untimed[ri]
+    matched = fw[piece_fix[fw] >= 0]
+    assert np.array_equal(fsum[0], np.bincount(veh[c_at], weights=c_um, minlength=nv))
+    assert np.array_equal(fsum[1], np.bincount(veh[off_at], weights=np.rint(off_d * 1e6), minlength=nv))
+    assert np.array_equal(fsum[2], np.bincount(veh[ri[~gap]], weights=np.rint(d[~gap] * 1e6), minlength=nv))
+    assert np.array_equal(fsum[3], np.bincount(veh[ri[keep]], weights=dt[keep].astype(float), minlength=nv))
+    assert np.array_equal(cnt[0], np.bincount(veh[ri[gap]], minlength=nv)) and gap.any() and (~gap).any()
+    assert np.array_equal(cnt[1], np.bincount(veh[fw], minlength=nv))
+    assert np.array_equal(cnt[2], np.bincount(veh[matched], minlength=nv))
+    assert np.array_equal(pp, np.bincount(piece_fix[matched], minlength=50))
+    assert np.array_equal(present, np.bincount(veh[fw], minlength=nv) > 0) and not present[-1]
+    for v in range(nv - 1):
+        rows = fw[veh[fw] == v]
+        assert (t_lo[v], t_hi[v], e_first[v], unt_v[v]) == (t[rows].min(), t[rows].max(), ent[rows[0]],
+                                                            untimed[rows].any())
