@@ -444,6 +444,85 @@ def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndar
     return fsum, cnt, present, unt_any, t_lo, t_hi, e_first
 
 
+@kernel
+def _chosen_pairs(pa: np.ndarray, pb: np.ndarray, chosen: np.ndarray, seg_start: np.ndarray,
+                  pair_at: np.ndarray, st_start: np.ndarray, st_cnt: np.ndarray, fwd: np.ndarray,
+                  use_rev: np.ndarray, route: np.ndarray, delta: np.ndarray, r_rev: np.ndarray,
+                  route_len: np.ndarray, s_piece: np.ndarray, s_sub: np.ndarray, L: np.ndarray,
+                  off: np.ndarray, s_exit: np.ndarray, s_entry: np.ndarray) -> tuple:
+    """The contributions of the chosen states of the pairs of matched fixes ``pa`` -> ``pb``.
+
+    Parameters
+    ----------
+    pa, pb : int64 arrays
+        The pairs (rows).
+    chosen, seg_start : arrays per row
+        Its state on the best path (int64, -1: none), whether a segment starts there.
+    pair_at, st_start, st_cnt : int64 arrays per row
+        Where the pairs of states ending at the row start in the pair table (-1: none), its
+        first state and number of states.
+    fwd, use_rev, route : bool arrays; delta, r_rev, route_len : float64 arrays
+        The pair table (see :meth:`HmmEngine._pair_routes`).
+    s_piece, s_sub, s_exit, s_entry : int64 arrays; L, off : float64 arrays
+        Per state: piece, sub-segment, exit and entry node, piece length and offset (m).
+
+    Returns
+    -------
+    both : bool array
+        Per pair, whether both fixes have a chosen state and the track goes on.
+    c_piece, c_sub, c_m, c_at : arrays
+        The contributions (piece, sub-segment, metres, row of the pair's end): same state
+        (signed advance), U-turn on the piece, then the routed pairs' rest of the first
+        piece and start of the last, in that order.
+    ex, en, d_nodes, at_r : arrays
+        Per routed pair: exit and entry node, the node-to-node length asked for, row of its end.
+    """
+    n = len(pa)
+    both = np.zeros(n, dtype=np.bool_)
+    k = np.empty(n, dtype=np.int64)
+    nf = nu = nr = 0
+    for j in range(n):
+        a, b = pa[j], pb[j]
+        both[j] = chosen[a] >= 0 and chosen[b] >= 0 and not seg_start[b]
+        if both[j]:
+            # pair (sa, sb) of fixes (a, b) is at pair_at[b] + (sb - st_start[b]) * st_cnt[a] + (sa - st_start[a])
+            k[j] = pair_at[b] + (chosen[b] - st_start[b]) * st_cnt[a] + (chosen[a] - st_start[a])
+            nf += fwd[k[j]]
+            nu += use_rev[k[j]]
+            nr += route[k[j]]
+    m = nf + nu + 2 * nr
+    c_piece = np.empty(m, dtype=np.int64)
+    c_sub = np.empty(m, dtype=np.int64)
+    c_m = np.empty(m)
+    c_at = np.empty(m, dtype=np.int64)
+    ex = np.empty(nr, dtype=np.int64)
+    en = np.empty(nr, dtype=np.int64)
+    d_nodes = np.empty(nr)
+    at_r = np.empty(nr, dtype=np.int64)
+    i_f, i_u, i_r = 0, nf, nf + nu
+    r = 0
+    for j in range(n):
+        if not both[j]:
+            continue
+        kj, sa, sb, at = k[j], chosen[pa[j]], chosen[pb[j]], pb[j]
+        if fwd[kj]:  # same directed state: signed distance (standing jitter telescopes)
+            c_piece[i_f], c_sub[i_f], c_m[i_f], c_at[i_f] = s_piece[sb], s_sub[sb], delta[kj], at
+            i_f += 1
+        if use_rev[kj]:
+            c_piece[i_u], c_sub[i_u], c_m[i_u], c_at[i_u] = s_piece[sb], s_sub[sb], r_rev[kj], at
+            i_u += 1
+        if route[kj]:
+            rest_a = L[sa] - off[sa]
+            c_piece[i_r], c_sub[i_r], c_m[i_r], c_at[i_r] = s_piece[sa], s_sub[sa], rest_a, at
+            i_b = i_r + nr
+            c_piece[i_b], c_sub[i_b], c_m[i_b], c_at[i_b] = s_piece[sb], s_sub[sb], off[sb], at
+            i_r += 1
+            # (the node-to-node part of the route: the length its search was asked for)
+            ex[r], en[r], d_nodes[r], at_r[r] = s_exit[sa], s_entry[sb], route_len[kj] - rest_a - off[sb] + 1e-6, at
+            r += 1
+    return both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r
+
+
 # ---------------------------------------------------------------- the engine
 
 #: window * _KEY + kept-index: one key per fix of a group of windows
@@ -997,35 +1076,23 @@ class HmmEngine(MileageEngine):
         longest = self._longest_step(T, pa, pb)
         gap = ~untimed[pb] & (longest > p.max_gap_s * 1e9)
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
-        both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
-        sa, sb = chosen[pa[both]], chosen[pb[both]]
-        at = pb[both]
-        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
-             "L": Lg}
         # how each chosen pair leads on: as worked out for the Viterbi (the same fixes, the same states)
-        pair_at, st_start, st_cnt, got = pairs
-        pa_b, pb_b = pa[both], pb[both]
-        k = pair_at[pb_b] + (sb - st_start[pb_b]) * st_cnt[pa_b] + (sa - st_start[pa_b])
-        fwd, use_rev, route, delta, r_rev, route_len = (a[k] for a in got)
-        # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
-        f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
-        u = np.flatnonzero(use_rev)
-        ri = np.flatnonzero(route)
-        c_piece = [s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]
-        c_sub = [s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]
-        c_m = [delta[f], r_rev[u], Lg[sa[ri]] - s_off[sa[ri]], s_off[sb[ri]]]
-        c_at = [at[f], at[u], at[ri], at[ri]]
-        # (the node-to-node part of each route: the length its search was asked for)
-        d_nodes = route_len[ri] - (Lg[sa[ri]] - s_off[sa[ri]]) - s_off[sb[ri]] + 1e-6
-        which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]], d_nodes)
-        c_piece.append(mid)
-        c_sub.append(self._mid_sub[mid] if len(mid) else mid)
-        c_m.append(m.piece_length_m[mid])
-        c_at.append(at[ri][which])
-        c_piece = np.concatenate(c_piece).astype(np.int64)
-        c_sub = np.concatenate(c_sub).astype(np.int64)
-        c_um = np.rint(np.concatenate(c_m) * UM).astype(np.int64)
-        c_at = np.concatenate(c_at).astype(np.int64)
+        pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, route_len) = pairs
+        i64, f64, b1 = np.int64, np.float64, np.bool_
+        both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r = _chosen_pairs(
+            *(np.ascontiguousarray(a, dtype=i64) for a in (pa, pb, chosen)), np.ascontiguousarray(seg_start, dtype=b1),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (pair_at, st_start, st_cnt)),
+            *(np.ascontiguousarray(a, dtype=b1) for a in (fwd, use_rev, route)),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (delta, r_rev, route_len)),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (s_piece, s_sub)),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (Lg, s_off)),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (s_exit, s_entry)))
+        # the whole pieces in between
+        which, mid = R.path_pieces(ex, en, d_nodes)
+        c_piece = np.concatenate([c_piece, mid]).astype(np.int64)
+        c_sub = np.concatenate([c_sub, self._mid_sub[mid] if len(mid) else mid]).astype(np.int64)
+        c_um = np.rint(np.concatenate([c_m, m.piece_length_m[mid]]) * UM).astype(np.int64)
+        c_at = np.concatenate([c_at, at_r[which]]).astype(np.int64)
         # pairs the matcher could not follow: reported; their straight distance is off-network
         broke = np.flatnonzero((chosen[pa] >= 0) & (chosen[pb] >= 0) & seg_start[pb] & ~gap)
         if len(broke):

@@ -777,3 +777,50 @@ def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
         rows = fw[veh[fw] == v]
         assert (t_lo[v], t_hi[v], e_first[v], unt_v[v]) == (t[rows].min(), t[rows].max(), ent[rows[0]],
                                                             untimed[rows].any())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chosen_pairs_kernel_equals_numpy_gathers(seed: int) -> None:
+    """The contributions of the chosen pairs (compiled) against the same gathers in numpy: for each
+    pair whose fixes both have a state and whose track goes on, its entry in the pair table."""
+    from geo._fleet_hmm import _chosen_pairs
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    st_cnt = rng.integers(0, 4, n)
+    st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
+    ns = int(st_cnt.sum())
+    pb = np.flatnonzero(rng.random(n) < 0.6)
+    pb = pb[pb > 0]
+    pa = pb - 1
+    npair = st_cnt[pa] * st_cnt[pb]
+    pair_at = np.full(n, -1, dtype=np.int64)
+    pair_at[pb] = np.cumsum(npair) - npair
+    M = int(npair.sum())
+    cat = rng.integers(0, 3, M)  # same state / U-turn on the piece / routed
+    fwd, use_rev, route = cat == 0, cat == 1, cat == 2
+    delta, r_rev, route_len = rng.normal(0, 50, M), rng.random(M) * 200, rng.random(M) * 2000
+    chosen = np.full(n, -1, dtype=np.int64)
+    has = np.flatnonzero((st_cnt > 0) & (rng.random(n) < 0.9))
+    chosen[has] = st_start[has] + rng.integers(0, 4, len(has)) % st_cnt[has]
+    seg_start = rng.random(n) < 0.1
+    s_piece, s_sub = rng.integers(0, 90, ns), rng.integers(0, 400, ns)
+    L = rng.random(ns) * 500
+    off = L * rng.random(ns)
+    s_exit, s_entry = rng.integers(0, 70, ns), rng.integers(0, 70, ns)
+    both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r = _chosen_pairs(
+        pa, pb, chosen, seg_start, pair_at, st_start, st_cnt, fwd, use_rev, route, delta, r_rev, route_len,
+        s_piece, s_sub, L, off, s_exit, s_entry)
+    want_both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
+    assert np.array_equal(both, want_both) and both.any() and (~both).any()
+    sa, sb, at = chosen[pa[both]], chosen[pb[both]], pb[both]
+    k = pair_at[pb[both]] + (sb - st_start[pb[both]]) * st_cnt[pa[both]] + (sa - st_start[pa[both]])
+    f, u, ri = np.flatnonzero(fwd[k]), np.flatnonzero(use_rev[k]), np.flatnonzero(route[k])
+    assert len(f) and len(u) and len(ri)
+    assert np.array_equal(c_piece, np.concatenate([s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]))
+    assert np.array_equal(c_sub, np.concatenate([s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]))
+    assert np.array_equal(c_m, np.concatenate([delta[k][f], r_rev[k][u], L[sa[ri]] - off[sa[ri]], off[sb[ri]]]))
+    assert np.array_equal(c_at, np.concatenate([at[f], at[u], at[ri], at[ri]]))
+    assert np.array_equal(ex, s_exit[sa[ri]]) and np.array_equal(en, s_entry[sb[ri]])
+    assert np.array_equal(at_r, at[ri])
+    assert np.array_equal(d_nodes, route_len[k][ri] - (L[sa[ri]] - off[sa[ri]]) - off[sb[ri]] + 1e-6)
