@@ -326,38 +326,50 @@ class MileageEngine:
         return st
 
     # ------------------------------------------------------------------ input
-    def feed(self, ch: RawChunk) -> None:
-        """Process one chunk of rows (in file order)."""
+    def prepare(self, ch: RawChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The part of :meth:`feed` that needs nothing but the chunk: each row's reason to be left
+        out (0: none) and the metric coordinates of the rows without one.
+
+        Pure (it reads the engine's settings and matcher, changes nothing), so the rows of the next
+        chunk are checked and projected in the reading thread while this one is matched.
+        """
         n = len(ch)
-        self.totals.rows += n
-        if n == 0:
-            return
-        veh = self._global_codes(ch.vehicle, ch.vehicle_names, self.vehicle_names, self._vcode)
-        ent = self._global_codes(ch.enterprise, ch.enterprise_names, self.enterprise_names, self._ecode)
         lon, lat, t = ch.lon, ch.lat, ch.t_ns
-        rows = ch.first_row + np.arange(n, dtype=np.int64)
         reason = np.zeros(n, dtype=np.int8)
         nan_xy = ~(np.isfinite(lon) & np.isfinite(lat))
         out = ~nan_xy & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ((lon == 0) & (lat == 0)))
-        for mask, r in ((veh < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
+        for mask, r in ((ch.vehicle < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
                         (out, "coordinates out of range"), (t == NAT, "unparsable timestamp"),
                         ((t != NAT) & ((t < PLAUSIBLE_FROM_NS) | (t > self._until_ns)), "implausible timestamp")):
             reason[(reason == 0) & mask] = _R[r]
-        has_v = veh >= 0
-        for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
-            self._vehicle(int(code))["rows"] += int(k)
         ok = np.flatnonzero(reason == 0)
-        x = np.full(n, np.nan)
-        y = np.full(n, np.nan)
+        x = y = np.zeros(0)
         if len(ok):
             lo, la = lon[ok], lat[ok]
             if self.crs == "gcj02":
                 from .gcj02 import gcj02_to_wgs84
 
                 lo, la = gcj02_to_wgs84(lo, la)
-            x[ok], y[ok] = self.m.project(lo, la)
+            x, y = self.m.project(lo, la)
+        return reason, x, y
+
+    def feed(self, ch: RawChunk, prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Process one chunk of rows (in file order); ``prepared``: its :meth:`prepare`, where done."""
+        n = len(ch)
+        self.totals.rows += n
+        if n == 0:
+            return
+        veh = self._global_codes(ch.vehicle, ch.vehicle_names, self.vehicle_names, self._vcode)
+        ent = self._global_codes(ch.enterprise, ch.enterprise_names, self.enterprise_names, self._ecode)
+        reason, xo, yo = prepared if prepared is not None else self.prepare(ch)
+        rows = ch.first_row + np.arange(n, dtype=np.int64)
+        has_v = veh >= 0
+        for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
+            self._vehicle(int(code))["rows"] += int(k)
+        ok = np.flatnonzero(reason == 0)
+        t = ch.t_ns
         new = {
-            "veh": veh[ok], "ent": ent[ok], "row": rows[ok], "t": t[ok], "x": x[ok], "y": y[ok],
+            "veh": veh[ok], "ent": ent[ok], "row": rows[ok], "t": t[ok], "x": xo, "y": yo,
             "speed": ch.speed[ok] if ch.speed is not None else np.full(len(ok), np.nan),
             "gh": ch.heading[ok] if ch.heading is not None else np.full(len(ok), np.nan),
         }

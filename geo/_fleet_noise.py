@@ -8,12 +8,16 @@ and the AR(1) correlation of consecutive errors; the median time step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import shapely
 
 
-def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray, pieces: np.ndarray,
-                   max_points: int = 20_000, with_corr: bool = False) -> tuple[float | None, ...]:
+def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray,
+                   pieces: np.ndarray | Callable[[], np.ndarray], max_points: int = 20_000,
+                   with_corr: bool = False,
+                   piece_coords: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float | None, ...]:
     """Per-axis GPS noise (m) and sampling interval (s) of a sample of a log.
 
     Parameters
@@ -23,7 +27,12 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     veh, t_ns
         Vehicle code and UTC nanoseconds of each fix (rows in log order).
     pieces
-        The road pieces (shapely lines) in the same metric CRS.
+        The road pieces (shapely lines) in the same metric CRS; with ``piece_coords``, may be a
+        function that gives them (called only if a fix is farther from every piece than the
+        grid answers for).
+    piece_coords
+        The pieces' vertices and the piece of each (``shapely.get_coordinates(pieces,
+        return_index=True)``), where known without the lines.
 
     Noise: the median distance from the fixes to the nearest piece (within 300
     m) over 0.6745, the median of a half-normal distribution: the across-road
@@ -43,9 +52,10 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     sig = None
     corr = 0.0
     idx = np.flatnonzero(ok)
-    if len(idx) and len(pieces):
+    any_piece = len(piece_coords[0]) > 0 if piece_coords is not None else len(pieces) > 0  # type: ignore[arg-type]
+    if len(idx) and any_piece:
         take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
-        near = _NearestSegments(pieces)
+        near = _NearestSegments(pieces, coords=piece_coords)
         d, _, _ = near.query(x[take], y[take], 300.0)
         d = d[np.isfinite(d)]
         if len(d) >= 20:
@@ -79,13 +89,15 @@ class _NearestSegments:
     fraction of its per-point cost (the noise estimate asks for ~30,000 points per log).
     """
 
-    def __init__(self, lines: np.ndarray, cell_m: float = 40.0) -> None:
-        c, li = shapely.get_coordinates(lines, return_index=True)
+    def __init__(self, lines: np.ndarray | Callable[[], np.ndarray], cell_m: float = 40.0,
+                 coords: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        # (with ``coords``, ``lines`` may be a function: the lines are built only if the tree is needed)
+        c, li = coords if coords is not None else shapely.get_coordinates(lines, return_index=True)
         k = np.flatnonzero((li[1:] == li[:-1]) & np.isfinite(c[1:]).all(axis=1) & np.isfinite(c[:-1]).all(axis=1))
         ax, ay = c[k, 0], c[k, 1]
         dx, dy = c[k + 1, 0] - ax, c[k + 1, 1] - ay
         self.n = len(k)
-        self.lines = np.asarray(lines, dtype=object)
+        self._lines = lines
         self._tree: shapely.STRtree | None = None
         self.cell = cell_m
         if self.n:
@@ -118,7 +130,14 @@ class _NearestSegments:
         cid = (cy0[seg] + j // wx[seg]) * self.nx + cx0[seg] + j % wx[seg]
         o = np.argsort(cid, kind="stable")
         self.cell_seg = seg[o]
-        self.start = np.searchsorted(cid[o], np.arange(self.nx * self.ny + 1))
+        # (where each cell's run starts: counts, not a search of every cell in the sorted list)
+        self.start = np.r_[0, np.cumsum(np.bincount(cid, minlength=self.nx * self.ny))]
+
+    @property
+    def lines(self) -> np.ndarray:
+        if callable(self._lines):
+            self._lines = self._lines()
+        return np.asarray(self._lines, dtype=object)
 
     def query(self, x: np.ndarray, y: np.ndarray, max_distance: float) -> tuple[np.ndarray, ...]:
         """Per point: distance to the nearest line (``inf`` beyond ``max_distance``), a number that is
