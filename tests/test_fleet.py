@@ -605,3 +605,43 @@ def test_the_kernels_cached_on_disk_are_loaded_in_the_background(tmp_path: Path)
     r2 = subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r2.returncode == 0, r2.stderr
     assert r2.stdout.split() == ["1", "True"]  # loaded from the cache without a call; started once
+
+
+def _filter_reference(veh, t, x, y, ctx, vmax, slack):
+    # plain Python: each row against the last kept row of its vehicle
+    keep, why, lk = [], [], None
+    for i in range(len(t)):
+        if i == 0 or veh[i] != veh[i - 1]:
+            lk = None
+        if lk is None or ctx[i]:
+            keep.append(True), why.append("")
+            lk = i
+            continue
+        dt = int(t[i]) - int(t[lk])
+        r = ("backwards timestamp" if dt < 0 else "repeated timestamp" if dt == 0 else
+             "jump over max speed" if math.hypot(x[i] - x[lk], y[i] - y[lk]) > vmax * dt / 1e9 + slack else "")
+        keep.append(not r), why.append(r)
+        if not r:
+            lk = i
+    return keep, why
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sequential_filter_equals_a_plain_walk_on_hostile_rows(tee, seed: int) -> None:
+    from geo._fleet_engine import REASONS, EngineParams, MileageEngine
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    veh = np.sort(rng.integers(0, 7, n))
+    # times: mostly forward, many repeats and steps back (every second row flagged or so)
+    t = np.cumsum(rng.choice([-2, 0, 0, 1, 1, 1, 5], n)).astype(np.int64) * 10**9 + 1_700_000_000 * 10**9
+    x = np.cumsum(rng.normal(0, 40, n)) + rng.choice([0, 0, 0, 900], n)
+    y = np.cumsum(rng.normal(0, 40, n))
+    ctx = np.r_[True, veh[1:] != veh[:-1]] & (rng.uniform(size=n) < 0.5)
+    eng = MileageEngine(fleet.build_matcher(tee.roads), "wgs84", EngineParams(jump_slack_m=25.0))
+    keep, why = eng._sequential_filter(veh, t, x, y, ctx)
+    rk, rw = _filter_reference(veh, t, x, y, ctx, eng.p.max_speed_mps, 25.0)
+    assert keep.tolist() == rk
+    assert [REASONS[c - 1] if c else "" for c in why.tolist()] == rw
+    assert 0.2 < 1 - keep.mean() < 0.8  # (many rejections of each kind)
+    assert {"backwards timestamp", "repeated timestamp", "jump over max speed"} <= set(rw)
