@@ -61,7 +61,6 @@ import numpy as np
 from ._jit import kernel
 from ._fleet_io import NAT, PLAUSIBLE_FROM_NS, RawChunk, plausible_until_ns
 from ._fleet_match import PieceMatcher
-from ._jit import kernel
 
 #: Bad-row reasons, in the order they are checked.
 REASONS = (
