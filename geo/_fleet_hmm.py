@@ -379,8 +379,9 @@ def _fix_pieces(chosen: np.ndarray, s_piece: np.ndarray, H: np.ndarray, win: np.
 def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndarray, t: np.ndarray,
                   x: np.ndarray, y: np.ndarray, untimed: np.ndarray, piece_fix: np.ndarray, c_at: np.ndarray,
                   c_um: np.ndarray, off_at: np.ndarray, off_d: np.ndarray, nv: int, max_gap_ns: int,
-                  piece_points: np.ndarray) -> tuple:
-    """Per-vehicle sums of the committed rows ``fw`` (ascending) and their pairs.
+                  piece_points: np.ndarray, um: float) -> tuple:
+    """Per-vehicle sums of the committed rows ``fw`` (ascending) and their pairs; ``um``: micrometres
+    per metre (an argument, not the other module's constant: numba's disk cache would not see it change).
 
     Parameters
     ----------
@@ -420,7 +421,7 @@ def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndar
     for i in range(len(c_at)):
         fsum[0, veh[c_at[i]]] += float(c_um[i])
     for i in range(len(off_at)):
-        fsum[1, veh[off_at[i]]] += np.rint(off_d[i] * UM)
+        fsum[1, veh[off_at[i]]] += np.rint(off_d[i] * um)
     for r in fw:
         v = veh[r]
         cnt[1, v] += 1
@@ -439,7 +440,7 @@ def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndar
             if timed and dt > max_gap_ns:
                 cnt[0, v] += 1
             else:
-                fsum[2, v] += np.rint(math.hypot(x[r] - x[r - 1], y[r] - y[r - 1]) * UM)
+                fsum[2, v] += np.rint(math.hypot(x[r] - x[r - 1], y[r] - y[r - 1]) * um)
                 if timed:
                     fsum[3, v] += float(dt)
     return fsum, cnt, present, unt_any, t_lo, t_hi, e_first
@@ -1508,7 +1509,7 @@ class HmmEngine(MileageEngine):
             *(np.ascontiguousarray(a, dtype=f64) for a in (K["x"], K["y"])),
             np.ascontiguousarray(untimed, dtype=np.bool_),
             *(np.ascontiguousarray(a, dtype=i64) for a in (piece_fix, c_at, c_um, off_at)),
-            np.ascontiguousarray(off_d, dtype=f64), nv, int(p.max_gap_s * 1e9), tot.piece_points)
+            np.ascontiguousarray(off_d, dtype=f64), nv, int(p.max_gap_s * 1e9), tot.piece_points, float(UM))
         names = ("matched_um", "offnet_um", "gps_um", "driving_ns")
         counts = ("gap_pairs", "points", "matched_points")
         for code in np.flatnonzero(present).tolist():

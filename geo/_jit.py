@@ -11,6 +11,10 @@ for compiling; ``nogil=True`` lets the kernels run beside other threads. No
 ``fastmath``: the kernels do the same IEEE operations in the same order as the
 numpy code they replace, so results are bit for bit the same.
 
+numba keys its disk cache on the kernel's own source file: a kernel must read only its arguments
+and names of its own module (a constant or inlined helper from another module would stay in the
+cached code after that module changed; ``tests/test_jit.py`` checks this).
+
 Loading a cached kernel still costs a process its first call: numba sets up its
 type registries once (~0.3 s, scipy's BLAS check among it), then reads each
 kernel's machine code. :func:`warm_in_background` does that in a thread while the

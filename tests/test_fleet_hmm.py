@@ -836,7 +836,7 @@ def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
     max_gap = 6 * 10**11
     pp = np.zeros(50, dtype=np.int64)
     fsum, cnt, present, unt_v, t_lo, t_hi, e_first = _vehicle_sums(
-        fw, win, veh, ent, t, x, y, untimed, piece_fix, c_at, c_um, off_at, off_d, nv, max_gap, pp)
+        fw, win, veh, ent, t, x, y, untimed, piece_fix, c_at, c_um, off_at, off_d, nv, max_gap, pp, 1e6)
     ri = fw[(fw > 0) & (win[fw] == win[np.maximum(fw - 1, 0)])]
     dt = t[ri] - t[ri - 1]
     gap = ~untimed[ri] & (dt > max_gap)
