@@ -37,6 +37,8 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
+from ._jit import kernel
+
 #: The metric CRS for Shanghai (UTM zone 51N).
 SHANGHAI_CRS = "EPSG:32651"
 
@@ -303,18 +305,21 @@ class PieceMatcher:
     def candidates(self, x: np.ndarray, y: np.ndarray, block: int = 32_768) -> Candidates:
         """Every sub-segment within ``radius_m`` of each point (NaN points get none).
 
-        Points go through in blocks, so the temporaries stay small enough to be
-        reused from the heap rather than mapped fresh from the system each time.
+        Points go through in blocks, so each block's output buffers (sized for
+        every table entry of its points' cells) stay small.
         """
         n = len(x)
         parts = [self._candidates(x[i:i + block], y[i:i + block], i) for i in range(0, n, block)]
         if not parts:
             e = np.zeros(0)
             return Candidates(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), e, e, 0)
+        if len(parts) == 1:
+            return Candidates(*parts[0], n)
         return Candidates(*(np.concatenate([p_[k] for p_ in parts]) for k in range(4)), n)
 
     def _candidates(self, x: np.ndarray, y: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
-        n = len(x)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
         rx = x - self.ox
         ry = y - self.oy
         fx = rx // self.cell
@@ -322,24 +327,12 @@ class PieceMatcher:
         ok = np.isfinite(fx) & np.isfinite(fy) & (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
         cid = np.where(ok, np.where(ok, fy, 0) * self.nx + np.where(ok, fx, 0), 0).astype(np.int64)
         start = self.offsets[cid].astype(np.int64)
-        cnt = np.where(ok, self.offsets[cid + 1] - start, 0)
-        total = int(cnt.sum())
-        pt = np.repeat(np.arange(n, dtype=np.int32), cnt)
-        ent = np.repeat(start - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-        px = rx.astype(np.float32)[pt] - self.e_ax[ent]
-        py = ry.astype(np.float32)[pt] - self.e_ay[ent]
-        dx, dy = self.e_dx[ent], self.e_dy[ent]
-        t = (px * dx + py * dy) * self.e_il2[ent]
-        np.clip(t, 0.0, 1.0, out=t)
-        px -= t * dx
-        py -= t * dy
-        d2 = px * px + py * py
-        keep = np.flatnonzero(d2 <= np.float32(self.params.radius_m) ** 2)
-        pt, ent = pt[keep], ent[keep]
-        sub = self.cell_sub[ent].astype(np.int64)
-        # exact (float64) distance and position of the kept candidates
-        d, frac = self._dist(x[pt], y[pt], sub)
-        return pt.astype(np.int64) + first, sub, d, frac
+        cnt = np.where(ok, self.offsets[cid + 1] - start, 0).astype(np.int64)
+        k, pt, sub, d, frac = _candidates_kernel(
+            rx, ry, x, y, start, cnt, int(cnt.sum()), self.cell_sub, self.e_ax, self.e_ay, self.e_dx,
+            self.e_dy, self.e_il2, np.float32(self.params.radius_m) ** 2, self.ax, self.ay, self.dx, self.dy,
+            self.inv_len2, first)
+        return pt[:k], sub[:k], d[:k], frac[:k]
 
     def heading_score(self, c: Candidates, hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
         """Distance plus heading terms of each candidate (see the module docstring)."""
@@ -415,3 +408,78 @@ class PieceMatcher:
     def nbytes(self) -> int:
         """Memory held by the index arrays."""
         return int(sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)))
+
+
+# One pass over each point's cell run instead of a dozen whole-array passes (each a temporary
+# of every table entry): the same float32 screen and float64 distance as the numpy code was.
+@kernel
+def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndarray, start: np.ndarray,
+                       cnt: np.ndarray, total: int, cell_sub: np.ndarray, e_ax: np.ndarray, e_ay: np.ndarray,
+                       e_dx: np.ndarray, e_dy: np.ndarray, e_il2: np.ndarray, r2: np.float32, ax: np.ndarray,
+                       ay: np.ndarray, dx: np.ndarray, dy: np.ndarray, inv_len2: np.ndarray,
+                       first: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sub-segments within the radius of each point, in point order, then table order.
+
+    Parameters
+    ----------
+    rx, ry
+        Points relative to the grid origin (float64).
+    x, y
+        The points (float64), for the exact distance.
+    start, cnt
+        Each point's run of table entries (its cell's; ``cnt`` 0 outside the grid).
+    total
+        ``cnt.sum()``: the output buffers' size.
+    cell_sub, e_ax, e_ay, e_dx, e_dy, e_il2
+        The table: sub-segment and its float32 geometry per entry (see ``_entry_arrays``).
+    r2
+        The float32 square of the radius.
+    ax, ay, dx, dy, inv_len2
+        Sub-segment geometry (float64).
+    first
+        Added to the point numbers.
+
+    Returns
+    -------
+    k, point, sub, dist, frac
+        The number of candidates, and buffers whose first ``k`` entries are the
+        candidates' point, sub-segment, distance (m) and position on it (0-1).
+    """
+    o_pt = np.empty(total, dtype=np.int64)
+    o_sub = np.empty(total, dtype=np.int64)
+    o_d = np.empty(total, dtype=np.float64)
+    o_fr = np.empty(total, dtype=np.float64)
+    zero32, one32 = np.float32(0.0), np.float32(1.0)
+    k = 0
+    for i in range(len(start)):
+        if cnt[i] == 0:
+            continue
+        qx, qy = np.float32(rx[i]), np.float32(ry[i])
+        for e in range(start[i], start[i] + cnt[i]):
+            # float32 screen (as np.clip: -0.0 and NaN stay)
+            px = qx - e_ax[e]
+            py = qy - e_ay[e]
+            ex, ey = e_dx[e], e_dy[e]
+            t = (px * ex + py * ey) * e_il2[e]
+            if t < zero32:
+                t = zero32
+            if t > one32:
+                t = one32
+            px -= t * ex
+            py -= t * ey
+            if not (px * px + py * py <= r2):
+                continue
+            # exact (float64) distance and position of a kept candidate
+            s = cell_sub[e]
+            sx, sy, sdx, sdy = ax[s], ay[s], dx[s], dy[s]
+            u = ((x[i] - sx) * sdx + (y[i] - sy) * sdy) * inv_len2[s]
+            if u < 0.0:
+                u = 0.0
+            if u > 1.0:
+                u = 1.0
+            o_pt[k] = i + first
+            o_sub[k] = s
+            o_d[k] = np.hypot(x[i] - (sx + u * sdx), y[i] - (sy + u * sdy))
+            o_fr[k] = u
+            k += 1
+    return k, o_pt, o_sub, o_d, o_fr
