@@ -477,3 +477,52 @@ def test_parquet_ids_read_as_dictionaries_give_the_csv_codes(tmp_path: Path) -> 
     one = next(FleetLog(p, chunk_rows=100).chunks())
     assert [one.vehicle_names[c] if c >= 0 else None for c in one.vehicle] == \
         ["b", "a", None, None, "c", "a", "b", "d", "d", "a"]
+
+
+def test_candidates_equal_a_brute_force_over_every_sub_segment(tee) -> None:
+    # the grid kernel (float32 screen, float64 distance) against shapely's distance from each point
+    # to every sub-segment of the index: the same pairs within the radius, in point then
+    # sub-segment order, the same distances and positions; NaN points and points off the grid get none
+    import shapely
+
+    m = fleet.build_matcher(tee.roads)
+    rng = np.random.default_rng(7)
+    lx, ly = rng.uniform(-80, 1080, 400), rng.uniform(-80, 380, 400)
+    lon, lat = TO_LL.transform(X0 + lx, Y0 + ly)
+    x, y = m.project(lon, lat)
+    x[[3, 50]] = np.nan
+    x[[7]] += 1e6  # far off the grid
+    c = m.candidates(x, y)
+    subs = shapely.linestrings(np.stack([np.column_stack([m.ax, m.ay]),
+                                         np.column_stack([m.ax + m.dx, m.ay + m.dy])], axis=1))
+    r = m.params.radius_m
+    got = set(zip(c.point.tolist(), c.sub.tolist()))
+    n_in = 0
+    for i in range(len(x)):
+        if not np.isfinite(x[i]):
+            assert i not in set(c.point.tolist())
+            continue
+        d = shapely.distance(shapely.points(x[i], y[i]), subs)
+        for s in np.flatnonzero(d <= r - 1e-3):
+            assert (i, int(s)) in got
+            n_in += 1
+        for s in np.flatnonzero(d > r + 1e-3):
+            assert (i, int(s)) not in got
+    assert n_in > 200 and not np.isin([3, 7, 50], c.point).any()
+    # order: by point, then by sub-segment
+    assert (np.diff(c.point) >= 0).all()
+    same = np.diff(c.point) == 0
+    assert (np.diff(c.sub)[same] > 0).all()
+    # exact distance and position of the snapped location
+    pts = shapely.points(x[c.point], y[c.point])
+    assert np.allclose(c.dist, shapely.distance(pts, subs[c.sub]), rtol=0, atol=1e-9)
+    snapped_x = m.ax[c.sub] + c.frac * m.dx[c.sub]
+    snapped_y = m.ay[c.sub] + c.frac * m.dy[c.sub]
+    assert ((c.frac >= 0) & (c.frac <= 1)).all()
+    assert np.allclose(np.hypot(x[c.point] - snapped_x, y[c.point] - snapped_y), c.dist, rtol=0, atol=1e-9)
+    # in blocks of 7 points: the same arrays bit for bit (the point numbers offset per block)
+    b = m.candidates(x, y, block=7)
+    for f in ("point", "sub", "dist", "frac"):
+        assert np.array_equal(getattr(b, f), getattr(c, f))
+    e = m.candidates(x[:0], y[:0])
+    assert len(e.point) == 0 and e.n_points == 0
