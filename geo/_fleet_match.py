@@ -356,15 +356,7 @@ class PieceMatcher:
     @staticmethod
     def best(c: Candidates, score: np.ndarray) -> np.ndarray:
         """Index (into the candidate arrays) of the lowest score per point; -1 without candidates."""
-        out = np.full(c.n_points, -1, dtype=np.int64)
-        if len(score) == 0:
-            return out
-        starts, grp = c.groups()
-        mins = np.minimum.reduceat(score, starts)
-        hit = np.flatnonzero(score == mins[grp])
-        first = hit[np.r_[True, grp[hit][1:] != grp[hit][:-1]]]
-        out[c.point[first]] = first
-        return out
+        return _best_kernel(c.point, np.ascontiguousarray(score, dtype=np.float64), c.n_points)
 
     def resolve(self, c: Candidates, chosen: np.ndarray) -> Match:
         """Piece, sub-segment, position along the piece (projected m) and distance of chosen candidates."""
@@ -483,3 +475,43 @@ def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndar
             o_fr[k] = u
             k += 1
     return k, o_pt, o_sub, o_d, o_fr
+
+
+# The first lowest score of each point's run in one pass (no group minima, hits and firsts).
+@kernel
+def _best_kernel(point: np.ndarray, score: np.ndarray, n_points: int) -> np.ndarray:
+    """Index of the first lowest ``score`` of each point's run of candidates; -1 without candidates.
+
+    Parameters
+    ----------
+    point
+        The candidates' points, grouped (each point's candidates one run).
+    score
+        Their scores (float64).
+    n_points
+        Number of points.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per point, the candidate index, or -1 (no candidates, or a NaN among its scores: a NaN
+        minimum equals no score, as with numpy's minimum).
+    """
+    out = np.full(n_points, -1, dtype=np.int64)
+    m = len(point)
+    i = 0
+    while i < m:
+        p = point[i]
+        b = i
+        nan = score[i] != score[i]
+        j = i + 1
+        while j < m and point[j] == p:
+            if score[j] < score[b]:
+                b = j
+            elif score[j] != score[j]:
+                nan = True
+            j += 1
+        if not nan:
+            out[p] = b
+        i = j
+    return out

@@ -526,3 +526,25 @@ def test_candidates_equal_a_brute_force_over_every_sub_segment(tee) -> None:
         assert np.array_equal(getattr(b, f), getattr(c, f))
     e = m.candidates(x[:0], y[:0])
     assert len(e.point) == 0 and e.n_points == 0
+
+
+def test_best_candidate_is_the_first_lowest_score_of_each_point() -> None:
+    # against a plain loop: ties go to the first candidate, a point without candidates gets -1,
+    # and so does a point with a NaN score (numpy's minimum of its run is NaN, which equals none)
+    from geo._fleet_match import Candidates, PieceMatcher
+
+    rng = np.random.default_rng(3)
+    point = np.sort(rng.integers(0, 300, 2000))
+    score = rng.integers(0, 6, len(point)).astype(np.float64)  # many ties
+    score[[10, 500]] = np.nan
+    n = 310
+    c = Candidates(point, np.zeros(len(point), dtype=np.int64), score, score, n)
+    got = PieceMatcher.best(c, score)
+    want = np.full(n, -1)
+    for p_ in range(n):
+        idx = np.flatnonzero(point == p_)
+        if len(idx) and not np.isnan(score[idx]).any():
+            want[p_] = idx[np.argmin(score[idx])]  # argmin: the first of the lowest
+    assert np.array_equal(got, want)
+    assert (want[point[[10, 500]]] == -1).all() and (want >= 0).sum() > 250 and (want[300:] == -1).all()
+    assert np.array_equal(PieceMatcher.best(c, score.astype(np.float32)), want)
