@@ -339,15 +339,13 @@ class PieceMatcher:
         p = self.params
         if not (np.isfinite(hx).any()):
             return c.dist.copy()  # no heading known: distance only
-        cos = hx[c.point] * self.ux[c.sub] + hy[c.point] * self.uy[c.sub]
-        known = np.isfinite(cos)
-        cos = np.where(known, cos, 1.0)
-        oneway = self.sub_oneway[c.sub]
-        cos_eff = np.where(oneway, cos, np.abs(cos))
-        angle = np.degrees(np.arccos(np.clip(cos_eff, -1.0, 1.0)))
-        score = c.dist + p.heading_weight * angle
-        wrong = oneway & (angle > p.wrong_way_deg)
-        return np.where(wrong, score + p.wrong_way_penalty, score)
+        angle = _heading_cos(c.point, c.sub, np.ascontiguousarray(hx, dtype=np.float64),
+                             np.ascontiguousarray(hy, dtype=np.float64), self.ux, self.uy, self.sub_oneway)
+        # numpy's arccos and degrees (its SIMD routines, whose last bits a kernel's libm may not share)
+        np.arccos(angle, out=angle)
+        np.degrees(angle, out=angle)
+        return _heading_score(c.sub, c.dist, angle, self.sub_oneway, float(p.heading_weight),
+                              float(p.wrong_way_deg), float(p.wrong_way_penalty))
 
     def beyond_end(self, c: Candidates) -> np.ndarray:
         """Candidates whose snapped location is a piece's end vertex (the point lies past the piece)."""
@@ -514,4 +512,44 @@ def _best_kernel(point: np.ndarray, score: np.ndarray, n_points: int) -> np.ndar
         if not nan:
             out[p] = b
         i = j
+    return out
+
+
+# heading_score's index arithmetic in two passes instead of a dozen (the arccos between them in numpy)
+@kernel
+def _heading_cos(point: np.ndarray, sub: np.ndarray, hx: np.ndarray, hy: np.ndarray, ux: np.ndarray,
+                 uy: np.ndarray, oneway: np.ndarray) -> np.ndarray:
+    """Cosine of the angle between each candidate's heading and its sub-segment, clipped to [-1, 1].
+
+    1 where the heading is unknown (NaN); its absolute value on a two-way
+    sub-segment (either direction will do).
+    """
+    out = np.empty(len(point), dtype=np.float64)
+    for k in range(len(point)):
+        s = sub[k]
+        cs = hx[point[k]] * ux[s] + hy[point[k]] * uy[s]
+        if not np.isfinite(cs):
+            cs = 1.0
+        if not oneway[s]:
+            cs = abs(cs)
+        # as np.clip (-0.0 stays)
+        if cs < -1.0:
+            cs = -1.0
+        if cs > 1.0:
+            cs = 1.0
+        out[k] = cs
+    return out
+
+
+@kernel
+def _heading_score(sub: np.ndarray, dist: np.ndarray, angle: np.ndarray, oneway: np.ndarray,
+                   heading_weight: float, wrong_way_deg: float, wrong_way_penalty: float) -> np.ndarray:
+    """``dist + heading_weight * angle``, plus ``wrong_way_penalty`` on a one-way sub-segment
+    whose ``angle`` (degrees) exceeds ``wrong_way_deg``."""
+    out = np.empty(len(sub), dtype=np.float64)
+    for k in range(len(sub)):
+        score = dist[k] + heading_weight * angle[k]
+        if oneway[sub[k]] and angle[k] > wrong_way_deg:
+            score = score + wrong_way_penalty
+        out[k] = score
     return out

@@ -548,3 +548,37 @@ def test_best_candidate_is_the_first_lowest_score_of_each_point() -> None:
     assert np.array_equal(got, want)
     assert (want[point[[10, 500]]] == -1).all() and (want >= 0).sum() > 250 and (want[300:] == -1).all()
     assert np.array_equal(PieceMatcher.best(c, score.astype(np.float32)), want)
+
+
+def test_heading_score_by_hand(dual, tee) -> None:
+    # distance + 0.15 m per degree; a one-way piece more than 110 degrees off the heading + 1000 m;
+    # a two-way piece either way (at most 90 degrees); unknown heading: distance only
+    p = fleet.MatchParams()
+    m = fleet.build_matcher(dual.roads)
+    lon, lat = TO_LL.transform(X0 + np.array([500.0, 500.0]), Y0 + np.array([5.0, 5.0]))
+    x, y = m.project(lon, lat)
+    c = m.candidates(x, y)
+    s = m.heading_score(c, np.array([1.0, np.nan]), np.array([0.0, np.nan]))  # east; unknown
+    east = m.sub_piece[c.sub] == piece_of(dual.roads, (0, 0), (1000, 0))
+    west = m.sub_piece[c.sub] == piece_of(dual.roads, (1000, 20), (0, 20))
+    for k in range(len(c.point)):
+        if c.point[k] == 1:
+            assert s[k] == c.dist[k]
+        elif east[k]:
+            assert s[k] == pytest.approx(c.dist[k], abs=1e-6)
+        elif west[k]:
+            assert s[k] == pytest.approx(c.dist[k] + p.heading_weight * 180.0 + p.wrong_way_penalty, abs=1e-6)
+    assert east[c.point == 0].any() and west[c.point == 0].any()
+    # south-west (225 degrees) on the two-way east-west road: 45 degrees off its westward direction
+    m = fleet.build_matcher(tee.roads)
+    lon, lat = TO_LL.transform(X0 + np.array([200.0]), Y0 + np.array([3.0]))
+    x, y = m.project(lon, lat)
+    c = m.candidates(x, y)
+    r = math.sqrt(0.5)
+    s = m.heading_score(c, np.array([-r]), np.array([-r]))
+    main = m.sub_piece[c.sub] == piece_of(tee.roads, (0, 0), (400, 0))
+    assert main.any()
+    # (the UTM grid is ~0.3 degrees off true north here: the sub-segment's bearing, not the map's)
+    bearing = np.degrees(np.arccos(np.abs(-r * m.ux[c.sub] - r * m.uy[c.sub])))
+    assert np.allclose(bearing[main], 45.0, atol=1.0)
+    assert np.allclose(s[main], c.dist[main] + p.heading_weight * bearing[main], rtol=0, atol=1e-9)
