@@ -320,18 +320,10 @@ class PieceMatcher:
     def _candidates(self, x: np.ndarray, y: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
         x = np.ascontiguousarray(x, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
-        rx = x - self.ox
-        ry = y - self.oy
-        fx = rx // self.cell
-        fy = ry // self.cell
-        ok = np.isfinite(fx) & np.isfinite(fy) & (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
-        cid = np.where(ok, np.where(ok, fy, 0) * self.nx + np.where(ok, fx, 0), 0).astype(np.int64)
-        start = self.offsets[cid].astype(np.int64)
-        cnt = np.where(ok, self.offsets[cid + 1] - start, 0).astype(np.int64)
         k, pt, sub, d, frac = _candidates_kernel(
-            rx, ry, x, y, start, cnt, int(cnt.sum()), self.cell_sub, self.e_ax, self.e_ay, self.e_dx,
-            self.e_dy, self.e_il2, np.float32(self.params.radius_m) ** 2, self.ax, self.ay, self.dx, self.dy,
-            self.inv_len2, first)
+            x, y, float(self.ox), float(self.oy), float(self.cell), int(self.nx), int(self.ny), self.offsets,
+            self.cell_sub, self.e_ax, self.e_ay, self.e_dx, self.e_dy, self.e_il2,
+            np.float32(self.params.radius_m) ** 2, self.ax, self.ay, self.dx, self.dy, self.inv_len2, first)
         return pt[:k], sub[:k], d[:k], frac[:k]
 
     def heading_score(self, c: Candidates, hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
@@ -403,8 +395,8 @@ class PieceMatcher:
 # One pass over each point's cell run instead of a dozen whole-array passes (each a temporary
 # of every table entry): the same float32 screen and float64 distance as the numpy code was.
 @kernel
-def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndarray, start: np.ndarray,
-                       cnt: np.ndarray, total: int, cell_sub: np.ndarray, e_ax: np.ndarray, e_ay: np.ndarray,
+def _candidates_kernel(x: np.ndarray, y: np.ndarray, ox: float, oy: float, cell: float, nx: int, ny: int,
+                       offsets: np.ndarray, cell_sub: np.ndarray, e_ax: np.ndarray, e_ay: np.ndarray,
                        e_dx: np.ndarray, e_dy: np.ndarray, e_il2: np.ndarray, r2: np.float32, ax: np.ndarray,
                        ay: np.ndarray, dx: np.ndarray, dy: np.ndarray, inv_len2: np.ndarray,
                        first: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -412,20 +404,17 @@ def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndar
 
     Parameters
     ----------
-    rx, ry
-        Points relative to the grid origin (float64).
     x, y
-        The points (float64), for the exact distance.
-    start, cnt
-        Each point's run of table entries (its cell's; ``cnt`` 0 outside the grid).
-    total
-        ``cnt.sum()``: the output buffers' size.
-    cell_sub, e_ax, e_ay, e_dx, e_dy, e_il2
-        The table: sub-segment and its float32 geometry per entry (see ``_entry_arrays``).
+        The points (float64; NaN or off the grid: no candidates).
+    ox, oy, cell, nx, ny
+        The grid: origin, cell size and number of cells across.
+    offsets, cell_sub, e_ax, e_ay, e_dx, e_dy, e_il2
+        The table: each cell's run of entries, and the sub-segment and its float32
+        geometry per entry (see ``_entry_arrays``).
     r2
         The float32 square of the radius.
     ax, ay, dx, dy, inv_len2
-        Sub-segment geometry (float64).
+        Sub-segment geometry (float64), for the exact distance.
     first
         Added to the point numbers.
 
@@ -435,6 +424,18 @@ def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndar
         The number of candidates, and buffers whose first ``k`` entries are the
         candidates' point, sub-segment, distance (m) and position on it (0-1).
     """
+    n = len(x)
+    start = np.zeros(n, dtype=np.int64)
+    cnt = np.zeros(n, dtype=np.int64)
+    total = 0
+    for i in range(n):
+        fx = (x[i] - ox) // cell
+        fy = (y[i] - oy) // cell
+        if np.isfinite(fx) and np.isfinite(fy) and fx >= 0 and fx < nx and fy >= 0 and fy < ny:
+            cid = np.int64(fy * nx + fx)
+            start[i] = offsets[cid]
+            cnt[i] = offsets[cid + 1] - offsets[cid]
+            total += cnt[i]
     o_pt = np.empty(total, dtype=np.int64)
     o_sub = np.empty(total, dtype=np.int64)
     o_d = np.empty(total, dtype=np.float64)
@@ -444,7 +445,7 @@ def _candidates_kernel(rx: np.ndarray, ry: np.ndarray, x: np.ndarray, y: np.ndar
     for i in range(len(start)):
         if cnt[i] == 0:
             continue
-        qx, qy = np.float32(rx[i]), np.float32(ry[i])
+        qx, qy = np.float32(x[i] - ox), np.float32(y[i] - oy)
         for e in range(start[i], start[i] + cnt[i]):
             # float32 screen (as np.clip: -0.0 and NaN stay)
             px = qx - e_ax[e]
