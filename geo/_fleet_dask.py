@@ -203,6 +203,9 @@ def run_partition(path: str, start: int, stop: int, matcher: PieceMatcher | str,
 
 def _run_partition(path: str, start: int, stop: int, matcher: PieceMatcher, crs: str, params: EngineParams,
                    chunk_rows: int, hmm: HmmParams | None = None) -> Totals:
+    from ._jit import warm_in_background
+
+    warm_in_background()  # (once per worker process: the compiled kernels loaded while it reads)
     log = FleetLog(path, chunk_rows=chunk_rows)
     n_rg = log.info.row_groups or 0
     col = log.info.columns["vehicle_id"]

@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from ._jit import kernel
 from ._fleet_io import NAT, PLAUSIBLE_FROM_NS, RawChunk, plausible_until_ns
 from ._fleet_match import PieceMatcher
 
@@ -237,38 +238,50 @@ class MileageEngine:
         return st
 
     # ------------------------------------------------------------------ input
-    def feed(self, ch: RawChunk) -> None:
-        """Process one chunk of rows (in file order)."""
+    def prepare(self, ch: RawChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The part of :meth:`feed` that needs nothing but the chunk: each row's reason to be left
+        out (0: none) and the metric coordinates of the rows without one.
+
+        Pure (it reads the engine's settings and matcher, changes nothing), so the rows of the next
+        chunk are checked and projected in the reading thread while this one is matched.
+        """
         n = len(ch)
-        self.totals.rows += n
-        if n == 0:
-            return
-        veh = self._global_codes(ch.vehicle, ch.vehicle_names, self.vehicle_names, self._vcode)
-        ent = self._global_codes(ch.enterprise, ch.enterprise_names, self.enterprise_names, self._ecode)
         lon, lat, t = ch.lon, ch.lat, ch.t_ns
-        rows = ch.first_row + np.arange(n, dtype=np.int64)
         reason = np.zeros(n, dtype=np.int8)
         nan_xy = ~(np.isfinite(lon) & np.isfinite(lat))
         out = ~nan_xy & ((np.abs(lon) > 180) | (np.abs(lat) > 90) | ((lon == 0) & (lat == 0)))
-        for mask, r in ((veh < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
+        for mask, r in ((ch.vehicle < 0, "missing vehicle id"), (nan_xy, "missing coordinates"),
                         (out, "coordinates out of range"), (t == NAT, "unparsable timestamp"),
                         ((t != NAT) & ((t < PLAUSIBLE_FROM_NS) | (t > self._until_ns)), "implausible timestamp")):
             reason[(reason == 0) & mask] = _R[r]
-        has_v = veh >= 0
-        for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
-            self._vehicle(int(code))["rows"] += int(k)
         ok = np.flatnonzero(reason == 0)
-        x = np.full(n, np.nan)
-        y = np.full(n, np.nan)
+        x = y = np.zeros(0)
         if len(ok):
             lo, la = lon[ok], lat[ok]
             if self.crs == "gcj02":
                 from .gcj02 import gcj02_to_wgs84
 
                 lo, la = gcj02_to_wgs84(lo, la)
-            x[ok], y[ok] = self.m.project(lo, la)
+            x, y = self.m.project(lo, la)
+        return reason, x, y
+
+    def feed(self, ch: RawChunk, prepared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Process one chunk of rows (in file order); ``prepared``: its :meth:`prepare`, where done."""
+        n = len(ch)
+        self.totals.rows += n
+        if n == 0:
+            return
+        veh = self._global_codes(ch.vehicle, ch.vehicle_names, self.vehicle_names, self._vcode)
+        ent = self._global_codes(ch.enterprise, ch.enterprise_names, self.enterprise_names, self._ecode)
+        reason, xo, yo = prepared if prepared is not None else self.prepare(ch)
+        rows = ch.first_row + np.arange(n, dtype=np.int64)
+        has_v = veh >= 0
+        for code, k in zip(*np.unique(veh[has_v], return_counts=True)):
+            self._vehicle(int(code))["rows"] += int(k)
+        ok = np.flatnonzero(reason == 0)
+        t = ch.t_ns
         new = {
-            "veh": veh[ok], "ent": ent[ok], "row": rows[ok], "t": t[ok], "x": x[ok], "y": y[ok],
+            "veh": veh[ok], "ent": ent[ok], "row": rows[ok], "t": t[ok], "x": xo, "y": yo,
             "speed": ch.speed[ok] if ch.speed is not None else np.full(len(ok), np.nan),
             "gh": ch.heading[ok] if ch.heading is not None else np.full(len(ok), np.nan),
         }
@@ -645,58 +658,49 @@ class MileageEngine:
     # ------------------------------------------------------------------ sequential filter
     def _sequential_filter(self, veh: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray,
                            ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact "compare with the last kept point" filter, vectorized except near rejections.
+        """Exact "compare with the last kept point" filter (one compiled pass: a log whose every
+        row is flagged, e.g. one timestamp repeated throughout, costs no more than a clean one).
 
-        A first pass compares every row with the row before it; only where that
-        flags something are rows walked one by one (a rejected row must not be
-        the reference of the next).
+        A vehicle's first row and a context row (the last kept row of an earlier chunk) are kept;
+        every other row is compared with the last kept row of its vehicle: a backwards or repeated
+        timestamp, or a step faster than ``max_speed_mps`` (plus ``jump_slack_m``), is rejected and
+        the next row is compared with the same kept row.
         """
         n = len(t)
-        keep = np.ones(n, dtype=bool)
-        why = np.zeros(n, dtype=np.int8)
         if n < 2:
-            return keep, why
-        vmax = self.p.max_speed_mps
-        slack = self.p.jump_slack_m
-        same = np.r_[False, veh[1:] == veh[:-1]]
+            return np.ones(n, dtype=bool), np.zeros(n, dtype=np.int8)
+        return _filter_kernel(np.ascontiguousarray(veh, dtype=np.int64), np.ascontiguousarray(t, dtype=np.int64),
+                              np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                              np.ascontiguousarray(ctx, dtype=np.bool_), float(self.p.max_speed_mps),
+                              float(self.p.jump_slack_m), _R["backwards timestamp"], _R["repeated timestamp"],
+                              _R["jump over max speed"])
 
-        def verdict(i: int, j: int) -> int:
-            dt = int(t[i]) - int(t[j])
-            if dt < 0:
-                return _R["backwards timestamp"]
-            if dt == 0:
-                return _R["repeated timestamp"]
-            if np.hypot(x[i] - x[j], y[i] - y[j]) > vmax * dt / 1e9 + slack:
-                return _R["jump over max speed"]
-            return 0
 
-        dt = np.r_[0, np.diff(t)].astype(np.float64)
-        d = np.r_[0.0, np.hypot(np.diff(x), np.diff(y))]
-        flag = same & ~ctx & ((dt <= 0) | (d > vmax * dt / 1e9 + slack))
-        fl = np.flatnonzero(flag)
-        if len(fl) == 0:
-            return keep, why
-        # walk from each flagged row until the rows agree with the first pass again
-        i = int(fl[0])
-        nxt = 0
-        lk = i - 1  # last kept row before i (same vehicle: the previous row, kept)
-        while i < n:
-            if not same[i]:
-                lk = -1
-            r = 0 if lk < 0 or veh[lk] != veh[i] or ctx[i] else verdict(i, lk)
-            if r:
-                keep[i] = False
-                why[i] = r
-                i += 1
-                continue
+@kernel
+def _filter_kernel(veh: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray, ctx: np.ndarray, vmax: float,
+                   slack: float, r_back: int, r_repeat: int, r_jump: int) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`MileageEngine._sequential_filter`: keep mask and reason code of each row."""
+    n = len(t)
+    keep = np.ones(n, dtype=np.bool_)
+    why = np.zeros(n, dtype=np.int8)
+    lk = -1  # last kept row of the current vehicle
+    for i in range(n):
+        if i == 0 or veh[i] != veh[i - 1]:
+            lk = -1
+        if lk < 0 or ctx[i]:
             lk = i
-            # row i is kept; if the next row is unflagged and compares with i, the first pass holds
-            if i + 1 < n and not flag[i + 1]:
-                nxt = int(np.searchsorted(fl, i + 1))
-                if nxt >= len(fl):
-                    break
-                i = int(fl[nxt])
-                lk = i - 1
-            else:
-                i += 1
-        return keep, why
+            continue
+        dt = t[i] - t[lk]
+        r = 0
+        if dt < 0:
+            r = r_back
+        elif dt == 0:
+            r = r_repeat
+        elif np.hypot(x[i] - x[lk], y[i] - y[lk]) > vmax * dt / 1e9 + slack:
+            r = r_jump
+        if r:
+            keep[i] = False
+            why[i] = r
+        else:
+            lk = i
+    return keep, why

@@ -259,27 +259,42 @@ class HmmEngine(MileageEngine):
         keep_new = np.ones(nnew, dtype=bool)
         why_new = np.zeros(nnew, dtype=np.int8)
         if nnew:
+            # the rows per vehicle, each vehicle's last kept row (context) first, then its new rows
+            # by row number: laid out directly (positions), and only the columns the filter reads
             order_new = np.lexsort((new["row"], new["veh"]))
-            vehs = np.unique(new["veh"])
-            ctx = [self.last_kept[c] for c in vehs.tolist() if c in self.last_kept]
-            cols = {k: np.concatenate([*(c[k] for c in ctx), new[k][order_new]]) for k in self._RAW}
-            nctx = len(cols["t"]) - nnew
-            isctx = np.r_[np.ones(nctx, dtype=bool), np.zeros(nnew, dtype=bool)]
-            order = np.lexsort((~isctx, cols["veh"]))  # per vehicle: its context row first
-            S = {k: v[order] for k, v in cols.items()}
-            sctx = isctx[order]
-            t = S["t"].copy()
+            sv = new["veh"][order_new]
+            gfirst = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
+            vehs = sv[gfirst]
+            got = [self.last_kept.get(c) for c in vehs.tolist()]
+            has = np.array([c is not None for c in got], dtype=bool)
+            upto = np.cumsum(has)  # context rows up to and including each vehicle's
+            at_new = np.arange(nnew) + np.repeat(upto, np.diff(np.r_[gfirst, nnew]))  # sorted new -> S
+            at_ctx = (gfirst + upto - 1)[has]
+            ctx = [c for c in got if c is not None]
+            ns_ = nnew + len(ctx)
+
+            def laid(k: str) -> np.ndarray:
+                a = np.empty(ns_, dtype=new[k].dtype)
+                a[at_new] = new[k][order_new]
+                if ctx:
+                    a[at_ctx] = np.concatenate([c[k] for c in ctx])
+                return a
+
+            S = {k: laid(k) for k in ("veh", "t", "x", "y")}
+            sctx = np.zeros(ns_, dtype=bool)
+            sctx[at_ctx] = True
+            t = S["t"]
             # ordered traces (no times): no time-based checks
             if self.untimed:
                 ut = np.array([self.vehicle_names[c] in self.untimed for c in S["veh"].tolist()], dtype=bool)
                 t = np.where(ut, _ordered_times(S["veh"]), t)
             keep, why = self._sequential_filter(S["veh"], t, S["x"], S["y"], sctx)
             pos_new = np.empty(nnew, dtype=np.int64)
-            inv = np.empty(len(order), dtype=np.int64)
-            inv[order] = np.arange(len(order))
-            pos_new[order_new] = inv[nctx:]
+            pos_new[order_new] = at_new
             keep_new, why_new = keep[pos_new], why[pos_new]
-            K = {k: v[keep & ~sctx] for k, v in S.items()}
+            # the kept new rows, in that order, straight from the new columns
+            sel = order_new[keep[at_new]]
+            K = {k: new[k][sel] for k in self._RAW}
             veh = K["veh"]
             if len(veh):
                 starts = np.flatnonzero(np.r_[True, veh[1:] != veh[:-1]])
@@ -339,6 +354,28 @@ class HmmEngine(MileageEngine):
                 self.buf[code] = {k: v[drop:].copy() for k, v in self.buf[code].items()}
                 self.base[code] += drop
 
+    def _gather(self, code_: np.ndarray, lo_: np.ndarray, hi_: np.ndarray,
+                keys: tuple[str, ...] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The buffered rows ``lo_ .. hi_ - 1`` (kept-index) of vehicles ``code_``, range after range:
+        the columns ``keys`` (all where ``None``), each row's range number and kept-index.
+
+        Consecutive ranges of one vehicle (windows, which overlap) are one gather per column.
+        """
+        cnt = hi_ - lo_
+        n = int(cnt.sum())
+        rng = np.repeat(np.arange(len(cnt)), cnt)
+        kidx = np.arange(n) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo_, cnt)
+        runs = np.flatnonzero(np.r_[True, code_[1:] != code_[:-1]]) if len(cnt) else np.zeros(0, dtype=np.int64)
+        row_at = np.r_[0, np.cumsum(cnt)]
+        cols: dict[str, list[np.ndarray]] = {kk: [] for kk in keys or ()}
+        for r0, r1 in zip(runs.tolist(), np.r_[runs[1:], len(cnt)].tolist()):
+            code = int(code_[r0])
+            b, base = self.buf[code], self.base[code]
+            at = kidx[row_at[r0]:row_at[r1]] - base
+            for kk in keys or tuple(b):
+                cols.setdefault(kk, []).append(b[kk][at])
+        return {kk: np.concatenate(v) if v else np.zeros(0) for kk, v in cols.items()}, rng, kidx
+
     def _standing(self, jobs: list[tuple[int, int, int, int, int, bool]]) -> np.ndarray:
         """Standing-still flags of the fixes of the windows ``jobs`` (rows as :meth:`_windows` lays them out).
 
@@ -354,25 +391,20 @@ class HmmEngine(MileageEngine):
         depend on windows, chunks or partitions.
         """
         h, p = self.h, self.p
-        if h.interval_s <= 5.0 and all(np.isfinite(self.buf[j[0]]["speed"][j[1] - self.base[j[0]]:j[2] - self.base[j[0]]]).all()
-                                       for j in jobs):
-            # (the GPS speed decides every fix)
-            return np.concatenate([self.buf[code]["speed"][lo - self.base[code]:hi - self.base[code]]
-                                   for code, lo, hi, *_ in jobs]) < p.still_speed_mps
+        J = np.array([j[:3] for j in jobs], dtype=np.int64).reshape(-1, 3)
+        code_, lo_, hi_ = J.T
+        if h.interval_s <= 5.0:
+            spd_w = self._gather(code_, lo_, hi_, ("speed",))[0]["speed"]
+            if np.isfinite(spd_w).all():
+                return spd_w < p.still_speed_mps  # (the GPS speed decides every fix)
         E = h.still_horizon
-        cols = ("x", "y", "t", "speed")
-        got: dict[str, list[np.ndarray]] = {k: [] for k in cols}
-        grp, inwin = [], []
-        for wi, (code, lo, hi, *_) in enumerate(jobs):
-            b, base = self.buf[code], self.base[code]
-            elo, ehi = max(base, lo - E), min(base + len(b["t"]), hi + E)
-            for k in cols:
-                got[k].append(b[k][elo - base:ehi - base])
-            grp.append(np.full(ehi - elo, wi, dtype=np.int64))
-            ki = np.arange(elo, ehi)
-            inwin.append((ki >= lo) & (ki < hi))
-        X, Y, T, spd = (np.concatenate(got[k]) for k in cols)
-        win = np.concatenate(grp)
+        # each window with up to E fixes beyond it on both sides, as far as the buffer holds them
+        base_ = np.array([self.base[c] for c in code_.tolist()], dtype=np.int64)
+        blen_ = np.array([len(self.buf[c]["t"]) for c in code_.tolist()], dtype=np.int64)
+        elo_, ehi_ = np.maximum(base_, lo_ - E), np.minimum(base_ + blen_, hi_ + E)
+        G, win, ki = self._gather(code_, elo_, ehi_, ("x", "y", "t", "speed"))
+        X, Y, T, spd = G["x"], G["y"], G["t"], G["speed"]
+        inwin = (ki >= lo_[win]) & (ki < hi_[win])
         n = len(T)
         gs = _group_starts(win)
         ge = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
@@ -446,23 +478,21 @@ class HmmEngine(MileageEngine):
         still_xy = np.where((nf_ == 0) & (nb_ > 0), still_xy[prv1], still_xy)
         # (GPS speed only on dense logs: on a sparse one a fix at a red light is a position like any other)
         still = np.where(np.isfinite(spd) & (h.interval_s <= 5.0), spd < p.still_speed_mps, still_xy)
-        return still[np.concatenate(inwin)]
+        return still[inwin]
 
     def _windows(self, jobs: list[tuple[int, int, int, int, int, bool]],
                  drop: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Match and attribute a group of windows; ``drop``: (window, kept-index) of the fixes to
         leave out, the redo of windows with outliers (see :meth:`_outlier_runs`)."""
         h, p, m, R = self.h, self.p, self.m, self.routes
-        parts = []
-        for wi, (code, lo, hi, c0, c1, end) in enumerate(jobs):
-            b, base = self.buf[code], self.base[code]
-            sl = slice(lo - base, hi - base)
-            k = np.arange(lo, hi)
-            parts.append({**{kk: v[sl] for kk, v in b.items()}, "win": np.full(hi - lo, wi, dtype=np.int64),
-                          "commit": (k >= c0) & (k < c1), "kidx": k, "last": end & (k == hi - 1)})
-        P = {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
-        n = len(P["t"])
-        win = P["win"]
+        # the windows' fixes one after the other: per run of windows of one vehicle, one gather of
+        # each column of its buffer (windows overlap, so their rows repeat)
+        J = np.array([j[:5] for j in jobs], dtype=np.int64).reshape(-1, 5)
+        code_, lo_, hi_, c0_, c1_ = J.T
+        P, win, kidx = self._gather(code_, lo_, hi_)
+        n = len(win)
+        P.update({"win": win, "kidx": kidx, "commit": (kidx >= c0_[win]) & (kidx < c1_[win]),
+                  "last": np.array([j[5] for j in jobs], dtype=bool)[win] & (kidx == hi_[win] - 1)})
         gs = _group_starts(win)
         ge = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
         gend = np.repeat(ge, np.diff(np.r_[-1, ge]))

@@ -335,9 +335,12 @@ def check_vehicle_identity(ch: RawChunk, owner: dict[str, tuple[str, int]], wher
     ok = (ch.vehicle >= 0) & (ch.enterprise >= 0)
     if not ok.any():
         return
-    pairs, first = np.unique(np.stack([ch.vehicle[ok], ch.enterprise[ok]], axis=1), axis=0, return_index=True)
+    # (one integer key per pair: a 1-D unique, several times faster than rows of a 2-D array; the
+    # same pairs in the same order, each at its first row)
+    ne = int(ch.enterprise[ok].max()) + 1
+    keys, first = np.unique(ch.vehicle[ok].astype(np.int64) * ne + ch.enterprise[ok], return_index=True)
     rows = ch.first_row + np.flatnonzero(ok)[first]
-    for (v, e), row in zip(pairs.tolist(), rows.tolist()):
+    for v, e, row in zip((keys // ne).tolist(), (keys % ne).tolist(), rows.tolist()):
         vname, ename = ch.vehicle_names[v], ch.enterprise_names[e]
         seen = owner.setdefault(vname, (ename, row))
         if seen[0] != ename:
@@ -463,13 +466,16 @@ class FleetLog:
         col = self._pf.read_row_group(row_group, columns=[self.info.columns[column]]).column(0)
         return col[which].as_py() if len(col) else None
 
-    def iter_row_groups(self, start: int, stop: int) -> Iterator[tuple[int, pa.RecordBatch]]:
-        """Batches of row groups ``start..stop-1`` with their first row numbers."""
+    def iter_row_groups(self, start: int, stop: int,
+                        first_batch: int | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Batches of row groups ``start..stop-1`` with their first row numbers (those of the first
+        row group at most ``first_batch`` rows each, where given)."""
         rows = self.row_group_rows()
         first = int(sum(rows[:start]))
         cols = list(self.info.columns.values())
         for rg in range(start, stop):
-            for batch in self._pf.iter_batches(batch_size=self.chunk_rows, row_groups=[rg], columns=cols):
+            size = min(self.chunk_rows, first_batch) if first_batch and rg == start else self.chunk_rows
+            for batch in self._pf.iter_batches(batch_size=size, row_groups=[rg], columns=cols):
                 yield first, batch
                 first += batch.num_rows
 
@@ -626,8 +632,10 @@ class FleetLog:
             yield flush()
 
     # -- all formats
-    def chunks(self) -> Iterator[RawChunk]:
-        """The whole log as :class:`RawChunk` blocks of about ``chunk_rows`` rows.
+    def chunks(self, first_rows: int | None = None) -> Iterator[RawChunk]:
+        """The whole log as :class:`RawChunk` blocks of about ``chunk_rows`` rows; with
+        ``first_rows``, the first block of at most that many (read quickly: a sample to look at
+        while the next block is read).
 
         Raises
         ------
@@ -636,11 +644,11 @@ class FleetLog:
             points), or one vehicle id appears under two enterprises.
         """
         if self.info.format == "parquet":
-            parts = self.chunks_of_row_groups(0, self.info.row_groups or 0)
+            parts = self.chunks_of_row_groups(0, self.info.row_groups or 0, first_rows)
         elif self.info.format == "csv":
-            parts = self._rechunk(self._csv_batches())
+            parts = self._rechunk(self._csv_batches(), first_rows=first_rows)
         else:
-            parts = self._rechunk(self._gpx_batches())
+            parts = self._rechunk(self._gpx_batches(), first_rows=first_rows)
         owner: dict[str, tuple[str, int]] = {}
         rows = 0
         for ch in parts:
@@ -655,20 +663,25 @@ class FleetLog:
             raise FleetLogError("the log holds no rows (a header only?)", where=str(self.path),
                                 hint="a fleet log needs rows of vehicle_id, enterprise, timestamp, lon, lat")
 
-    def chunks_of_row_groups(self, start: int, stop: int) -> Iterator[RawChunk]:
-        """:class:`RawChunk` blocks of Parquet row groups ``start..stop-1`` (row numbers global)."""
+    def chunks_of_row_groups(self, start: int, stop: int, first_rows: int | None = None) -> Iterator[RawChunk]:
+        """:class:`RawChunk` blocks of Parquet row groups ``start..stop-1`` (row numbers global;
+        ``first_rows`` as in :meth:`chunks`)."""
         rows = self.row_group_rows()
-        yield from self._rechunk((b for _, b in self.iter_row_groups(start, stop)), int(sum(rows[:start])))
+        yield from self._rechunk((b for _, b in self.iter_row_groups(start, stop, first_rows)),
+                                 int(sum(rows[:start])), first_rows)
 
-    def _rechunk(self, batches: Iterator[pa.RecordBatch], first: int = 0) -> Iterator[RawChunk]:
+    def _rechunk(self, batches: Iterator[pa.RecordBatch], first: int = 0,
+                 first_rows: int | None = None) -> Iterator[RawChunk]:
         pending: list[pa.RecordBatch] = []
         n = 0
+        size = min(self.chunk_rows, first_rows) if first_rows else self.chunk_rows
         for b in batches:
             pending.append(b)
             n += b.num_rows
-            while n >= self.chunk_rows:
+            while n >= size:
                 tab = pa.Table.from_batches(pending)
-                head, tail = tab.slice(0, self.chunk_rows), tab.slice(self.chunk_rows)
+                head, tail = tab.slice(0, size), tab.slice(size)
+                size = self.chunk_rows
                 yield chunk_from_table(head, self.info.columns, first)
                 first += head.num_rows
                 pending = tail.to_batches() if tail.num_rows else []

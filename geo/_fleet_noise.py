@@ -8,12 +8,18 @@ and the AR(1) correlation of consecutive errors; the median time step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import shapely
 
+from ._jit import kernel
 
-def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray, pieces: np.ndarray,
-                   max_points: int = 20_000, with_corr: bool = False) -> tuple[float | None, ...]:
+
+def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarray,
+                   pieces: np.ndarray | Callable[[], np.ndarray], max_points: int = 20_000,
+                   with_corr: bool = False,
+                   piece_coords: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float | None, ...]:
     """Per-axis GPS noise (m) and sampling interval (s) of a sample of a log.
 
     Parameters
@@ -23,7 +29,12 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     veh, t_ns
         Vehicle code and UTC nanoseconds of each fix (rows in log order).
     pieces
-        The road pieces (shapely lines) in the same metric CRS.
+        The road pieces (shapely lines) in the same metric CRS; with ``piece_coords``, may be a
+        function that gives them (called only if a fix is farther from every piece than the
+        grid answers for).
+    piece_coords
+        The pieces' vertices and the piece of each (``shapely.get_coordinates(pieces,
+        return_index=True)``), where known without the lines.
 
     Noise: the median distance from the fixes to the nearest piece (within 300
     m) over 0.6745, the median of a half-normal distribution: the across-road
@@ -43,9 +54,10 @@ def estimate_noise(x: np.ndarray, y: np.ndarray, veh: np.ndarray, t_ns: np.ndarr
     sig = None
     corr = 0.0
     idx = np.flatnonzero(ok)
-    if len(idx) and len(pieces):
+    any_piece = len(piece_coords[0]) > 0 if piece_coords is not None else len(pieces) > 0  # type: ignore[arg-type]
+    if len(idx) and any_piece:
         take = idx[np.unique(np.linspace(0, len(idx) - 1, min(max_points, len(idx))).astype(np.int64))]
-        near = _NearestSegments(pieces)
+        near = _NearestSegments(pieces, coords=piece_coords)
         d, _, _ = near.query(x[take], y[take], 300.0)
         d = d[np.isfinite(d)]
         if len(d) >= 20:
@@ -79,13 +91,15 @@ class _NearestSegments:
     fraction of its per-point cost (the noise estimate asks for ~30,000 points per log).
     """
 
-    def __init__(self, lines: np.ndarray, cell_m: float = 40.0) -> None:
-        c, li = shapely.get_coordinates(lines, return_index=True)
+    def __init__(self, lines: np.ndarray | Callable[[], np.ndarray], cell_m: float = 40.0,
+                 coords: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        # (with ``coords``, ``lines`` may be a function: the lines are built only if the tree is needed)
+        c, li = coords if coords is not None else shapely.get_coordinates(lines, return_index=True)
         k = np.flatnonzero((li[1:] == li[:-1]) & np.isfinite(c[1:]).all(axis=1) & np.isfinite(c[:-1]).all(axis=1))
         ax, ay = c[k, 0], c[k, 1]
         dx, dy = c[k + 1, 0] - ax, c[k + 1, 1] - ay
         self.n = len(k)
-        self.lines = np.asarray(lines, dtype=object)
+        self._lines = lines
         self._tree: shapely.STRtree | None = None
         self.cell = cell_m
         if self.n:
@@ -111,14 +125,14 @@ class _NearestSegments:
         self.ny = int((y1.max() - self.oy) // self.cell) + 2
         cx0, cx1 = ((x0 - self.ox) // self.cell).astype(np.int64), ((x1 - self.ox) // self.cell).astype(np.int64)
         cy0, cy1 = ((y0 - self.oy) // self.cell).astype(np.int64), ((y1 - self.oy) // self.cell).astype(np.int64)
-        wx, wy = cx1 - cx0 + 1, cy1 - cy0 + 1
-        cnt = wx * wy
-        seg = np.repeat(np.arange(self.n), cnt)
-        j = np.arange(len(seg)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        cid = (cy0[seg] + j // wx[seg]) * self.nx + cx0[seg] + j % wx[seg]
-        o = np.argsort(cid, kind="stable")
-        self.cell_seg = seg[o]
-        self.start = np.searchsorted(cid[o], np.arange(self.nx * self.ny + 1))
+        # each cell's segments in increasing order (a counting sort, compiled)
+        self.cell_seg, self.start = _register(cx0, cx1, cy0, cy1, self.nx, self.nx * self.ny)
+
+    @property
+    def lines(self) -> np.ndarray:
+        if callable(self._lines):
+            self._lines = self._lines()
+        return np.asarray(self._lines, dtype=object)
 
     def query(self, x: np.ndarray, y: np.ndarray, max_distance: float) -> tuple[np.ndarray, ...]:
         """Per point: distance to the nearest line (``inf`` beyond ``max_distance``), a number that is
@@ -134,30 +148,12 @@ class _NearestSegments:
         fx = np.clip(gx, 1, self.nx - 2).astype(np.int64)
         fy = np.clip(gy, 1, self.ny - 2).astype(np.int64)
         inside = fin & (gx == fx) & (gy == fy)
-        # the 3 x 3 cells round each point, point by point
-        nb = (np.arange(-1, 2)[:, None] * self.nx + np.arange(-1, 2)[None, :]).ravel()
-        cl = ((fy * self.nx + fx)[:, None] + nb[None, :]).ravel()
-        a = self.start[cl]
-        # cells of a point are consecutive in the table only per cell: entries of each cell in turn
-        ccnt = self.start[cl + 1] - a
-        cnt = ccnt.reshape(n, 9).sum(axis=1)
-        e = self.cell_seg[np.repeat(a - (np.cumsum(ccnt) - ccnt), ccnt) + np.arange(int(ccnt.sum()))]
-        p = np.repeat(np.arange(n), cnt)
-        ux, uy = x[p] - self.ax[e], y[p] - self.ay[e]
-        t = np.clip((ux * self.dx[e] + uy * self.dy[e]) * self.il2[e], 0.0, 1.0)
-        ux -= t * self.dx[e]
-        uy -= t * self.dy[e]
-        d2 = ux * ux + uy * uy
+        # the nearest segment among those of the 3 x 3 cells round each point (compiled: in the
+        # cells' order, the first of equal distances)
         ox, oy = np.full(n, np.nan), np.full(n, np.nan)
-        if len(d2):
-            has = np.flatnonzero(cnt > 0)
-            st = (np.cumsum(cnt) - cnt)[has]
-            mins = np.minimum.reduceat(d2, st)
-            hit = np.flatnonzero(d2 == np.repeat(np.r_[mins], cnt[has]))
-            first = hit[np.r_[True, p[hit][1:] != p[hit][:-1]]]
-            w, ew = p[first], e[first]
-            d[w], sg[w] = np.sqrt(d2[first]), ew
-            ox[w], oy[w] = self.ax[ew] + t[first] * self.dx[ew], self.ay[ew] + t[first] * self.dy[ew]
+        _nearest_in_cells(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                          fin, fx, fy, self.nx, self.start, self.cell_seg, self.ax, self.ay, self.dx, self.dy,
+                          self.il2, d, sg, ox, oy)
         # exact only within a cell size of a point inside the grid; the rest from a tree of the lines
         rest = np.flatnonzero(fin & ~(inside & (d <= self.cell)))
         if len(rest):
@@ -213,3 +209,59 @@ def _calibrated_sigma(near: _NearestSegments, x: np.ndarray, y: np.ndarray, med:
             break
     ga, gr = np.r_[0.0, g], np.r_[0.0, grid[:len(g)]]
     return float(np.clip(np.interp(med, ga, gr), 1.0, 80.0))
+
+
+@kernel
+def _register(cx0: np.ndarray, cx1: np.ndarray, cy0: np.ndarray, cy1: np.ndarray, nx: int,
+              ncell: int) -> tuple[np.ndarray, np.ndarray]:
+    """The segments of each cell (segment ``s`` in cells ``cx0[s]..cx1[s]`` x ``cy0[s]..cy1[s]``),
+    in increasing order, and where each cell's run starts (``ncell + 1`` offsets)."""
+    count = np.zeros(ncell + 1, dtype=np.int64)
+    for s in range(len(cx0)):
+        for cy in range(cy0[s], cy1[s] + 1):
+            for cx in range(cx0[s], cx1[s] + 1):
+                count[cy * nx + cx + 1] += 1
+    start = np.cumsum(count)
+    fill = start[:-1].copy()
+    out = np.empty(start[-1], dtype=np.int64)
+    for s in range(len(cx0)):
+        for cy in range(cy0[s], cy1[s] + 1):
+            for cx in range(cx0[s], cx1[s] + 1):
+                c = cy * nx + cx
+                out[fill[c]] = s
+                fill[c] += 1
+    return out, start
+
+
+@kernel
+def _nearest_in_cells(x: np.ndarray, y: np.ndarray, fin: np.ndarray, fx: np.ndarray, fy: np.ndarray, nx: int,
+                      start: np.ndarray, cell_seg: np.ndarray, ax: np.ndarray, ay: np.ndarray, dx: np.ndarray,
+                      dy: np.ndarray, il2: np.ndarray, d: np.ndarray, sg: np.ndarray, ox: np.ndarray,
+                      oy: np.ndarray) -> None:
+    """Per finite point: distance ``d``, segment ``sg`` and nearest point (``ox``, ``oy``) of the nearest
+    segment of the 3 x 3 cells round cell (``fx``, ``fy``); left as they are where there is none."""
+    for i in range(len(x)):
+        if not fin[i]:
+            continue
+        best = np.inf
+        be = -1
+        bt = 0.0
+        for oy_ in range(-1, 2):
+            for ox_ in range(-1, 2):
+                c = (fy[i] + oy_) * nx + fx[i] + ox_
+                for k in range(start[c], start[c + 1]):
+                    e = cell_seg[k]
+                    ux = x[i] - ax[e]
+                    uy = y[i] - ay[e]
+                    t = (ux * dx[e] + uy * dy[e]) * il2[e]
+                    t = min(max(t, 0.0), 1.0)
+                    ux -= t * dx[e]
+                    uy -= t * dy[e]
+                    d2 = ux * ux + uy * uy
+                    if d2 < best:
+                        best, be, bt = d2, e, t
+        if be >= 0:
+            d[i] = np.sqrt(best)
+            sg[i] = be
+            ox[i] = ax[be] + bt * dx[be]
+            oy[i] = ay[be] + bt * dy[be]

@@ -64,13 +64,14 @@ row groups of a Parquet log are processed on a Dask cluster
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import geopandas as gpd
 import numpy as np
@@ -83,6 +84,7 @@ from ._fleet_noise import estimate_noise
 from ._fleet_io import FleetLog, FleetLogWarning, LogInfo, RawChunk
 from ._fleet_match import MatchParams, PieceMatcher
 from ._format import csv_safe_frame, render
+from ._jit import warm_in_background
 from .errors import InputError
 from .provenance import Provenance, sha256_file
 from .zones import Zone
@@ -573,52 +575,61 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
         warnings.warn(w.message, w.category, stacklevel=2)
     if params.matcher not in MATCHERS:
         raise InputError(f"unknown matcher {params.matcher!r}", hint="use --matcher hmm or snap")
-    # the first chunk is read once: its first rows give the noise estimate (where it holds them all),
-    # and it is then matched with the rest
-    chunks = log.chunks() if scheduler is None else iter(())
+    warm_in_background()  # (the compiled kernels loaded while the log is read)
+    # the first chunk, small, is read once: it gives the noise estimate (where it holds the whole
+    # sample) and is then matched with the rest; the next one is read meanwhile, in a thread
+    chunks = log.chunks(first_rows=_NOISE_SAMPLE_ROWS) if scheduler is None else iter(())
     first = next(chunks, None)
-    if first is not None and (len(first) >= _NOISE_SAMPLE_ROWS or len(first) < log.chunk_rows):
-        noise, interval, corr = _chunk_noise(_head(first, _NOISE_SAMPLE_ROWS), roads, crs, with_corr=True)
-    else:
-        noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
-    mp = params.match
-    if matcher is None and params.adapt_radius and noise is not None and 4.0 * noise > mp.radius_m:
-        # noisy log: a wider radius (and coarser grid cells, so the index stays as small)
-        r = 4.0 * noise
-        mp = replace(mp, radius_m=r, cell_m=max(mp.cell_m, 0.7 * r))
-    m = matcher or build_matcher(roads, zone, mp)
-    eng_p = params.engine
-    if noise is not None and eng_p.jump_slack_m == 0.0:
-        eng_p = replace(eng_p, jump_slack_m=7.0 * noise)  # two fixes' noise: P(valid step flagged) ~ 1e-5
-    hmm = None
-    if params.matcher == "hmm":
-        hmm = params.hmm or hmm_params_for(noise, interval, corr)
-    untimed = log.info.untimed  # filled by the GPX reader as it reads tracks without times
-    sched_label = None
-    pre: dict[str, Any] = {}
-    if scheduler is not None:
-        from ._fleet_dask import mileage_on_dask
+    with _ReadAhead(chunks) as ahead:
+        if first is not None and (len(first) >= _NOISE_SAMPLE_ROWS or len(first) < log.chunk_rows):
+            noise, interval, corr = _chunk_noise(_head(first, _NOISE_SAMPLE_ROWS), roads, crs, with_corr=True)
+        else:
+            noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
+        mp = params.match
+        if matcher is None and params.adapt_radius and noise is not None and 4.0 * noise > mp.radius_m:
+            # noisy log: a wider radius (and coarser grid cells, so the index stays as small)
+            r = 4.0 * noise
+            mp = replace(mp, radius_m=r, cell_m=max(mp.cell_m, 0.7 * r))
+        m = matcher or build_matcher(roads, zone, mp)
+        eng_p = params.engine
+        if noise is not None and eng_p.jump_slack_m == 0.0:
+            eng_p = replace(eng_p, jump_slack_m=7.0 * noise)  # two fixes' noise: P(valid step flagged) ~ 1e-5
+        hmm = None
+        if params.matcher == "hmm":
+            hmm = params.hmm or hmm_params_for(noise, interval, corr)
+        untimed = log.info.untimed  # filled by the GPX reader as it reads tracks without times
+        sched_label = None
+        pre: dict[str, Any] = {}
+        if scheduler is not None:
+            from ._fleet_dask import mileage_on_dask
 
-        if log.info.format != "parquet":
-            raise InputError("the Dask path reads Parquet row groups", where=str(log_path),
-                             hint="convert the log to Parquet, or drop --scheduler")
-        def meanwhile() -> None:
-            # this process waits while the workers match: the tables' road statistics and the
-            # log's checksum, which would otherwise follow the matching
-            pre["sha256"] = sha256_file(log.info.path)
-            if len(roads):
-                pre["stats"] = _centerline_table(roads, zone)
+            if log.info.format != "parquet":
+                raise InputError("the Dask path reads Parquet row groups", where=str(log_path),
+                                 hint="convert the log to Parquet, or drop --scheduler")
+            def meanwhile() -> None:
+                # this process waits while the workers match: the tables' road statistics and the
+                # log's checksum, which would otherwise follow the matching
+                pre["sha256"] = sha256_file(log.info.path)
+                if len(roads):
+                    pre["stats"] = _centerline_table(roads, zone)
 
-        totals, sched_label = mileage_on_dask(log, m, crs, eng_p, scheduler, hmm=hmm, while_waiting=meanwhile)
-    else:
-        eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
-               else MileageEngine(m, crs, eng_p))
-        held = [first] if first is not None else []
-        del first  # (the first chunk lives no longer than its own matching)
-        for ch in itertools.chain(_popping(held), chunks):
-            eng.feed(ch)
-        eng.add_malformed(log.info.malformed_lines)
-        totals = eng.finish()
+            totals, sched_label = mileage_on_dask(log, m, crs, eng_p, scheduler, hmm=hmm, while_waiting=meanwhile)
+        else:
+            eng = (HmmEngine(m, crs, eng_p, hmm, untimed=untimed) if hmm is not None
+                   else MileageEngine(m, crs, eng_p))
+            ahead.prepare_with(eng.prepare)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-sha256") as bg:
+                # the log's checksum (provenance) beside the matching: hashing runs without the GIL
+                sha_f = bg.submit(sha256_file, log.info.path)
+                if first is not None:
+                    eng.feed(first)
+                del first  # (the first chunk lives no longer than its own matching)
+                for ch, prepared in ahead:
+                    eng.feed(ch, prepared)
+                    del ch, prepared
+                eng.add_malformed(log.info.malformed_lines)
+                totals = eng.finish()
+                pre["sha256"] = sha_f.result()
     params = replace(params, match=replace(params.match, radius_m=m.params.radius_m), engine=eng_p, hmm=hmm)
     if provenance is None and roads.attrs.get("provenance"):
         provenance = Provenance.from_dict(roads.attrs["provenance"])
@@ -663,10 +674,54 @@ def hmm_params_for(noise_m: float | None, interval_s: float | None, noise_corr: 
 _NOISE_SAMPLE_ROWS = 100_000
 
 
-def _popping(items: list[Any]) -> Iterator[Any]:
-    """The items of a list, each dropped from it as it is handed out."""
-    while items:
-        yield items.pop(0)
+class _ReadAhead:
+    """The items of an iterator, the next one read in a thread while the caller works on this one;
+    once :meth:`prepare_with` has a function, each item comes with its ``prepare(item)``, done in
+    that thread too (``None`` before).
+
+    Reading a chunk (Arrow's decoding, the CSV parser) and projecting its rows mostly run without
+    the GIL, as do numpy's and the matcher's kernels: on two cores the next chunk is read while
+    this one is matched (and the first one's noise estimated). One item ahead, never more (memory
+    stays at two chunks); an error of the reader is raised at the item it stopped at.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._prepare: Callable[[Any], Any] | None = None
+        self._given = threading.Event()
+        self._ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icv-read")
+        self._fut = self._ex.submit(self._read)
+
+    def _read(self) -> Any:
+        item = next(self._items, self._END)
+        if item is self._END:
+            return item
+        self._given.wait()  # (the item read ahead waits for the function to prepare it with)
+        return item, (self._prepare(item) if self._prepare is not None else None)
+
+    def prepare_with(self, prepare: Callable[[Any], Any]) -> None:
+        """Prepare the items from now on with ``prepare`` (in the reading thread)."""
+        self._prepare = prepare
+        self._given.set()
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        self._given.set()
+        while True:
+            got = self._fut.result()
+            if got is self._END:
+                return
+            self._fut = self._ex.submit(self._read)
+            yield got
+            del got  # (not held here while the next one is read)
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._given.set()
+        self._ex.shutdown(wait=True)  # (a read under way finishes; nothing more is read)
 
 
 def _head(ch: RawChunk, n: int) -> RawChunk:
@@ -698,6 +753,7 @@ def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: s
 
 def _chunk_noise(ch: RawChunk, roads: gpd.GeoDataFrame, crs: str, with_corr: bool = False) -> tuple[float | None, ...]:
     """:func:`_log_noise` of rows already read."""
+    import shapely
     from pyproj import Transformer
 
     from ._fleet_match import metric_crs
@@ -715,9 +771,13 @@ def _chunk_noise(ch: RawChunk, roads: gpd.GeoDataFrame, crs: str, with_corr: boo
     x, y = np.full(len(lon), np.nan), np.full(len(lon), np.nan)
     if ok.any():
         x[ok], y[ok] = Transformer.from_crs("EPSG:4326", mc, always_xy=True).transform(lon[ok], lat[ok])
-    pieces = roads.to_crs(mc).geometry.values
+    # the pieces' vertices projected as arrays (to_crs would build every line anew: 0.1 s on a
+    # district); the lines themselves only if a fix lies beyond what the segment grid answers for
+    c, li = shapely.get_coordinates(roads.geometry.values, return_index=True)
+    px, py = Transformer.from_crs(roads.crs, mc, always_xy=True).transform(c[:, 0], c[:, 1])
     t = np.where(ok, ch.t_ns, np.iinfo(np.int64).min)
-    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, pieces, with_corr=with_corr)
+    return estimate_noise(x, y, np.where(ok, ch.vehicle, -1), t, lambda: roads.to_crs(mc).geometry.values,
+                          with_corr=with_corr, piece_coords=(np.column_stack([px, py]), li))
 
 
 # ---------------------------------------------------------------- outputs

@@ -479,6 +479,138 @@ def test_parquet_ids_read_as_dictionaries_give_the_csv_codes(tmp_path: Path) -> 
         ["b", "a", None, None, "c", "a", "b", "d", "d", "a"]
 
 
+def test_read_ahead_keeps_order_reads_one_ahead_and_raises_where_the_reader_stopped() -> None:
+    import threading
+
+    from geo.fleet import _ReadAhead
+
+    produced: list[int] = []
+    consumed: list[int] = []
+    main = threading.get_ident()
+    threads: set[int] = set()
+
+    def reader():
+        for i in range(1, 6):
+            threads.add(threading.get_ident())
+            produced.append(i)
+            yield i
+        raise FleetLogError("bad row group", where="log.parquet", hint="check the file")
+
+    with pytest.raises(FleetLogError, match="bad row group"):
+        with _ReadAhead(reader()) as ahead:
+            # the first item is read at once, before anything asks for it; prepared only once a
+            # function is given (it waits for it)
+            for _ in range(200):
+                if produced:
+                    break
+                threading.Event().wait(0.01)
+            assert produced == [1]
+            ahead.prepare_with(lambda i: (i * 10, threading.get_ident()))
+            for item, prep in ahead:
+                # never more than one item read beyond the one in hand, each prepared in the thread
+                assert len(produced) <= item + 1, (item, produced)
+                assert prep[0] == item * 10 and prep[1] != main
+                consumed.append(item)
+    assert consumed == [1, 2, 3, 4, 5]
+    assert threads and main not in threads  # read in the other thread
+
+
+def test_a_conflict_in_a_later_chunk_is_raised_with_the_read_ahead(tee, tmp_path: Path) -> None:
+    sim = simulate_fleet(tee.roads, SimParams(vehicles=3, enterprises=1, trips=2, seed=5, min_trip_m=100))
+    df = sim.log.copy()
+    last = df.iloc[[-1]].assign(enterprise="another")  # the last vehicle's id under a second enterprise
+    p = tmp_path / "two.parquet"
+    pd.concat([df, last]).to_parquet(p, row_group_size=50)
+    with pytest.raises(FleetLogError, match="appears under two enterprises"):
+        fleet.compute_mileage(p, tee.roads, chunk_rows=40)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_small_first_chunk_then_the_usual_ones_the_same_rows(tee, tmp_path: Path, fmt: str) -> None:
+    sim = simulate_fleet(tee.roads, SimParams(vehicles=6, enterprises=2, trips=3, seed=5, min_trip_m=100))
+    p = tmp_path / f"s.{fmt}"
+    write_simulation(sim, p, **({"row_group_rows": 300} if fmt == "parquet" else {}))
+    n = len(sim.log)
+    assert n > 600, n
+    plain = list(FleetLog(p, chunk_rows=250).chunks())
+    quick = list(FleetLog(p, chunk_rows=250).chunks(first_rows=70))
+    assert [len(c) for c in quick] == [70] + [250] * ((n - 70) // 250) + ([(n - 70) % 250] if (n - 70) % 250 else [])
+    for field in ("t_ns", "lon", "lat"):
+        assert np.array_equal(np.concatenate([getattr(c, field) for c in plain]),
+                              np.concatenate([getattr(c, field) for c in quick]))
+    assert [c.first_row for c in quick] == list(np.cumsum([0] + [len(c) for c in quick[:-1]]))
+
+
+def test_the_kernels_cached_on_disk_are_loaded_in_the_background(tmp_path: Path) -> None:
+    # In a fresh process: a kernel compiled (and cached) in one run is found in the cache index by
+    # the warm-up of the next, which loads it without being called.
+    import subprocess
+    import sys
+    import textwrap
+
+    mod = tmp_path / "k_mod.py"
+    mod.write_text(textwrap.dedent('''
+        import numpy as np
+        from geo._jit import kernel
+
+        @kernel
+        def total(a):
+            s = 0.0
+            for v in a:
+                s += v
+            return s
+    '''))
+    first = "import k_mod, numpy as np; print(k_mod.total(np.arange(4.0)))"
+    second = ("import k_mod, geo._jit as j; t = j.warm_in_background(); t.join(60); "
+              "print(len(k_mod.total.signatures), j.warm_in_background() is None)")
+    env = {**__import__('os').environ, "PYTHONPATH": f"{tmp_path}{__import__('os').pathsep}{Path(__file__).parents[1]}"}
+    r1 = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r1.returncode == 0 and r1.stdout.strip() == "6.0", r1.stderr
+    r2 = subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout.split() == ["1", "True"]  # loaded from the cache without a call; started once
+
+
+def _filter_reference(veh, t, x, y, ctx, vmax, slack):
+    # plain Python: each row against the last kept row of its vehicle
+    keep, why, lk = [], [], None
+    for i in range(len(t)):
+        if i == 0 or veh[i] != veh[i - 1]:
+            lk = None
+        if lk is None or ctx[i]:
+            keep.append(True), why.append("")
+            lk = i
+            continue
+        dt = int(t[i]) - int(t[lk])
+        r = ("backwards timestamp" if dt < 0 else "repeated timestamp" if dt == 0 else
+             "jump over max speed" if math.hypot(x[i] - x[lk], y[i] - y[lk]) > vmax * dt / 1e9 + slack else "")
+        keep.append(not r), why.append(r)
+        if not r:
+            lk = i
+    return keep, why
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sequential_filter_equals_a_plain_walk_on_hostile_rows(tee, seed: int) -> None:
+    from geo._fleet_engine import REASONS, EngineParams, MileageEngine
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    veh = np.sort(rng.integers(0, 7, n))
+    # times: mostly forward, many repeats and steps back (every second row flagged or so)
+    t = np.cumsum(rng.choice([-2, 0, 0, 1, 1, 1, 5], n)).astype(np.int64) * 10**9 + 1_700_000_000 * 10**9
+    x = np.cumsum(rng.normal(0, 40, n)) + rng.choice([0, 0, 0, 900], n)
+    y = np.cumsum(rng.normal(0, 40, n))
+    ctx = np.r_[True, veh[1:] != veh[:-1]] & (rng.uniform(size=n) < 0.5)
+    eng = MileageEngine(fleet.build_matcher(tee.roads), "wgs84", EngineParams(jump_slack_m=25.0))
+    keep, why = eng._sequential_filter(veh, t, x, y, ctx)
+    rk, rw = _filter_reference(veh, t, x, y, ctx, eng.p.max_speed_mps, 25.0)
+    assert keep.tolist() == rk
+    assert [REASONS[c - 1] if c else "" for c in why.tolist()] == rw
+    assert 0.2 < 1 - keep.mean() < 0.8  # (many rejections of each kind)
+    assert {"backwards timestamp", "repeated timestamp", "jump over max speed"} <= set(rw)
+
+
 def test_candidates_equal_a_brute_force_over_every_sub_segment(tee) -> None:
     # the grid kernel (float32 screen, float64 distance) against shapely's distance from each point
     # to every sub-segment of the index: the same pairs within the radius, in point then

@@ -610,6 +610,20 @@ def test_nearest_segments_equal_strtree_on_a_real_network(helsinki_pbf) -> None:
         assert np.allclose(np.hypot(ox - x, oy - y)[fin], ref[fin], atol=1e-6)
         assert (seg[~fin] == -1).all()
 
+    # built from the vertices alone (the noise estimate's own path), the lines only once asked for:
+    # the same answers, and near fixes alone never ask for them
+    c, li = shapely.get_coordinates(pieces, return_index=True)
+    asked = []
+    lazy = _NearestSegments(lambda: asked.append(1) or pieces, coords=(c, li))
+    # (fixes within a cell size of a piece, away from the grid's border cells)
+    mid = (near_x > x0 + 100) & (near_x < x1 - 100) & (near_y > y0 + 100) & (near_y < y1 - 100)
+    keep = np.flatnonzero(mid & (ns.query(near_x, near_y, 300.0)[0] <= ns.cell))
+    assert len(keep) > 1000
+    a, b = lazy.query(near_x[keep], near_y[keep], 300.0), ns.query(near_x[keep], near_y[keep], 300.0)
+    assert not asked and all(np.array_equal(u, v) for u, v in zip((a[0], a[1], *a[2]), (b[0], b[1], *b[2])))
+    a, b = lazy.query(x, y, 300.0), ns.query(x, y, 300.0)
+    assert asked == [1] and all(np.array_equal(u, v, equal_nan=True)
+                                for u, v in zip((a[0], a[1], *a[2]), (b[0], b[1], *b[2])))
 
 def test_noise_estimate_reads_the_same_rows_whatever_the_chunks(row3, tmp_path: Path, monkeypatch) -> None:
     # The first chunk is shared with the matching where it holds the whole sample; a smaller
