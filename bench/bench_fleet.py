@@ -233,6 +233,21 @@ def part_scale(net_p: Path, base_p: Path, work: Path, sizes: list[int], chunk_ro
     return out
 
 
+def part_compile(net_p: Path, log_p: Path, chunk_rows: int) -> dict:
+    """The whole path in a fresh process, the compiled kernels loaded from numba's disk cache
+    (as every run after the first on a machine) and compiled from scratch (an empty cache)."""
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory() as empty:
+        for name, env in (("cached", {}), ("compiled", {"NUMBA_CACHE_DIR": empty})):
+            r = subprocess.run([sys.executable, __file__, "_child", str(net_p), str(log_p), str(chunk_rows)],
+                               capture_output=True, text=True, check=True, env={**os.environ, **env})
+            out[name] = json.loads(r.stdout.strip().splitlines()[-1])
+            log(f"compile ({name}): {out[name]}")
+    return out
+
+
 def part_workers(net_p: Path, log_p: Path) -> list[dict]:
     from distributed import Client, LocalCluster
 
@@ -297,6 +312,17 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
             "junctions). The whole path does more per point than a nearest-edge query (three scoring passes "
             "with heading, continuity and standing-still checks, smoothing, attribution) and reads the log; "
             "its first chunks also pay for warming up, so the scale runs below show its steady rate.", ""]
+    cp = res.get("compile")
+    if cp:
+        c1, c2 = cp["cached"], cp["compiled"]
+        lines += ["### The first run in a fresh process (1 M points, `--matcher hmm`)", "",
+                  "| numba's disk cache | load + index s | mileage s |", "|---|---:|---:|",
+                  f"| holds the kernels (every run after the first on a machine) | {c1['load_index_s']:.1f} | "
+                  f"{c1['mileage_s']:.2f} |",
+                  f"| empty (the very first run: every kernel compiled) | {c2['load_index_s']:.1f} | "
+                  f"{c2['mileage_s']:.2f} |", "",
+                  "The kernels (`geo/_jit.py`) are compiled once per machine and numba version and cached "
+                  "beside the modules; a run loads them in a background thread while it reads its log.", ""]
     sc = res.get("scale")
     if sc:
         lines += ["### Time and memory from 1 M points up (one process, `--matcher hmm`, chunks of "
@@ -360,7 +386,7 @@ def main() -> None:
     ap.add_argument("--base-vehicles", type=int, default=100)
     ap.add_argument("--max-points", type=int, default=20_000_000)
     ap.add_argument("--chunk-rows", type=int, default=500_000)
-    ap.add_argument("--parts", default="speed,scale,workers")
+    ap.add_argument("--parts", default="speed,compile,scale,workers")
     ap.add_argument("--write", action="store_true", help="write the section of bench/RESULTS.md")
     ap.add_argument("--keep-earlier", action="store_true",
                     help="keep the scale rows above --max-points from the previous results.json (marked)")
@@ -381,6 +407,8 @@ def main() -> None:
             for r in prev.get("scale", []):
                 if r["points"] > args.max_points:
                     res["scale"].append({**r, "earlier": True, "earlier_date": r.get("earlier_date", when)})
+    if "compile" in parts:
+        res["compile"] = part_compile(net_p, tiled_log(base_p, 1_000_000, args.work), args.chunk_rows)
     if "workers" in parts:
         res["workers"] = part_workers(net_p, tiled_log(base_p, 5_000_000, args.work))
     res["date"] = time.strftime("%Y-%m-%d")

@@ -171,6 +171,94 @@ def _group_starts(veh: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(new, np.arange(n), 0))
 
 
+@kernel
+def _sum_contributions(c_piece: np.ndarray, c_sub: np.ndarray, c_um: np.ndarray, ent: np.ndarray,
+                       sub_zone_index: np.ndarray, sub_in_zone: np.ndarray, n_ent: int,
+                       piece_um: np.ndarray, subzone_um: np.ndarray) -> tuple:
+    """Sums of the contributions per piece, sub-zone, zone and (enterprise, piece).
+
+    Parameters
+    ----------
+    c_piece, c_sub, c_um, ent : int64 arrays
+        Per contribution: piece, sub-segment, micrometres, enterprise code (0 = unknown).
+    sub_zone_index : int64 array
+        Sub-zone of each sub-segment (-1: none).
+    sub_in_zone : bool array
+        Whether each sub-segment is in the test zone.
+    n_ent : int
+        Number of enterprise codes.
+    piece_um, subzone_um : int64 arrays
+        The totals per piece and per sub-zone (the last: none), added to in place.
+
+    Returns
+    -------
+    zone_um : int
+        Micrometres in the zone.
+    count : int64 array
+        Contributions per enterprise code.
+    e_start, e_piece, e_um : int64 arrays
+        Per enterprise code ``e``, the pieces it has contributions on,
+        ``e_piece[e_start[e]:e_start[e + 1]]``, and their micrometres.
+
+    Notes
+    -----
+    Each bin is summed in float64 in the order of the contributions and then truncated to
+    int64, as ``np.bincount(..., weights=c_um).astype(np.int64)``: the same numbers bit for bit,
+    without a dense enterprises x pieces table per call.
+    """
+    n, n_pieces, n_sz = len(c_piece), len(piece_um), len(subzone_um)
+    acc = np.zeros(n_pieces)
+    acc_z = np.zeros(n_sz)
+    zone = 0
+    for i in range(n):
+        w = float(c_um[i])
+        acc[c_piece[i]] += w
+        zi = sub_zone_index[c_sub[i]]
+        acc_z[zi if zi >= 0 else n_sz - 1] += w
+        if sub_in_zone[c_sub[i]]:
+            zone += c_um[i]
+    for k in range(n):
+        p = c_piece[k]
+        piece_um[p] += np.int64(acc[p])
+        acc[p] = 0.0
+    for z in range(n_sz):
+        subzone_um[z] += np.int64(acc_z[z])
+    # per enterprise: its contributions in their order (a stable counting sort), summed per piece
+    count = np.zeros(n_ent, dtype=np.int64)
+    for i in range(n):
+        count[ent[i]] += 1
+    e_start = np.zeros(n_ent + 1, dtype=np.int64)
+    for e in range(n_ent):
+        e_start[e + 1] = e_start[e] + count[e]
+    fill = e_start[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[fill[ent[i]]] = i
+        fill[ent[i]] += 1
+    e_piece = np.empty(n, dtype=np.int64)
+    e_um = np.empty(n, dtype=np.int64)
+    seen = np.zeros(n_pieces, dtype=np.bool_)
+    m = 0
+    for e in range(n_ent):
+        lo, hi = e_start[e], e_start[e + 1]
+        e_start[e] = m
+        for k in range(lo, hi):
+            i = order[k]
+            acc[c_piece[i]] += float(c_um[i])
+        for k in range(lo, hi):
+            p = c_piece[order[k]]
+            if not seen[p]:
+                seen[p] = True
+                e_piece[m] = p
+                e_um[m] = np.int64(acc[p])
+                m += 1
+        for k in range(e_start[e], m):
+            acc[e_piece[k]] = 0.0
+            seen[e_piece[k]] = False
+    e_start[n_ent] = m
+    return zone, count, e_start, e_piece[:m], e_um[:m]
+
+
 class MileageEngine:
     """Feed :class:`~geo._fleet_io.RawChunk` blocks, call :meth:`finish`, read :attr:`totals`.
 
@@ -501,9 +589,6 @@ class MileageEngine:
         if self.point_log is not None:
             self.point_log.append((K["row"][fw].copy(), np.concatenate(pieces)))
 
-    #: Largest enterprises x pieces table summed densely (8 bytes each).
-    _DENSE_KEYS = 1 << 22
-
     #: Rows matched at once (candidates of ~8 sub-segments each stay within a few MiB).
     _MATCH_BLOCK = 16_384
 
@@ -548,29 +633,25 @@ class MileageEngine:
         m, tot = self.m, self.totals
         if not len(c_piece):
             return
-        tot.piece_um += np.bincount(c_piece, weights=c_um, minlength=m.n_pieces).astype(np.int64)
-        zi = m.sub_zone_index[c_sub]
-        tot.subzone_um += np.bincount(np.where(zi >= 0, zi, m.n_subzones), weights=c_um,
-                                      minlength=m.n_subzones + 1).astype(np.int64)
-        tot.zone_um += int(c_um[m.sub_in_zone[c_sub]].sum())
+        zcols = getattr(self, "_zone_cols", None)
+        if zcols is None or not zcols[0].flags.writeable:
+            # own writeable copies: a matcher sent to a Dask worker arrives read-only, which would be
+            # another signature of the kernel (another compile)
+            zcols = self._zone_cols = (np.array(m.sub_zone_index, dtype=np.int64),
+                                       np.array(m.sub_in_zone, dtype=np.bool_))
+        i64 = np.int64
         n_e = len(self.enterprise_names) + 1
-        key = ent * m.n_pieces + c_piece
-        present = np.flatnonzero(np.bincount(ent, minlength=n_e))
-        if n_e * m.n_pieces <= self._DENSE_KEYS:
-            sums = np.bincount(key, weights=c_um, minlength=n_e * m.n_pieces).astype(np.int64)
-            rows_of = lambda e: (slice(None), sums[e * m.n_pieces:(e + 1) * m.n_pieces])  # noqa: E731
-        else:  # many enterprises: only the (enterprise, piece) keys that occur
-            ukey, inv = np.unique(key, return_inverse=True)
-            usums = np.bincount(inv, weights=c_um, minlength=len(ukey)).astype(np.int64)
-            ue = ukey // m.n_pieces
-            rows_of = lambda e: (ukey[ue == e] - e * m.n_pieces, usums[ue == e])  # noqa: E731
-        for e in present.tolist():
+        zone, count, e_start, e_piece, e_um = _sum_contributions(
+            *(np.ascontiguousarray(a, dtype=i64) for a in (c_piece, c_sub, c_um, ent)), *zcols, n_e,
+            tot.piece_um, tot.subzone_um)
+        tot.zone_um += int(zone)
+        for e in np.flatnonzero(count).tolist():
             name = self.enterprise_names[e - 1] if e > 0 else "(unknown)"
             arr = tot.enterprise_piece_um.get(name)
             if arr is None:
                 arr = tot.enterprise_piece_um[name] = np.zeros(m.n_pieces, dtype=np.int64)
-            at, add = rows_of(e)
-            arr[at] += add
+            at = slice(e_start[e], e_start[e + 1])
+            arr[e_piece[at]] += e_um[at]
 
     def _pairs_and_totals(self, K: dict[str, np.ndarray], fw: np.ndarray, gs: np.ndarray, idx: np.ndarray) -> None:
         """Attribute the pairs that end at the finalized rows ``fw``; add to the totals."""

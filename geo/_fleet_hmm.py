@@ -34,8 +34,8 @@ Costs (negative log-likelihoods)
   Meili's turn costs): a hop to a parallel street and back is four right angles.
 
 Viterbi runs per window of ``window`` fixes of a vehicle (with ``overlap`` fixes
-of context on both sides), all windows of a chunk at once, one numpy step per
-fix position. Windows are cut at fixed positions of each vehicle's sequence of
+of context on both sides), all windows of a chunk at once (a compiled loop over the pairs of
+fixes in row order). Windows are cut at fixed positions of each vehicle's sequence of
 kept fixes, so results do not depend on chunks or Dask partitions. Where no
 transition into a fix is plausible the track is broken there (a new segment),
 reported with the vehicle and time, never a crash.
@@ -61,6 +61,7 @@ round a stop is a time gap only where the log itself has one.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,6 +223,304 @@ def _mean_diff_var_ar1(corr: float, nb: np.ndarray, nf: np.ndarray) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         v = S(nb) / nb**2 + S(nf) / nf**2 - 2.0 * G(nb) * G(nf) / (nb * nf)
     return np.where((nb > 0) & (nf > 0), v, np.inf)
+
+
+@kernel
+def _viterbi(pa: np.ndarray, pb: np.ndarray, st_start: np.ndarray, st_cnt: np.ndarray, cost: np.ndarray,
+             emis: np.ndarray, Hh: np.ndarray, win: np.ndarray, prevH: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi over the windows of a group, and the backtrack from each segment's last fix.
+
+    Parameters
+    ----------
+    pa, pb : int64 arrays
+        The pairs of consecutive matched fixes (rows), ``pb`` increasing; pair ``j``'s
+        transitions are ``cost[off_j + b * na + a]`` (b-major), ``off_j`` the running sum of
+        ``na * nb``.
+    st_start, st_cnt : int64 arrays
+        Per row, its first state and its number of states.
+    cost, emis : float64 arrays
+        Transition cost per pair of states, emission cost per state.
+    Hh, win, prevH : int64 arrays
+        The matched fixes with states (rows, increasing), the window of each row, and
+        the previous matched fix of each row in its window (-1: none).
+
+    Returns
+    -------
+    chosen : int64 array
+        Per row, its state on the best path (-1: none).
+    seg_start : bool array
+        Per row, whether a segment starts there (no state is plausibly reached).
+    """
+    n, ns = len(st_cnt), len(emis)
+    score = emis.copy()
+    bp = np.full(ns, -1, dtype=np.int64)
+    has_bp = np.zeros(n, dtype=np.bool_)
+    off = 0
+    # in row order: a fix's predecessor is an earlier row of its window, so its scores are final
+    for j in range(len(pa)):
+        a0, na = st_start[pa[j]], st_cnt[pa[j]]
+        b0, nb = st_start[pb[j]], st_cnt[pb[j]]
+        any_ok = False
+        for b in range(nb):
+            # the minimum (NaN wins, as numpy's) and the first incoming state that attains it
+            k = off + b * na
+            mn = score[a0] + cost[k]
+            best = a0
+            for a in range(1, na):
+                v = score[a0 + a] + cost[k + a]
+                if mn != mn:
+                    break
+                if v != v or v < mn:
+                    mn = v
+                    best = a0 + a
+            if mn != mn:
+                best = -1
+            score[b0 + b] = mn  # (the minimum until the fix is done: no pair of this fix reads it)
+            bp[b0 + b] = best
+            any_ok = any_ok or np.isfinite(mn)
+        # a fix none of whose states can be reached starts a new segment (emission only)
+        for b in range(b0, b0 + nb):
+            mn = score[b]
+            score[b] = mn + emis[b] if any_ok else emis[b]
+            if not (any_ok and np.isfinite(mn)):
+                bp[b] = -1
+            elif bp[b] >= 0:
+                has_bp[pb[j]] = True
+        off += na * nb
+    chosen = np.full(n, -1, dtype=np.int64)
+    seg_start = np.zeros(n, dtype=np.bool_)
+    for f in Hh:
+        seg_start[f] = not has_bp[f]
+    nh = len(Hh)
+    for i in range(nh):
+        f = Hh[i]
+        if i + 1 < nh and win[Hh[i + 1]] == win[f] and not seg_start[Hh[i + 1]]:
+            continue  # not a segment's last fix
+        # its best state (the first of the minimum), then back step by step
+        s0 = st_start[f]
+        mn = score[s0]
+        best = s0
+        for s in range(s0 + 1, s0 + st_cnt[f]):
+            v = score[s]
+            if mn != mn:
+                break
+            if v != v or v < mn:
+                mn = v
+                best = s
+        chosen[f] = best if mn == mn else -1
+        cur = f
+        while not seg_start[cur]:
+            prev = prevH[cur]
+            chosen[prev] = bp[chosen[cur]]
+            cur = prev
+    return chosen, seg_start
+
+
+@kernel
+def _longest_steps(t: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Longest time step (float64 ns) between consecutive rows ``pa+1 .. pb`` of each pair
+    (``pa < pb``): a pair of matched fixes round a stop spans the stop, not a gap."""
+    out = np.zeros(len(pa))
+    for j in range(len(pa)):
+        mx = float(t[pa[j] + 1] - t[pa[j]])
+        for r in range(pa[j] + 2, pb[j] + 1):
+            mx = max(mx, float(t[r] - t[r - 1]))
+        out[j] = mx
+    return out
+
+
+@kernel
+def _fix_pieces(chosen: np.ndarray, s_piece: np.ndarray, H: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Piece of every row: its chosen state's; a row left out of the matching (not in ``H``) that of
+    the last row of ``H`` before it in its window, where that has none (or there is none) the
+    first after it; -1 where neither has one.
+
+    Parameters
+    ----------
+    chosen : int64 array
+        State of each row (-1: none).
+    s_piece : int64 array
+        Piece of each state.
+    H : int64 array
+        The rows that took part in the matching.
+    win : int64 array
+        Window of each row (rows of a window are consecutive).
+    """
+    n = len(chosen)
+    own = np.full(n, -1, dtype=np.int64)
+    for r in range(n):
+        if chosen[r] >= 0:
+            own[r] = s_piece[chosen[r]]
+    inH = np.zeros(n, dtype=np.bool_)
+    for r in H:
+        inH[r] = True
+    out = own.copy()
+    last = -1
+    for r in range(n):
+        if r == 0 or win[r] != win[r - 1]:
+            last = -1
+        if inH[r]:
+            last = r
+        else:
+            out[r] = own[last] if last >= 0 else -1
+    nxt = -1
+    for r in range(n - 1, -1, -1):
+        if r == n - 1 or win[r] != win[r + 1]:
+            nxt = -1
+        if inH[r]:
+            nxt = r
+        elif out[r] < 0 and nxt >= 0:
+            out[r] = own[nxt]
+    return out
+
+
+@kernel
+def _vehicle_sums(fw: np.ndarray, win: np.ndarray, veh: np.ndarray, ent: np.ndarray, t: np.ndarray,
+                  x: np.ndarray, y: np.ndarray, untimed: np.ndarray, piece_fix: np.ndarray, c_at: np.ndarray,
+                  c_um: np.ndarray, off_at: np.ndarray, off_d: np.ndarray, nv: int, max_gap_ns: int,
+                  piece_points: np.ndarray) -> tuple:
+    """Per-vehicle sums of the committed rows ``fw`` (ascending) and their pairs.
+
+    Parameters
+    ----------
+    fw : int64 array
+        The committed rows; a row's pair is with the row before it in its window (``win``).
+    veh, ent, t, x, y, untimed, piece_fix : arrays per row
+        Vehicle and enterprise codes (int64), time (int64 ns), position (float64 m), whether
+        the row is untimed, piece (int64, -1: none).
+    c_at, c_um : int64 arrays
+        Per contribution, the row its pair ends at and its micrometres.
+    off_at, off_d : arrays
+        Per off-network pair, the row it ends at (int64) and its straight distance (float64 m).
+    nv, max_gap_ns : int
+        Number of vehicle codes; longest step (ns) that is no time gap.
+    piece_points : int64 array
+        Matched rows per piece, added to in place.
+
+    Returns
+    -------
+    fsum : float64 array (4, nv)
+        matched, off-network and GPS micrometres, driving ns (each summed in float64 in row
+        order, as ``np.bincount`` with weights).
+    cnt : int64 array (3, nv)
+        Time gaps, rows, matched rows.
+    present, untimed_any : bool arrays (nv)
+        Vehicles with rows in ``fw``, and those with an untimed one.
+    t_lo, t_hi, e_first : int64 arrays (nv)
+        First and last time of a vehicle's rows, enterprise of its first row.
+    """
+    fsum = np.zeros((4, nv))
+    cnt = np.zeros((3, nv), dtype=np.int64)
+    present = np.zeros(nv, dtype=np.bool_)
+    unt_any = np.zeros(nv, dtype=np.bool_)
+    t_lo = np.zeros(nv, dtype=np.int64)
+    t_hi = np.zeros(nv, dtype=np.int64)
+    e_first = np.zeros(nv, dtype=np.int64)
+    for i in range(len(c_at)):
+        fsum[0, veh[c_at[i]]] += float(c_um[i])
+    for i in range(len(off_at)):
+        fsum[1, veh[off_at[i]]] += np.rint(off_d[i] * UM)
+    for r in fw:
+        v = veh[r]
+        cnt[1, v] += 1
+        if piece_fix[r] >= 0:
+            cnt[2, v] += 1
+            piece_points[piece_fix[r]] += 1
+        if not present[v]:
+            present[v] = True
+            t_lo[v], t_hi[v], e_first[v] = t[r], t[r], ent[r]
+        else:
+            t_lo[v], t_hi[v] = min(t_lo[v], t[r]), max(t_hi[v], t[r])
+        unt_any[v] |= untimed[r]
+        if r > 0 and win[r] == win[r - 1]:
+            dt = t[r] - t[r - 1]
+            timed = not untimed[r]
+            if timed and dt > max_gap_ns:
+                cnt[0, v] += 1
+            else:
+                fsum[2, v] += np.rint(math.hypot(x[r] - x[r - 1], y[r] - y[r - 1]) * UM)
+                if timed:
+                    fsum[3, v] += float(dt)
+    return fsum, cnt, present, unt_any, t_lo, t_hi, e_first
+
+
+@kernel
+def _chosen_pairs(pa: np.ndarray, pb: np.ndarray, chosen: np.ndarray, seg_start: np.ndarray,
+                  pair_at: np.ndarray, st_start: np.ndarray, st_cnt: np.ndarray, fwd: np.ndarray,
+                  use_rev: np.ndarray, route: np.ndarray, delta: np.ndarray, r_rev: np.ndarray,
+                  route_len: np.ndarray, s_piece: np.ndarray, s_sub: np.ndarray, L: np.ndarray,
+                  off: np.ndarray, s_exit: np.ndarray, s_entry: np.ndarray) -> tuple:
+    """The contributions of the chosen states of the pairs of matched fixes ``pa`` -> ``pb``.
+
+    Parameters
+    ----------
+    pa, pb : int64 arrays
+        The pairs (rows).
+    chosen, seg_start : arrays per row
+        Its state on the best path (int64, -1: none), whether a segment starts there.
+    pair_at, st_start, st_cnt : int64 arrays per row
+        Where the pairs of states ending at the row start in the pair table (-1: none), its
+        first state and number of states.
+    fwd, use_rev, route : bool arrays; delta, r_rev, route_len : float64 arrays
+        The pair table (see :meth:`HmmEngine._pair_routes`).
+    s_piece, s_sub, s_exit, s_entry : int64 arrays; L, off : float64 arrays
+        Per state: piece, sub-segment, exit and entry node, piece length and offset (m).
+
+    Returns
+    -------
+    both : bool array
+        Per pair, whether both fixes have a chosen state and the track goes on.
+    c_piece, c_sub, c_m, c_at : arrays
+        The contributions (piece, sub-segment, metres, row of the pair's end): same state
+        (signed advance), U-turn on the piece, then the routed pairs' rest of the first
+        piece and start of the last, in that order.
+    ex, en, d_nodes, at_r : arrays
+        Per routed pair: exit and entry node, the node-to-node length asked for, row of its end.
+    """
+    n = len(pa)
+    both = np.zeros(n, dtype=np.bool_)
+    k = np.empty(n, dtype=np.int64)
+    nf = nu = nr = 0
+    for j in range(n):
+        a, b = pa[j], pb[j]
+        both[j] = chosen[a] >= 0 and chosen[b] >= 0 and not seg_start[b]
+        if both[j]:
+            # pair (sa, sb) of fixes (a, b) is at pair_at[b] + (sb - st_start[b]) * st_cnt[a] + (sa - st_start[a])
+            k[j] = pair_at[b] + (chosen[b] - st_start[b]) * st_cnt[a] + (chosen[a] - st_start[a])
+            nf += fwd[k[j]]
+            nu += use_rev[k[j]]
+            nr += route[k[j]]
+    m = nf + nu + 2 * nr
+    c_piece = np.empty(m, dtype=np.int64)
+    c_sub = np.empty(m, dtype=np.int64)
+    c_m = np.empty(m)
+    c_at = np.empty(m, dtype=np.int64)
+    ex = np.empty(nr, dtype=np.int64)
+    en = np.empty(nr, dtype=np.int64)
+    d_nodes = np.empty(nr)
+    at_r = np.empty(nr, dtype=np.int64)
+    i_f, i_u, i_r = 0, nf, nf + nu
+    r = 0
+    for j in range(n):
+        if not both[j]:
+            continue
+        kj, sa, sb, at = k[j], chosen[pa[j]], chosen[pb[j]], pb[j]
+        if fwd[kj]:  # same directed state: signed distance (standing jitter telescopes)
+            c_piece[i_f], c_sub[i_f], c_m[i_f], c_at[i_f] = s_piece[sb], s_sub[sb], delta[kj], at
+            i_f += 1
+        if use_rev[kj]:
+            c_piece[i_u], c_sub[i_u], c_m[i_u], c_at[i_u] = s_piece[sb], s_sub[sb], r_rev[kj], at
+            i_u += 1
+        if route[kj]:
+            rest_a = L[sa] - off[sa]
+            c_piece[i_r], c_sub[i_r], c_m[i_r], c_at[i_r] = s_piece[sa], s_sub[sa], rest_a, at
+            i_b = i_r + nr
+            c_piece[i_b], c_sub[i_b], c_m[i_b], c_at[i_b] = s_piece[sb], s_sub[sb], off[sb], at
+            i_r += 1
+            # (the node-to-node part of the route: the length its search was asked for)
+            ex[r], en[r], d_nodes[r], at_r[r] = s_exit[sa], s_entry[sb], route_len[kj] - rest_a - off[sb] + 1e-6, at
+            r += 1
+    return both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r
 
 
 # ---------------------------------------------------------------- the engine
@@ -587,78 +886,11 @@ class HmmEngine(MileageEngine):
             cost = cost + self._turn_cost(S, sa_, sb_, route & ~node_turn & np.isfinite(r)) / h.beta
         plausible = self._plausible(fwd, r, d_st, dt_s, unt)
         cost = np.where(plausible, cost, np.inf)
-        # ---- Viterbi, one step per position of the matched fixes in their window
-        step = np.zeros(n, dtype=np.int64)
-        if len(Hh):
-            # position of each fix with candidates among its window's
-            hw = win[Hh]
-            step[Hh] = np.arange(len(Hh)) - _group_starts(hw)
-        score = emis.copy()
-        bp = np.full(ns, -1, dtype=np.int64)
-        ps = step[pb][prp]
-        perm = np.argsort(ps, kind="stable")  # by step; b-major within each pair of fixes stays
-        SA, SB, C = sa_[perm], sb_[perm], cost[perm]
-        nsteps = int(step.max()) + 1 if len(Hh) else 0
-        bnd = np.searchsorted(ps[perm], np.arange(nsteps + 1))
-        # the incoming pairs of each state are one run (a state is of one fix, so of one step)
-        gst = np.flatnonzero(np.r_[True, SB[1:] != SB[:-1]]) if len(SB) else np.zeros(0, dtype=np.int64)
-        gb = SB[gst]  # the state of each run
-        gfix = s_pt[gb]
-        gbnd = np.searchsorted(gst, bnd)
-        gmin = np.full(len(gst), np.inf)
-        any_ok = np.zeros(n, dtype=bool)
-        # forward pass: only the scores (sequential by step); the back pointers after it, all at once
-        for s_i in range(1, nsteps):
-            lo, hi = int(bnd[s_i]), int(bnd[s_i + 1])
-            if hi <= lo:
-                continue
-            g0, g1 = int(gbnd[s_i]), int(gbnd[s_i + 1])
-            mins = np.minimum.reduceat(score[SA[lo:hi]] + C[lo:hi], gst[g0:g1] - lo)
-            gmin[g0:g1] = mins
-            fix_b = gfix[g0:g1]
-            # a fix none of whose states can be reached starts a new segment (emission only)
-            any_ok[fix_b[np.isfinite(mins)]] = True
-            bstate = gb[g0:g1]
-            score[bstate] = np.where(any_ok[fix_b], mins + emis[bstate], emis[bstate])
-        if len(gst):
-            # (a state's score is final once its step is done: the same sums as in the pass)
-            cand = score[SA] + C
-            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(SB)]))
-            hit = np.flatnonzero(cand == gmin[gid])
-            fh = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
-            best_a = np.full(len(gst), -1, dtype=np.int64)
-            best_a[gid[fh]] = SA[fh]
-            bp[gb] = np.where(any_ok[gfix] & np.isfinite(gmin), best_a, -1)
-        # ---- backtrack: from the best state of each segment's last fix
-        chosen = np.full(n, -1, dtype=np.int64)  # state per fix
-        seg_start = np.zeros(n, dtype=bool)
-        if ns:
-            has_bp = np.zeros(n, dtype=bool)
-            has_bp[s_pt[bp >= 0]] = True
-            seg_start[Hh] = ~has_bp[Hh]
-            # next matched fix (with candidates) of the same window
-            nxt = np.full(n, -1, dtype=np.int64)
-            if len(Hh) > 1:
-                sw = win[Hh[1:]] == win[Hh[:-1]]
-                nxt[Hh[:-1][sw]] = Hh[1:][sw]
-            seg_end = np.zeros(n, dtype=bool)
-            seg_end[Hh] = (nxt[Hh] < 0) | seg_start[np.maximum(nxt[Hh], 0)]
-            # best state of each fix (for segment ends)
-            ss = st_start[Hh]
-            mins = np.minimum.reduceat(score, ss)
-            sgid = np.repeat(np.arange(len(Hh)), st_cnt[Hh])
-            hit = np.flatnonzero(score == mins[sgid])
-            fh = hit[np.r_[True, sgid[hit][1:] != sgid[hit][:-1]]] if len(hit) else hit
-            best_state = np.full(n, -1, dtype=np.int64)
-            best_state[Hh[sgid[fh]]] = fh
-            ends = Hh[seg_end[Hh]]
-            chosen[ends] = best_state[ends]
-            # walk back step by step (all segments at once)
-            cur = ends[~seg_start[ends]]
-            while len(cur):
-                prev_fix = prevH[cur]
-                chosen[prev_fix] = bp[chosen[cur]]
-                cur = prev_fix[~seg_start[prev_fix]]
+        # ---- Viterbi and backtrack (a compiled loop: per state, the best of its incoming pairs)
+        i64, f64 = np.int64, np.float64
+        chosen, seg_start = _viterbi(*(np.ascontiguousarray(a, dtype=i64) for a in (pa, pb, st_start, st_cnt)),
+                                     np.ascontiguousarray(cost, dtype=f64), np.ascontiguousarray(emis, dtype=f64),
+                                     *(np.ascontiguousarray(a, dtype=i64) for a in (Hh, win, prevH)))
         # outliers next to another road: the windows with some are matched again without them
         redo = None if drop is not None else self._outlier_runs(jobs, P, T, untimed, Hh, prevH, seg_start, S,
                                                                  st_start, st_cnt)
@@ -833,41 +1065,28 @@ class HmmEngine(MileageEngine):
         # pairs of matched fixes ending at committed fixes
         pb = H[commit[H] & (prevH[H] >= 0)]
         pa = prevH[pb]
-        dt = (T[pb] - T[pa]).astype(np.float64)
         # a gap is time without fixes: a pair of matched fixes round a stop (the standing fixes left
         # out of the matching) spans minutes of logging, and its route counts
-        longest = self._longest_step(np.r_[0, np.diff(T)].astype(np.float64), pa, pb)
+        longest = self._longest_step(T, pa, pb)
         gap = ~untimed[pb] & (longest > p.max_gap_s * 1e9)
         d_st = np.hypot(X[pb] - X[pa], Y[pb] - Y[pa])
-        both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
-        sa, sb = chosen[pa[both]], chosen[pb[both]]
-        at = pb[both]
-        S = {"piece": s_piece, "dir": sdir, "off": s_off, "pos": s_pos, "exit": s_exit, "entry": s_entry,
-             "L": Lg}
         # how each chosen pair leads on: as worked out for the Viterbi (the same fixes, the same states)
-        pair_at, st_start, st_cnt, got = pairs
-        pa_b, pb_b = pa[both], pb[both]
-        k = pair_at[pb_b] + (sb - st_start[pb_b]) * st_cnt[pa_b] + (sa - st_start[pa_b])
-        fwd, use_rev, route, delta, r_rev, route_len = (a[k] for a in got)
-        # contributions: (piece, sub-segment for the zone, metres, fix the pair ends at)
-        f = np.flatnonzero(fwd)  # same directed state: signed distance (standing jitter telescopes)
-        u = np.flatnonzero(use_rev)
-        ri = np.flatnonzero(route)
-        c_piece = [s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]
-        c_sub = [s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]
-        c_m = [delta[f], r_rev[u], Lg[sa[ri]] - s_off[sa[ri]], s_off[sb[ri]]]
-        c_at = [at[f], at[u], at[ri], at[ri]]
-        # (the node-to-node part of each route: the length its search was asked for)
-        d_nodes = route_len[ri] - (Lg[sa[ri]] - s_off[sa[ri]]) - s_off[sb[ri]] + 1e-6
-        which, mid = R.path_pieces(s_exit[sa[ri]], s_entry[sb[ri]], d_nodes)
-        c_piece.append(mid)
-        c_sub.append(self._mid_sub[mid] if len(mid) else mid)
-        c_m.append(m.piece_length_m[mid])
-        c_at.append(at[ri][which])
-        c_piece = np.concatenate(c_piece).astype(np.int64)
-        c_sub = np.concatenate(c_sub).astype(np.int64)
-        c_um = np.rint(np.concatenate(c_m) * UM).astype(np.int64)
-        c_at = np.concatenate(c_at).astype(np.int64)
+        pair_at, st_start, st_cnt, (fwd, use_rev, route, delta, r_rev, route_len) = pairs
+        i64, f64, b1 = np.int64, np.float64, np.bool_
+        both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r = _chosen_pairs(
+            *(np.ascontiguousarray(a, dtype=i64) for a in (pa, pb, chosen)), np.ascontiguousarray(seg_start, dtype=b1),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (pair_at, st_start, st_cnt)),
+            *(np.ascontiguousarray(a, dtype=b1) for a in (fwd, use_rev, route)),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (delta, r_rev, route_len)),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (s_piece, s_sub)),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (Lg, s_off)),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (s_exit, s_entry)))
+        # the whole pieces in between
+        which, mid = R.path_pieces(ex, en, d_nodes)
+        c_piece = np.concatenate([c_piece, mid]).astype(np.int64)
+        c_sub = np.concatenate([c_sub, self._mid_sub[mid] if len(mid) else mid]).astype(np.int64)
+        c_um = np.rint(np.concatenate([c_m, m.piece_length_m[mid]]) * UM).astype(np.int64)
+        c_at = np.concatenate([c_at, at_r[which]]).astype(np.int64)
         # pairs the matcher could not follow: reported; their straight distance is off-network
         broke = np.flatnonzero((chosen[pa] >= 0) & (chosen[pb] >= 0) & seg_start[pb] & ~gap)
         if len(broke):
@@ -878,25 +1097,12 @@ class HmmEngine(MileageEngine):
                            "no plausible route between the fixes"))
         # piece of every committed fix: its state's; a fix left out of the matching (standing,
         # or between matched fixes of a dense log) that of the last matched fix before it, else after
-        piece_fix = np.full(n, -1, dtype=np.int64)
-        has = chosen >= 0
-        piece_fix[has] = s_piece[chosen[has]]
-        inH = np.zeros(n, dtype=bool)
-        inH[H] = True
-        gs = _group_starts(win)
-        ar = np.arange(n)
-        last = np.maximum.accumulate(np.where(inH, ar, -1))
-        nxt = np.minimum.accumulate(np.where(inH, ar, n)[::-1])[::-1]
-        ge_ = np.r_[np.flatnonzero(win[1:] != win[:-1]), n - 1]
-        gend = np.repeat(ge_, np.diff(np.r_[-1, ge_]))
-        fill = np.where(last >= gs, piece_fix[np.maximum(last, 0)], -1)
-        fill = np.where((fill < 0) & (nxt <= gend), piece_fix[np.minimum(nxt, n - 1)], fill)
-        piece_fix = np.where(inH, piece_fix, fill)
+        piece_fix = _fix_pieces(*(np.ascontiguousarray(a, dtype=np.int64) for a in (chosen, s_piece, H, win)))
         fw = np.flatnonzero(commit)
         # off-network: pairs with a fix without candidates, or broken
         off = ~gap & ~both
         K = {"veh": P["veh"], "ent": P["ent"], "t": T, "x": X, "y": Y}
-        self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], gs, untimed)
+        self._add(K, fw, c_piece, c_sub, c_um, c_at, piece_fix, pb[off], d_st[off], win, untimed)
         if self.point_log is not None:
             self.point_log.append((P["row"][fw].copy(), piece_fix[fw].copy()))
 
@@ -958,14 +1164,11 @@ class HmmEngine(MileageEngine):
         return fwd, use_rev, route, delta, r_rev, r_route, node_turn
 
     @staticmethod
-    def _longest_step(step_ns: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-        """Longest time step between consecutive rows ``pa+1 .. pb`` of each pair (``pa < pb``, the
-        pairs in row order and not overlapping, as consecutive matched fixes are)."""
-        if len(pa) == 0:
-            return np.zeros(0)
-        arr = np.r_[step_ns, 0.0]  # a sentinel: the last pair may end at the last row
-        idx = np.column_stack([pa + 1, pb + 1]).ravel()
-        return np.maximum.reduceat(arr, idx)[::2]
+    def _longest_step(t: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+        """Longest time step (ns, float64) between consecutive rows ``pa+1 .. pb`` of each pair of
+        rows ``pa < pb`` (times ``t``, int64 ns)."""
+        i64 = np.int64
+        return _longest_steps(*(np.ascontiguousarray(a, dtype=i64) for a in (t, pa, pb)))
 
     def _turn_cost(self, S: dict[str, np.ndarray], sa: np.ndarray, sb: np.ndarray, sel: np.ndarray) -> np.ndarray:
         """Turn costs (m) of the routed pairs ``sel``: the heading change from ``sa``'s piece at its exit
@@ -1018,54 +1221,35 @@ class HmmEngine(MileageEngine):
 
     def _add(self, K: dict[str, np.ndarray], fw: np.ndarray, c_piece: np.ndarray, c_sub: np.ndarray,
              c_um: np.ndarray, c_at: np.ndarray, piece_fix: np.ndarray, off_at: np.ndarray,
-             off_d: np.ndarray, gs: np.ndarray, untimed: np.ndarray) -> None:
-        p, m, tot = self.p, self.m, self.totals
+             off_d: np.ndarray, win: np.ndarray, untimed: np.ndarray) -> None:
+        """The contributions and the committed rows ``fw`` (windows ``win``) into the totals."""
+        p, tot = self.p, self.totals
         self._add_contributions(c_piece, c_sub, c_um, K["ent"][c_at] + 1)
-        matched = fw[piece_fix[fw] >= 0]
-        tot.piece_points += np.bincount(piece_fix[matched], minlength=m.n_pieces)
-        veh = K["veh"]
-        nv = len(self.vehicle_names)
-        # consecutive kept rows (committed ends) for time and GPS distance
-        ri = fw[fw > gs[fw]]
-        dt_ns = K["t"][ri] - K["t"][ri - 1]
-        X, Y = K["x"], K["y"]
-        d_raw = np.hypot(X[ri] - X[ri - 1], Y[ri] - Y[ri - 1])
-        gap = ~untimed[ri] & (dt_ns > int(p.max_gap_s * 1e9))
-        timed = ~untimed[ri]
-        per = {
-            "matched_um": np.bincount(veh[c_at], weights=c_um, minlength=nv),
-            "offnet_um": np.bincount(veh[off_at], weights=np.rint(off_d * UM), minlength=nv),
-            "gps_um": np.bincount(veh[ri[~gap]], weights=np.rint(d_raw[~gap] * UM), minlength=nv),
-            "gap_pairs": np.bincount(veh[ri[gap]], minlength=nv),
-            "driving_ns": np.bincount(veh[ri[~gap & timed]], weights=dt_ns[~gap & timed].astype(np.float64),
-                                      minlength=nv),
-            "points": np.bincount(veh[fw], minlength=nv),
-            "matched_points": np.bincount(veh[matched], minlength=nv),
-        }
-        vf = veh[fw]
-        if len(vf) == 0:
+        if len(fw) == 0:
             return
-        # per vehicle of these rows: first and last time, whether any row is untimed, first enterprise
-        o = np.argsort(vf, kind="stable")
-        vs = vf[o]
-        starts = np.flatnonzero(np.r_[True, vs[1:] != vs[:-1]])
-        tf = K["t"][fw][o]
-        t_lo, t_hi = np.minimum.reduceat(tf, starts), np.maximum.reduceat(tf, starts)
-        unt_v = np.maximum.reduceat(untimed[fw][o].astype(np.int8), starts) > 0
-        e_first = K["ent"][fw][o][starts]  # (stable: the first row of each vehicle)
-        cols = {k_: arr[vs[starts]] for k_, arr in per.items()}
-        for j, code in enumerate(vs[starts].tolist()):
+        i64, f64 = np.int64, np.float64
+        nv = len(self.vehicle_names)
+        fsum, cnt, present, unt_v, t_lo, t_hi, e_first = _vehicle_sums(
+            *(np.ascontiguousarray(a, dtype=i64) for a in (fw, win, K["veh"], K["ent"], K["t"])),
+            *(np.ascontiguousarray(a, dtype=f64) for a in (K["x"], K["y"])),
+            np.ascontiguousarray(untimed, dtype=np.bool_),
+            *(np.ascontiguousarray(a, dtype=i64) for a in (piece_fix, c_at, c_um, off_at)),
+            np.ascontiguousarray(off_d, dtype=f64), nv, int(p.max_gap_s * 1e9), tot.piece_points)
+        names = ("matched_um", "offnet_um", "gps_um", "driving_ns")
+        counts = ("gap_pairs", "points", "matched_points")
+        for code in np.flatnonzero(present).tolist():
             st = self._vehicle(code)
-            for k_, arr in cols.items():
-                st[k_] += int(arr[j])
-            if not unt_v[j]:
-                t0, t1 = int(t_lo[j]), int(t_hi[j])
+            for j, k_ in enumerate(names):
+                st[k_] += int(fsum[j, code])
+            for j, k_ in enumerate(counts):
+                st[k_] += int(cnt[j, code])
+            if not unt_v[code]:
+                t0, t1 = int(t_lo[code]), int(t_hi[code])
                 st["first_ns"] = t0 if st["first_ns"] is None else min(st["first_ns"], t0)
                 st["last_ns"] = t1 if st["last_ns"] is None else max(st["last_ns"], t1)
             if st["enterprise"] is None:
-                e0 = int(e_first[j])
+                e0 = int(e_first[code])
                 st["enterprise"] = self.enterprise_names[e0] if e0 >= 0 else "(unknown)"
-
 
 def _ordered_times(veh: np.ndarray) -> np.ndarray:
     """Increasing times per vehicle, for the order checks of traces without times."""

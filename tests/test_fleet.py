@@ -479,6 +479,42 @@ def test_parquet_ids_read_as_dictionaries_give_the_csv_codes(tmp_path: Path) -> 
         ["b", "a", None, None, "c", "a", "b", "d", "d", "a"]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_contribution_sums_equal_bincount_per_piece_subzone_zone_and_enterprise(seed: int) -> None:
+    """The compiled sums of ``_add_contributions`` against np.bincount on random contributions
+    (negative ones too: standing jitter telescopes), several per (enterprise, piece)."""
+    from geo._fleet_engine import _sum_contributions
+
+    rng = np.random.default_rng(seed)
+    n, n_pieces, n_subs, n_sz, n_ent = 5000, 300, 900, 4, 6
+    c_sub = rng.integers(0, n_subs, n)
+    sub_piece = np.sort(rng.integers(0, n_pieces, n_subs))
+    c_piece = sub_piece[c_sub]
+    c_um = rng.integers(-2_000_000, 9_000_000_000, n)
+    ent = rng.integers(0, n_ent - 1, n)  # the last enterprise code has no contribution
+    zi = rng.integers(-1, n_sz, n_subs)
+    inz = rng.random(n_subs) < 0.7
+    piece_um = rng.integers(0, 100, n_pieces)
+    subzone_um = rng.integers(0, 100, n_sz + 1)
+    want_p = piece_um + np.bincount(c_piece, weights=c_um, minlength=n_pieces).astype(np.int64)
+    zz = zi[c_sub]
+    want_z = subzone_um + np.bincount(np.where(zz >= 0, zz, n_sz), weights=c_um, minlength=n_sz + 1).astype(np.int64)
+    zone, count, e_start, e_piece, e_um = _sum_contributions(c_piece, c_sub, c_um, ent, zi, inz, n_ent,
+                                                             piece_um, subzone_um)
+    assert np.array_equal(piece_um, want_p) and np.array_equal(subzone_um, want_z)
+    assert zone == int(c_um[inz[c_sub]].sum())
+    assert np.array_equal(count, np.bincount(ent, minlength=n_ent)) and count[-1] == 0
+    for e in range(n_ent):
+        got = np.zeros(n_pieces, dtype=np.int64)
+        at = slice(e_start[e], e_start[e + 1])
+        assert len(np.unique(e_piece[at])) == len(e_piece[at])  # each piece once
+        got[e_piece[at]] = e_um[at]
+        sel = ent == e
+        want = np.bincount(c_piece[sel], weights=c_um[sel], minlength=n_pieces).astype(np.int64)
+        assert np.array_equal(got, want)
+        assert set(e_piece[at].tolist()) == set(c_piece[sel].tolist())
+
+
 def test_read_ahead_keeps_order_reads_one_ahead_and_raises_where_the_reader_stopped() -> None:
     import threading
 

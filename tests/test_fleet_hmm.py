@@ -6,6 +6,7 @@ expected km are geodesic lengths computed here with pyproj.Geod.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -664,3 +665,222 @@ def test_metric_crs_is_geopandas_utm_zone_on_real_extracts(shared_data: Path, he
         g = gpd.GeoDataFrame(geometry=[box(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05)], crs=4326)
         assert metric_crs(g).to_epsg() == g.estimate_utm_crs().to_epsg(), (lon, lat)
     assert metric_crs(sources.load_network(shared_data / "jiading_osm_signalized.osm").roads).to_epsg() == 32651
+
+
+def _viterbi_fixture(rng: np.random.Generator, ties: bool):
+    """Random windows of fixes as ``_windows`` lays them out: some fixes left out of the matching,
+    some without states; pairs of consecutive matched fixes with states, b-major costs; a few
+    transitions implausible (inf), and some fixes none of whose states can be reached."""
+    n = 60
+    win = np.repeat(np.arange(4), n // 4).astype(np.int64)
+    H = np.flatnonzero(rng.random(n) < 0.8)
+    st_cnt = np.zeros(n, dtype=np.int64)
+    st_cnt[H] = rng.integers(0, 4, len(H)) * (rng.random(len(H)) > 0.1)
+    st_cnt[H] = np.maximum(st_cnt[H], rng.random(len(H)) < 0.9)
+    st_start = np.r_[0, np.cumsum(st_cnt)[:-1]].astype(np.int64)
+    ns = int(st_cnt.sum())
+    Hh = H[st_cnt[H] > 0]
+    prevH = np.full(n, -1, dtype=np.int64)
+    same = win[H[1:]] == win[H[:-1]]
+    prevH[H[1:][same]] = H[:-1][same]
+    pb = Hh[prevH[Hh] >= 0]
+    pa = prevH[pb]
+    ok = st_cnt[pa] > 0
+    pa, pb = pa[ok], pb[ok]
+    m = int((st_cnt[pa] * st_cnt[pb]).sum())
+    emis = (rng.integers(0, 3, ns) if ties else rng.random(ns) * 3).astype(np.float64)
+    cost = (rng.integers(0, 3, m) if ties else rng.random(m) * 5).astype(np.float64)
+    cost[rng.random(m) < 0.15] = np.inf
+    dead = rng.choice(len(pb), size=max(1, len(pb) // 8), replace=False)  # unreachable fixes: breaks
+    off = np.r_[0, np.cumsum(st_cnt[pa] * st_cnt[pb])]
+    for j in dead.tolist():
+        cost[off[j]:off[j + 1]] = np.inf
+    return pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH
+
+
+def _viterbi_plain(pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH):
+    """The same Viterbi in plain Python: per state, its best incoming state (the first at the
+    minimum); a fix none of whose states is reached starts a segment; back from each segment's
+    best last state (the first at the minimum)."""
+    score = {s: float(emis[s]) for s in range(len(emis))}
+    back: dict[int, int] = {}
+    off = 0
+    for a_fix, b_fix in zip(pa.tolist(), pb.tolist()):
+        na, nb = int(st_cnt[a_fix]), int(st_cnt[b_fix])
+        A = [int(st_start[a_fix]) + i for i in range(na)]
+        best = {}
+        for b in range(nb):
+            vals = [score[A[i]] + float(cost[off + b * na + i]) for i in range(na)]
+            best[int(st_start[b_fix]) + b] = (min(vals), A[vals.index(min(vals))])
+        off += na * nb
+        reached = any(math.isfinite(v) for v, _ in best.values())
+        for s, (v, a) in best.items():
+            score[s] = v + emis[s] if reached else float(emis[s])
+            if reached and math.isfinite(v):
+                back[s] = a
+    n = len(st_cnt)
+    chosen = np.full(n, -1, dtype=np.int64)
+    start = np.zeros(n, dtype=bool)
+    states = {f: list(range(int(st_start[f]), int(st_start[f] + st_cnt[f]))) for f in Hh.tolist()}
+    for f in Hh.tolist():
+        start[f] = not any(s in back for s in states[f])
+    Hl = Hh.tolist()
+    for i, f in enumerate(Hl):
+        if i + 1 < len(Hl) and win[Hl[i + 1]] == win[f] and not start[Hl[i + 1]]:
+            continue
+        vals = [score[s] for s in states[f]]
+        cur, s = f, states[f][vals.index(min(vals))]
+        chosen[f] = s
+        while not start[cur]:
+            s = back[s]
+            cur = int(prevH[cur])
+            chosen[cur] = s
+    return chosen, start
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", range(5))
+def test_viterbi_kernel_equals_a_plain_viterbi_and_brute_force(seed: int, ties: bool) -> None:
+    from geo._fleet_hmm import _viterbi
+
+    args = _viterbi_fixture(np.random.default_rng(seed), ties)
+    chosen, start = _viterbi(*args)
+    want_c, want_s = _viterbi_plain(*args)
+    assert np.array_equal(chosen, want_c) and np.array_equal(start, want_s)
+    pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH = args
+    assert start.any() and (chosen[Hh] >= 0).all()
+    if ties:
+        return
+    # every segment's path is the cheapest of all its state sequences (brute force)
+    off = dict(zip(pb.tolist(), np.r_[0, np.cumsum(st_cnt[pa] * st_cnt[pb])].tolist()))
+    segs: list[list[int]] = []
+    for f in Hh.tolist():
+        if start[f]:
+            segs.append([])
+        segs[-1].append(f)
+    for seg in segs:
+        def total(path: tuple[int, ...]) -> float:
+            c = sum(float(emis[s]) for s in path)
+            for (fa, sa), (fb, sb) in zip(zip(seg, path), zip(seg[1:], path[1:])):
+                c += float(cost[off[fb] + (sb - st_start[fb]) * st_cnt[fa] + (sa - st_start[fa])])
+            return c
+        paths = list(itertools.product(*[range(st_start[f], st_start[f] + st_cnt[f]) for f in seg]))
+        if len(paths) > 20000:
+            continue
+        best = min(paths, key=total)
+        assert tuple(chosen[seg].tolist()) == best
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
+    """The piece of every fix, the longest step of each pair and the per-vehicle sums (compiled)
+    against plain loops and np.bincount on a random layout of windows."""
+    from geo._fleet_hmm import _fix_pieces, _longest_steps, _vehicle_sums
+
+    rng = np.random.default_rng(seed)
+    n, ns, nv = 400, 300, 5
+    win = np.sort(rng.integers(0, 9, n)).astype(np.int64)
+    H = np.flatnonzero(rng.random(n) < 0.4)
+    chosen = np.full(n, -1, dtype=np.int64)
+    hh = H[rng.random(len(H)) < 0.8]
+    chosen[hh] = rng.integers(0, ns, len(hh))
+    s_piece = rng.integers(0, 50, ns)
+    got = _fix_pieces(chosen, s_piece, H, win)
+    own = np.where(chosen >= 0, s_piece[np.maximum(chosen, 0)], -1)
+    inH = np.isin(np.arange(n), H)
+    for r in range(n):
+        if inH[r]:
+            want = own[r]
+        else:
+            before = [q for q in range(r - 1, -1, -1) if win[q] == win[r] and inH[q]][:1]
+            after = [q for q in range(r + 1, n) if win[q] == win[r] and inH[q]][:1]
+            want = own[before[0]] if before else -1
+            if want < 0 and after:
+                want = own[after[0]]
+        assert got[r] == want, r
+    t = np.cumsum(rng.integers(1, 10**12, n))
+    pa = np.sort(rng.choice(n - 1, 40, replace=False))
+    pb = np.minimum(pa + rng.integers(1, 6, 40), n - 1)
+    assert np.array_equal(_longest_steps(t, pa, pb),
+                          [float(np.diff(t)[a:b].max()) for a, b in zip(pa.tolist(), pb.tolist())])
+    # per-vehicle sums of the committed rows
+    veh = rng.integers(0, nv - 1, n)
+    ent = rng.integers(-1, 3, n)
+    x, y = rng.random(n) * 1e4, rng.random(n) * 1e4
+    untimed = rng.random(n) < 0.1
+    fw = np.flatnonzero(rng.random(n) < 0.7)
+    piece_fix = np.where(rng.random(n) < 0.8, rng.integers(0, 50, n), -1)
+    c_at = rng.choice(fw, 200)
+    c_um = rng.integers(-10**6, 10**9, 200)
+    off_at = rng.choice(fw, 30)
+    off_d = rng.random(30) * 300
+    max_gap = 6 * 10**11
+    pp = np.zeros(50, dtype=np.int64)
+    fsum, cnt, present, unt_v, t_lo, t_hi, e_first = _vehicle_sums(
+        fw, win, veh, ent, t, x, y, untimed, piece_fix, c_at, c_um, off_at, off_d, nv, max_gap, pp)
+    ri = fw[(fw > 0) & (win[fw] == win[np.maximum(fw - 1, 0)])]
+    dt = t[ri] - t[ri - 1]
+    gap = ~untimed[ri] & (dt > max_gap)
+    d = np.hypot(x[ri] - x[ri - 1], y[ri] - y[ri - 1])
+    keep = ~gap & ~untimed[ri]
+    matched = fw[piece_fix[fw] >= 0]
+    assert np.array_equal(fsum[0], np.bincount(veh[c_at], weights=c_um, minlength=nv))
+    assert np.array_equal(fsum[1], np.bincount(veh[off_at], weights=np.rint(off_d * 1e6), minlength=nv))
+    assert np.array_equal(fsum[2], np.bincount(veh[ri[~gap]], weights=np.rint(d[~gap] * 1e6), minlength=nv))
+    assert np.array_equal(fsum[3], np.bincount(veh[ri[keep]], weights=dt[keep].astype(float), minlength=nv))
+    assert np.array_equal(cnt[0], np.bincount(veh[ri[gap]], minlength=nv)) and gap.any() and (~gap).any()
+    assert np.array_equal(cnt[1], np.bincount(veh[fw], minlength=nv))
+    assert np.array_equal(cnt[2], np.bincount(veh[matched], minlength=nv))
+    assert np.array_equal(pp, np.bincount(piece_fix[matched], minlength=50))
+    assert np.array_equal(present, np.bincount(veh[fw], minlength=nv) > 0) and not present[-1]
+    for v in range(nv - 1):
+        rows = fw[veh[fw] == v]
+        assert (t_lo[v], t_hi[v], e_first[v], unt_v[v]) == (t[rows].min(), t[rows].max(), ent[rows[0]],
+                                                            untimed[rows].any())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chosen_pairs_kernel_equals_numpy_gathers(seed: int) -> None:
+    """The contributions of the chosen pairs (compiled) against the same gathers in numpy: for each
+    pair whose fixes both have a state and whose track goes on, its entry in the pair table."""
+    from geo._fleet_hmm import _chosen_pairs
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    st_cnt = rng.integers(0, 4, n)
+    st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
+    ns = int(st_cnt.sum())
+    pb = np.flatnonzero(rng.random(n) < 0.6)
+    pb = pb[pb > 0]
+    pa = pb - 1
+    npair = st_cnt[pa] * st_cnt[pb]
+    pair_at = np.full(n, -1, dtype=np.int64)
+    pair_at[pb] = np.cumsum(npair) - npair
+    M = int(npair.sum())
+    cat = rng.integers(0, 3, M)  # same state / U-turn on the piece / routed
+    fwd, use_rev, route = cat == 0, cat == 1, cat == 2
+    delta, r_rev, route_len = rng.normal(0, 50, M), rng.random(M) * 200, rng.random(M) * 2000
+    chosen = np.full(n, -1, dtype=np.int64)
+    has = np.flatnonzero((st_cnt > 0) & (rng.random(n) < 0.9))
+    chosen[has] = st_start[has] + rng.integers(0, 4, len(has)) % st_cnt[has]
+    seg_start = rng.random(n) < 0.1
+    s_piece, s_sub = rng.integers(0, 90, ns), rng.integers(0, 400, ns)
+    L = rng.random(ns) * 500
+    off = L * rng.random(ns)
+    s_exit, s_entry = rng.integers(0, 70, ns), rng.integers(0, 70, ns)
+    both, c_piece, c_sub, c_m, c_at, ex, en, d_nodes, at_r = _chosen_pairs(
+        pa, pb, chosen, seg_start, pair_at, st_start, st_cnt, fwd, use_rev, route, delta, r_rev, route_len,
+        s_piece, s_sub, L, off, s_exit, s_entry)
+    want_both = (chosen[pa] >= 0) & (chosen[pb] >= 0) & ~seg_start[pb]
+    assert np.array_equal(both, want_both) and both.any() and (~both).any()
+    sa, sb, at = chosen[pa[both]], chosen[pb[both]], pb[both]
+    k = pair_at[pb[both]] + (sb - st_start[pb[both]]) * st_cnt[pa[both]] + (sa - st_start[pa[both]])
+    f, u, ri = np.flatnonzero(fwd[k]), np.flatnonzero(use_rev[k]), np.flatnonzero(route[k])
+    assert len(f) and len(u) and len(ri)
+    assert np.array_equal(c_piece, np.concatenate([s_piece[sb[f]], s_piece[sb[u]], s_piece[sa[ri]], s_piece[sb[ri]]]))
+    assert np.array_equal(c_sub, np.concatenate([s_sub[sb[f]], s_sub[sb[u]], s_sub[sa[ri]], s_sub[sb[ri]]]))
+    assert np.array_equal(c_m, np.concatenate([delta[k][f], r_rev[k][u], L[sa[ri]] - off[sa[ri]], off[sb[ri]]]))
+    assert np.array_equal(c_at, np.concatenate([at[f], at[u], at[ri], at[ri]]))
+    assert np.array_equal(ex, s_exit[sa[ri]]) and np.array_equal(en, s_entry[sb[ri]])
+    assert np.array_equal(at_r, at[ri])
+    assert np.array_equal(d_nodes, route_len[k][ri] - (L[sa[ri]] - off[sa[ri]]) - off[sb[ri]] + 1e-6)
