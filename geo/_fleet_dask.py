@@ -171,14 +171,17 @@ def load_index(folder: str) -> PieceMatcher:
 
 
 #: The route table of this worker's index: its cached shortest paths serve every task of the run.
-_ROUTES: dict[tuple[int, float], RouteTable] = {}
+#: One per worker thread: a RouteTable's caches are not thread-safe, and the compiled kernels
+#: release the GIL, so two threads of one worker do run side by side.
+_ROUTES: dict[tuple[int, float, int], RouteTable] = {}
 
 
 def _worker_routes(matcher: PieceMatcher, bound_m: float) -> RouteTable:
-    key = (id(matcher), float(bound_m))
+    key = (id(matcher), float(bound_m), threading.get_ident())
     rt = _ROUTES.get(key)
     if rt is None:
-        _ROUTES.clear()
+        for k in [k for k in list(_ROUTES) if k[2] == key[2]]:
+            _ROUTES.pop(k, None)
         rt = _ROUTES[key] = RouteTable(matcher, bound_m)
     return rt
 

@@ -1108,54 +1108,18 @@ class HmmEngine(MileageEngine):
             H = H[~out_]
         # ---- candidates: the nearest pieces of each matched fix, as directed states
         c = m.candidates(X[H], Y[H])
-        pt, dd = c.point, c.dist  # grouped by fix
-        # only candidates whose emission is not hopeless against the nearest one's
-        if len(pt):
-            starts, grp = c.groups()
-            dmin = np.minimum.reduceat(dd, starts)[grp]
-            k_ = (dd * dd - dmin * dmin) <= 2.0 * h.emission_cut * h.sigma_m ** 2
-            pt, dd, sb, fr = pt[k_], dd[k_], c.sub[k_], c.frac[k_]
-        else:
-            sb, fr = c.sub, c.frac
-        pc = m.sub_piece[sb]
-        # the nearest sub-segment of each (fix, piece): a fix's candidates come in sub-segment
-        # order (the index's cell lists are), so each piece's are one run
-        if len(pt):
-            gst = np.flatnonzero(np.r_[True, (pt[1:] != pt[:-1]) | (pc[1:] != pc[:-1])])
-            gid = np.repeat(np.arange(len(gst)), np.diff(np.r_[gst, len(pt)]))
-            mins = np.minimum.reduceat(dd, gst)
-            hit = np.flatnonzero(dd == mins[gid])
-            first = hit[np.r_[True, gid[hit][1:] != gid[hit][:-1]]]
-            pt, pc, dd, sb, fr = pt[first], pc[first], dd[first], sb[first], fr[first]
-        pos = (m.sub_along[sb] + fr * m.sub_len[sb]) * m.piece_scale[pc]  # geodesic m from u
-        two = ~m.piece_oneway[pc]
-        nd = 1 + two.astype(np.int64)
-        rep = np.repeat(np.arange(len(pt)), nd)
-        sdir = np.where(np.arange(len(rep)) - np.repeat(np.cumsum(nd) - nd, nd) == 0, 1, -1)
-        s_pt = H[pt[rep]]  # fix (row of P) of each state
-        s_piece, s_sub = pc[rep], sb[rep]
-        Lg = m.piece_length_m[s_piece]
-        s_pos = pos[rep]
-        s_off = np.where(sdir > 0, s_pos, Lg - s_pos)
-        s_exit = np.where(sdir > 0, R.pv[s_piece], R.pu[s_piece])
-        s_entry = np.where(sdir > 0, R.pu[s_piece], R.pv[s_piece])
-        emis = dd[rep] ** 2 / (2.0 * h.sigma_m ** 2)
-        gh = P["gh"][s_pt]
-        use_h = np.isfinite(gh) & ~(np.isfinite(spd[s_pt]) & (spd[s_pt] < p.min_gps_heading_speed))
-        if use_h.any():
-            rad = np.radians(np.where(use_h, gh, 0.0))
-            cos = (np.sin(rad) * m.ux[s_sub] + np.cos(rad) * m.uy[s_sub]) * sdir
-            emis = emis + np.where(use_h, h.heading_weight * (1.0 - cos), 0.0)
-            # against the GPS heading of a moving vehicle: out, unless the fix has nothing else
-            against = use_h & (cos < -0.3)
-            if against.any():
-                n_ok = np.bincount(s_pt[~against], minlength=n)
-                keep_s = ~against | (n_ok[s_pt] == 0)
-                s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir = (
-                    a[keep_s] for a in (s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir))
-        ns = len(s_pt)
-        st_cnt = np.bincount(s_pt, minlength=n)
-        st_start = np.r_[0, np.cumsum(st_cnt)[:-1]]
+        # the GPS heading of each matched fix, where the vehicle moves (numpy's sin/cos, per fix)
+        gh, sp_h = P["gh"][H], spd[H]
+        use_h = np.isfinite(gh) & ~(np.isfinite(sp_h) & (sp_h < p.min_gps_heading_speed))
+        rad = np.radians(np.where(use_h, gh, 0.0))
+        (ns, s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir, st_cnt,
+         st_start) = _states_kernel(
+            c.point, c.dist, c.sub, c.frac, H, n, float(2.0 * h.emission_cut * h.sigma_m ** 2),
+            float(2.0 * h.sigma_m ** 2), float(h.heading_weight), use_h,
+            np.sin(rad).astype(np.float64), np.cos(rad).astype(np.float64), m.sub_piece, m.sub_along,
+            m.sub_len, m.piece_scale, m.piece_oneway, m.piece_length_m, R.pu, R.pv, m.ux, m.uy)
+        s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir = (
+            a_[:ns] for a_ in (s_pt, s_piece, s_sub, Lg, s_pos, s_off, s_exit, s_entry, emis, sdir))
         # ---- pairs of consecutive matched fixes of a window, every state to every state
         # a lone fix without candidates between two with (an outlier beyond the radius) is left out:
         # the route goes from the fix before to the fix after, not twice the outlier's straight
@@ -1531,3 +1495,137 @@ def _ordered_times(veh: np.ndarray) -> np.ndarray:
     gs = _group_starts(veh)
     # a million seconds apart: no step is a jump over the max speed
     return ((np.arange(len(veh)) - gs) * 10**15).astype(np.int64)
+
+
+# The candidates of a fix become its directed states in one pass over its run, instead of some
+# forty whole-array passes (filters, group minima, repeats) with their temporaries: the same
+# float64 operations in the same order as the numpy code was.
+@kernel
+def _states_kernel(c_pt: np.ndarray, c_dist: np.ndarray, c_sub: np.ndarray, c_frac: np.ndarray,
+                   H: np.ndarray, n: int, cut: float, two_s2: float, heading_weight: float,
+                   use_h: np.ndarray, sin_h: np.ndarray, cos_h: np.ndarray, sub_piece: np.ndarray,
+                   sub_along: np.ndarray, sub_len: np.ndarray, piece_scale: np.ndarray,
+                   piece_oneway: np.ndarray, piece_length_m: np.ndarray, pu: np.ndarray, pv: np.ndarray,
+                   ux: np.ndarray, uy: np.ndarray) -> tuple:
+    """The directed states (fix, piece, direction) of the matched fixes' candidates.
+
+    Per fix (its candidates one run, as :meth:`PieceMatcher.candidates` gives them):
+    the candidates whose emission is not hopeless against the nearest one's
+    (``d^2 - d_min^2 <= cut``); of each run of one piece among those, the first
+    nearest; a state per direction the piece can be driven (along it first);
+    emission ``d^2 / two_s2``, plus ``heading_weight * (1 - cos)`` where the fix's
+    GPS heading counts (``use_h``); states against that heading (``cos < -0.3``)
+    dropped unless the fix has no other.
+
+    Parameters
+    ----------
+    c_pt, c_dist, c_sub, c_frac
+        The candidates: position in ``H`` of the fix, distance (m), sub-segment, position on it.
+    H
+        Row (of the window arrays, ``n`` rows) of each matched fix.
+    use_h, sin_h, cos_h
+        Per matched fix: whether its heading counts, sine and cosine of it.
+    sub_piece, sub_along, sub_len, piece_scale, piece_oneway, piece_length_m, ux, uy
+        The matcher's sub-segment and piece arrays.
+    pu, pv
+        Node of each piece's start and end.
+
+    Returns
+    -------
+    tuple
+        The number of states ``ns``; buffers whose first ``ns`` entries are each
+        state's row, piece, sub-segment, piece length (m), position from u (m),
+        offset from its entry end (m), exit and entry node, emission and direction
+        (1 along the piece, -1 against); the count of states of each row and where
+        its run starts.
+    """
+    m = len(c_pt)
+    cap = 2 * m
+    o_pt = np.empty(cap, dtype=np.int64)
+    o_piece = np.empty(cap, dtype=np.int64)
+    o_sub = np.empty(cap, dtype=np.int64)
+    o_L = np.empty(cap, dtype=np.float64)
+    o_pos = np.empty(cap, dtype=np.float64)
+    o_off = np.empty(cap, dtype=np.float64)
+    o_exit = np.empty(cap, dtype=np.int64)
+    o_entry = np.empty(cap, dtype=np.int64)
+    o_emis = np.empty(cap, dtype=np.float64)
+    o_dir = np.empty(cap, dtype=np.int64)
+    against = np.empty(cap, dtype=np.bool_)
+    st_cnt = np.zeros(n, dtype=np.int64)
+    ns = 0
+    i = 0
+    while i < m:
+        f = c_pt[i]
+        j_end = i
+        dmin = c_dist[i]
+        while j_end < m and c_pt[j_end] == f:
+            if c_dist[j_end] < dmin:
+                dmin = c_dist[j_end]
+            j_end += 1
+        row = H[f]
+        first_state = ns
+        n_ok = 0
+        j = i
+        while j < j_end:
+            # the next run of one piece among the kept candidates: its first nearest
+            best = -1
+            piece = -1
+            while j < j_end:
+                d = c_dist[j]
+                if d * d - dmin * dmin <= cut:
+                    pc = sub_piece[c_sub[j]]
+                    if best < 0:
+                        best, piece = j, pc
+                    elif pc != piece:
+                        break
+                    elif d < c_dist[best]:
+                        best = j
+                j += 1
+            if best < 0:
+                break
+            sb = c_sub[best]
+            d = c_dist[best]
+            pos = (sub_along[sb] + c_frac[best] * sub_len[sb]) * piece_scale[piece]
+            Lg = piece_length_m[piece]
+            for sd in (1, -1):
+                if sd < 0 and piece_oneway[piece]:
+                    break
+                o_pt[ns] = row
+                o_piece[ns] = piece
+                o_sub[ns] = sb
+                o_L[ns] = Lg
+                o_pos[ns] = pos
+                o_off[ns] = pos if sd > 0 else Lg - pos
+                o_exit[ns] = pv[piece] if sd > 0 else pu[piece]
+                o_entry[ns] = pu[piece] if sd > 0 else pv[piece]
+                e = d * d / two_s2
+                ag = False
+                if use_h[f]:
+                    cs = (sin_h[f] * ux[sb] + cos_h[f] * uy[sb]) * sd
+                    e = e + heading_weight * (1.0 - cs)
+                    ag = cs < -0.3
+                else:
+                    e = e + 0.0
+                o_emis[ns] = e
+                o_dir[ns] = sd
+                against[ns] = ag
+                if not ag:
+                    n_ok += 1
+                ns += 1
+        # against the GPS heading of a moving vehicle: out, unless the fix has nothing else
+        if n_ok > 0 and n_ok < ns - first_state:
+            k = first_state
+            for q in range(first_state, ns):
+                if not against[q]:
+                    o_pt[k], o_piece[k], o_sub[k], o_L[k] = o_pt[q], o_piece[q], o_sub[q], o_L[q]
+                    o_pos[k], o_off[k], o_exit[k], o_entry[k] = o_pos[q], o_off[q], o_exit[q], o_entry[q]
+                    o_emis[k], o_dir[k] = o_emis[q], o_dir[q]
+                    k += 1
+            ns = k
+        st_cnt[row] += ns - first_state
+        i = j_end
+    st_start = np.zeros(max(n, 1), dtype=np.int64)
+    for r in range(1, n):
+        st_start[r] = st_start[r - 1] + st_cnt[r - 1]
+    return (ns, o_pt, o_piece, o_sub, o_L, o_pos, o_off, o_exit, o_entry, o_emis, o_dir, st_cnt, st_start)

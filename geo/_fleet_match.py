@@ -37,6 +37,8 @@ import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
+from ._jit import kernel
+
 #: The metric CRS for Shanghai (UTM zone 51N).
 SHANGHAI_CRS = "EPSG:32651"
 
@@ -303,58 +305,39 @@ class PieceMatcher:
     def candidates(self, x: np.ndarray, y: np.ndarray, block: int = 32_768) -> Candidates:
         """Every sub-segment within ``radius_m`` of each point (NaN points get none).
 
-        Points go through in blocks, so the temporaries stay small enough to be
-        reused from the heap rather than mapped fresh from the system each time.
+        Points go through in blocks, so each block's output buffers (sized for
+        every table entry of its points' cells) stay small.
         """
         n = len(x)
         parts = [self._candidates(x[i:i + block], y[i:i + block], i) for i in range(0, n, block)]
         if not parts:
             e = np.zeros(0)
             return Candidates(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), e, e, 0)
+        if len(parts) == 1:
+            return Candidates(*parts[0], n)
         return Candidates(*(np.concatenate([p_[k] for p_ in parts]) for k in range(4)), n)
 
     def _candidates(self, x: np.ndarray, y: np.ndarray, first: int) -> tuple[np.ndarray, ...]:
-        n = len(x)
-        rx = x - self.ox
-        ry = y - self.oy
-        fx = rx // self.cell
-        fy = ry // self.cell
-        ok = np.isfinite(fx) & np.isfinite(fy) & (fx >= 0) & (fx < self.nx) & (fy >= 0) & (fy < self.ny)
-        cid = np.where(ok, np.where(ok, fy, 0) * self.nx + np.where(ok, fx, 0), 0).astype(np.int64)
-        start = self.offsets[cid].astype(np.int64)
-        cnt = np.where(ok, self.offsets[cid + 1] - start, 0)
-        total = int(cnt.sum())
-        pt = np.repeat(np.arange(n, dtype=np.int32), cnt)
-        ent = np.repeat(start - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-        px = rx.astype(np.float32)[pt] - self.e_ax[ent]
-        py = ry.astype(np.float32)[pt] - self.e_ay[ent]
-        dx, dy = self.e_dx[ent], self.e_dy[ent]
-        t = (px * dx + py * dy) * self.e_il2[ent]
-        np.clip(t, 0.0, 1.0, out=t)
-        px -= t * dx
-        py -= t * dy
-        d2 = px * px + py * py
-        keep = np.flatnonzero(d2 <= np.float32(self.params.radius_m) ** 2)
-        pt, ent = pt[keep], ent[keep]
-        sub = self.cell_sub[ent].astype(np.int64)
-        # exact (float64) distance and position of the kept candidates
-        d, frac = self._dist(x[pt], y[pt], sub)
-        return pt.astype(np.int64) + first, sub, d, frac
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        k, pt, sub, d, frac = _candidates_kernel(
+            x, y, float(self.ox), float(self.oy), float(self.cell), int(self.nx), int(self.ny), self.offsets,
+            self.cell_sub, self.e_ax, self.e_ay, self.e_dx, self.e_dy, self.e_il2,
+            np.float32(self.params.radius_m) ** 2, self.ax, self.ay, self.dx, self.dy, self.inv_len2, first)
+        return pt[:k], sub[:k], d[:k], frac[:k]
 
     def heading_score(self, c: Candidates, hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
         """Distance plus heading terms of each candidate (see the module docstring)."""
         p = self.params
         if not (np.isfinite(hx).any()):
             return c.dist.copy()  # no heading known: distance only
-        cos = hx[c.point] * self.ux[c.sub] + hy[c.point] * self.uy[c.sub]
-        known = np.isfinite(cos)
-        cos = np.where(known, cos, 1.0)
-        oneway = self.sub_oneway[c.sub]
-        cos_eff = np.where(oneway, cos, np.abs(cos))
-        angle = np.degrees(np.arccos(np.clip(cos_eff, -1.0, 1.0)))
-        score = c.dist + p.heading_weight * angle
-        wrong = oneway & (angle > p.wrong_way_deg)
-        return np.where(wrong, score + p.wrong_way_penalty, score)
+        angle = _heading_cos(c.point, c.sub, np.ascontiguousarray(hx, dtype=np.float64),
+                             np.ascontiguousarray(hy, dtype=np.float64), self.ux, self.uy, self.sub_oneway)
+        # numpy's arccos and degrees (its SIMD routines, whose last bits a kernel's libm may not share)
+        np.arccos(angle, out=angle)
+        np.degrees(angle, out=angle)
+        return _heading_score(c.sub, c.dist, angle, self.sub_oneway, float(p.heading_weight),
+                              float(p.wrong_way_deg), float(p.wrong_way_penalty))
 
     def beyond_end(self, c: Candidates) -> np.ndarray:
         """Candidates whose snapped location is a piece's end vertex (the point lies past the piece)."""
@@ -363,15 +346,7 @@ class PieceMatcher:
     @staticmethod
     def best(c: Candidates, score: np.ndarray) -> np.ndarray:
         """Index (into the candidate arrays) of the lowest score per point; -1 without candidates."""
-        out = np.full(c.n_points, -1, dtype=np.int64)
-        if len(score) == 0:
-            return out
-        starts, grp = c.groups()
-        mins = np.minimum.reduceat(score, starts)
-        hit = np.flatnonzero(score == mins[grp])
-        first = hit[np.r_[True, grp[hit][1:] != grp[hit][:-1]]]
-        out[c.point[first]] = first
-        return out
+        return _best_kernel(c.point, np.ascontiguousarray(score, dtype=np.float64), c.n_points)
 
     def resolve(self, c: Candidates, chosen: np.ndarray) -> Match:
         """Piece, sub-segment, position along the piece (projected m) and distance of chosen candidates."""
@@ -415,3 +390,167 @@ class PieceMatcher:
     def nbytes(self) -> int:
         """Memory held by the index arrays."""
         return int(sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)))
+
+
+# One pass over each point's cell run instead of a dozen whole-array passes (each a temporary
+# of every table entry): the same float32 screen and float64 distance as the numpy code was.
+@kernel
+def _candidates_kernel(x: np.ndarray, y: np.ndarray, ox: float, oy: float, cell: float, nx: int, ny: int,
+                       offsets: np.ndarray, cell_sub: np.ndarray, e_ax: np.ndarray, e_ay: np.ndarray,
+                       e_dx: np.ndarray, e_dy: np.ndarray, e_il2: np.ndarray, r2: np.float32, ax: np.ndarray,
+                       ay: np.ndarray, dx: np.ndarray, dy: np.ndarray, inv_len2: np.ndarray,
+                       first: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sub-segments within the radius of each point, in point order, then table order.
+
+    Parameters
+    ----------
+    x, y
+        The points (float64; NaN or off the grid: no candidates).
+    ox, oy, cell, nx, ny
+        The grid: origin, cell size and number of cells across.
+    offsets, cell_sub, e_ax, e_ay, e_dx, e_dy, e_il2
+        The table: each cell's run of entries, and the sub-segment and its float32
+        geometry per entry (see ``_entry_arrays``).
+    r2
+        The float32 square of the radius.
+    ax, ay, dx, dy, inv_len2
+        Sub-segment geometry (float64), for the exact distance.
+    first
+        Added to the point numbers.
+
+    Returns
+    -------
+    k, point, sub, dist, frac
+        The number of candidates, and buffers whose first ``k`` entries are the
+        candidates' point, sub-segment, distance (m) and position on it (0-1).
+    """
+    n = len(x)
+    start = np.zeros(n, dtype=np.int64)
+    cnt = np.zeros(n, dtype=np.int64)
+    total = 0
+    for i in range(n):
+        fx = (x[i] - ox) // cell
+        fy = (y[i] - oy) // cell
+        if np.isfinite(fx) and np.isfinite(fy) and fx >= 0 and fx < nx and fy >= 0 and fy < ny:
+            cid = np.int64(fy * nx + fx)
+            start[i] = offsets[cid]
+            cnt[i] = offsets[cid + 1] - offsets[cid]
+            total += cnt[i]
+    o_pt = np.empty(total, dtype=np.int64)
+    o_sub = np.empty(total, dtype=np.int64)
+    o_d = np.empty(total, dtype=np.float64)
+    o_fr = np.empty(total, dtype=np.float64)
+    zero32, one32 = np.float32(0.0), np.float32(1.0)
+    k = 0
+    for i in range(len(start)):
+        if cnt[i] == 0:
+            continue
+        qx, qy = np.float32(x[i] - ox), np.float32(y[i] - oy)
+        for e in range(start[i], start[i] + cnt[i]):
+            # float32 screen (as np.clip: -0.0 and NaN stay)
+            px = qx - e_ax[e]
+            py = qy - e_ay[e]
+            ex, ey = e_dx[e], e_dy[e]
+            t = (px * ex + py * ey) * e_il2[e]
+            if t < zero32:
+                t = zero32
+            if t > one32:
+                t = one32
+            px -= t * ex
+            py -= t * ey
+            if not (px * px + py * py <= r2):
+                continue
+            # exact (float64) distance and position of a kept candidate
+            s = cell_sub[e]
+            sx, sy, sdx, sdy = ax[s], ay[s], dx[s], dy[s]
+            u = ((x[i] - sx) * sdx + (y[i] - sy) * sdy) * inv_len2[s]
+            if u < 0.0:
+                u = 0.0
+            if u > 1.0:
+                u = 1.0
+            o_pt[k] = i + first
+            o_sub[k] = s
+            o_d[k] = np.hypot(x[i] - (sx + u * sdx), y[i] - (sy + u * sdy))
+            o_fr[k] = u
+            k += 1
+    return k, o_pt, o_sub, o_d, o_fr
+
+
+# The first lowest score of each point's run in one pass (no group minima, hits and firsts).
+@kernel
+def _best_kernel(point: np.ndarray, score: np.ndarray, n_points: int) -> np.ndarray:
+    """Index of the first lowest ``score`` of each point's run of candidates; -1 without candidates.
+
+    Parameters
+    ----------
+    point
+        The candidates' points, grouped (each point's candidates one run).
+    score
+        Their scores (float64).
+    n_points
+        Number of points.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per point, the candidate index, or -1 (no candidates, or a NaN among its scores: a NaN
+        minimum equals no score, as with numpy's minimum).
+    """
+    out = np.full(n_points, -1, dtype=np.int64)
+    m = len(point)
+    i = 0
+    while i < m:
+        p = point[i]
+        b = i
+        nan = score[i] != score[i]
+        j = i + 1
+        while j < m and point[j] == p:
+            if score[j] < score[b]:
+                b = j
+            elif score[j] != score[j]:
+                nan = True
+            j += 1
+        if not nan:
+            out[p] = b
+        i = j
+    return out
+
+
+# heading_score's index arithmetic in two passes instead of a dozen (the arccos between them in numpy)
+@kernel
+def _heading_cos(point: np.ndarray, sub: np.ndarray, hx: np.ndarray, hy: np.ndarray, ux: np.ndarray,
+                 uy: np.ndarray, oneway: np.ndarray) -> np.ndarray:
+    """Cosine of the angle between each candidate's heading and its sub-segment, clipped to [-1, 1].
+
+    1 where the heading is unknown (NaN); its absolute value on a two-way
+    sub-segment (either direction will do).
+    """
+    out = np.empty(len(point), dtype=np.float64)
+    for k in range(len(point)):
+        s = sub[k]
+        cs = hx[point[k]] * ux[s] + hy[point[k]] * uy[s]
+        if not np.isfinite(cs):
+            cs = 1.0
+        if not oneway[s]:
+            cs = abs(cs)
+        # as np.clip (-0.0 stays)
+        if cs < -1.0:
+            cs = -1.0
+        if cs > 1.0:
+            cs = 1.0
+        out[k] = cs
+    return out
+
+
+@kernel
+def _heading_score(sub: np.ndarray, dist: np.ndarray, angle: np.ndarray, oneway: np.ndarray,
+                   heading_weight: float, wrong_way_deg: float, wrong_way_penalty: float) -> np.ndarray:
+    """``dist + heading_weight * angle``, plus ``wrong_way_penalty`` on a one-way sub-segment
+    whose ``angle`` (degrees) exceeds ``wrong_way_deg``."""
+    out = np.empty(len(sub), dtype=np.float64)
+    for k in range(len(sub)):
+        score = dist[k] + heading_weight * angle[k]
+        if oneway[sub[k]] and angle[k] > wrong_way_deg:
+            score = score + wrong_way_penalty
+        out[k] = score
+    return out

@@ -645,3 +645,108 @@ def test_sequential_filter_equals_a_plain_walk_on_hostile_rows(tee, seed: int) -
     assert [REASONS[c - 1] if c else "" for c in why.tolist()] == rw
     assert 0.2 < 1 - keep.mean() < 0.8  # (many rejections of each kind)
     assert {"backwards timestamp", "repeated timestamp", "jump over max speed"} <= set(rw)
+
+
+def test_candidates_equal_a_brute_force_over_every_sub_segment(tee) -> None:
+    # the grid kernel (float32 screen, float64 distance) against shapely's distance from each point
+    # to every sub-segment of the index: the same pairs within the radius, in point then
+    # sub-segment order, the same distances and positions; NaN points and points off the grid get none
+    import shapely
+
+    m = fleet.build_matcher(tee.roads)
+    rng = np.random.default_rng(7)
+    lx, ly = rng.uniform(-80, 1080, 400), rng.uniform(-80, 380, 400)
+    lon, lat = TO_LL.transform(X0 + lx, Y0 + ly)
+    x, y = m.project(lon, lat)
+    x[[3, 50]] = np.nan
+    x[[7]] += 1e6  # far off the grid
+    c = m.candidates(x, y)
+    subs = shapely.linestrings(np.stack([np.column_stack([m.ax, m.ay]),
+                                         np.column_stack([m.ax + m.dx, m.ay + m.dy])], axis=1))
+    r = m.params.radius_m
+    got = set(zip(c.point.tolist(), c.sub.tolist()))
+    n_in = 0
+    for i in range(len(x)):
+        if not np.isfinite(x[i]):
+            assert i not in set(c.point.tolist())
+            continue
+        d = shapely.distance(shapely.points(x[i], y[i]), subs)
+        for s in np.flatnonzero(d <= r - 1e-3):
+            assert (i, int(s)) in got
+            n_in += 1
+        for s in np.flatnonzero(d > r + 1e-3):
+            assert (i, int(s)) not in got
+    assert n_in > 200 and not np.isin([3, 7, 50], c.point).any()
+    # order: by point, then by sub-segment
+    assert (np.diff(c.point) >= 0).all()
+    same = np.diff(c.point) == 0
+    assert (np.diff(c.sub)[same] > 0).all()
+    # exact distance and position of the snapped location
+    pts = shapely.points(x[c.point], y[c.point])
+    assert np.allclose(c.dist, shapely.distance(pts, subs[c.sub]), rtol=0, atol=1e-9)
+    snapped_x = m.ax[c.sub] + c.frac * m.dx[c.sub]
+    snapped_y = m.ay[c.sub] + c.frac * m.dy[c.sub]
+    assert ((c.frac >= 0) & (c.frac <= 1)).all()
+    assert np.allclose(np.hypot(x[c.point] - snapped_x, y[c.point] - snapped_y), c.dist, rtol=0, atol=1e-9)
+    # in blocks of 7 points: the same arrays bit for bit (the point numbers offset per block)
+    b = m.candidates(x, y, block=7)
+    for f in ("point", "sub", "dist", "frac"):
+        assert np.array_equal(getattr(b, f), getattr(c, f))
+    e = m.candidates(x[:0], y[:0])
+    assert len(e.point) == 0 and e.n_points == 0
+
+
+def test_best_candidate_is_the_first_lowest_score_of_each_point() -> None:
+    # against a plain loop: ties go to the first candidate, a point without candidates gets -1,
+    # and so does a point with a NaN score (numpy's minimum of its run is NaN, which equals none)
+    from geo._fleet_match import Candidates, PieceMatcher
+
+    rng = np.random.default_rng(3)
+    point = np.sort(rng.integers(0, 300, 2000))
+    score = rng.integers(0, 6, len(point)).astype(np.float64)  # many ties
+    score[[10, 500]] = np.nan
+    n = 310
+    c = Candidates(point, np.zeros(len(point), dtype=np.int64), score, score, n)
+    got = PieceMatcher.best(c, score)
+    want = np.full(n, -1)
+    for p_ in range(n):
+        idx = np.flatnonzero(point == p_)
+        if len(idx) and not np.isnan(score[idx]).any():
+            want[p_] = idx[np.argmin(score[idx])]  # argmin: the first of the lowest
+    assert np.array_equal(got, want)
+    assert (want[point[[10, 500]]] == -1).all() and (want >= 0).sum() > 250 and (want[300:] == -1).all()
+    assert np.array_equal(PieceMatcher.best(c, score.astype(np.float32)), want)
+
+
+def test_heading_score_by_hand(dual, tee) -> None:
+    # distance + 0.15 m per degree; a one-way piece more than 110 degrees off the heading + 1000 m;
+    # a two-way piece either way (at most 90 degrees); unknown heading: distance only
+    p = fleet.MatchParams()
+    m = fleet.build_matcher(dual.roads)
+    lon, lat = TO_LL.transform(X0 + np.array([500.0, 500.0]), Y0 + np.array([5.0, 5.0]))
+    x, y = m.project(lon, lat)
+    c = m.candidates(x, y)
+    s = m.heading_score(c, np.array([1.0, np.nan]), np.array([0.0, np.nan]))  # east; unknown
+    east = m.sub_piece[c.sub] == piece_of(dual.roads, (0, 0), (1000, 0))
+    west = m.sub_piece[c.sub] == piece_of(dual.roads, (1000, 20), (0, 20))
+    for k in range(len(c.point)):
+        if c.point[k] == 1:
+            assert s[k] == c.dist[k]
+        elif east[k]:
+            assert s[k] == pytest.approx(c.dist[k], abs=1e-6)
+        elif west[k]:
+            assert s[k] == pytest.approx(c.dist[k] + p.heading_weight * 180.0 + p.wrong_way_penalty, abs=1e-6)
+    assert east[c.point == 0].any() and west[c.point == 0].any()
+    # south-west (225 degrees) on the two-way east-west road: 45 degrees off its westward direction
+    m = fleet.build_matcher(tee.roads)
+    lon, lat = TO_LL.transform(X0 + np.array([200.0]), Y0 + np.array([3.0]))
+    x, y = m.project(lon, lat)
+    c = m.candidates(x, y)
+    r = math.sqrt(0.5)
+    s = m.heading_score(c, np.array([-r]), np.array([-r]))
+    main = m.sub_piece[c.sub] == piece_of(tee.roads, (0, 0), (400, 0))
+    assert main.any()
+    # (the UTM grid is ~0.3 degrees off true north here: the sub-segment's bearing, not the map's)
+    bearing = np.degrees(np.arccos(np.abs(-r * m.ux[c.sub] - r * m.uy[c.sub])))
+    assert np.allclose(bearing[main], 45.0, atol=1.0)
+    assert np.allclose(s[main], c.dist[main] + p.heading_weight * bearing[main], rtol=0, atol=1e-9)

@@ -158,6 +158,52 @@ def test_route_table_is_one_way_aware(dual) -> None:
                                               piece_of(dual.roads, (0, 20), (0, 0))])
 
 
+def test_states_of_candidates_by_hand() -> None:
+    # the states kernel on hand-made candidates: the emission cut, the first nearest sub-segment of
+    # each piece, both directions of a two-way piece, the heading emission, and the against-heading
+    # filter (a state against the heading goes unless its fix has nothing else)
+    from geo._fleet_hmm import _states_kernel
+
+    f64, i64 = np.float64, np.int64
+    # sub-segments: 0, 1 of two-way piece 0 (east), 2 of one-way piece 1 (east), 3 of one-way piece 2 (west)
+    sub_piece = np.array([0, 0, 1, 2], dtype=i64)
+    sub_along, sub_len = np.array([0.0, 10.0, 0.0, 0.0]), np.full(4, 10.0)
+    ux, uy = np.array([1.0, 1.0, 1.0, -1.0]), np.zeros(4)
+    scale, oneway = np.array([1.0, 1.0, 2.0]), np.array([False, True, True])
+    length = np.array([20.0, 10.0, 20.0])
+    pu, pv = np.array([10, 11, 12], dtype=i64), np.array([20, 21, 22], dtype=i64)
+    H = np.array([5, 7, 8], dtype=i64)
+    # fix 0: a tie on piece 0 (the first wins), piece 1, and piece 2 far beyond the cut (50^2 - 2^2 > 100)
+    # fix 1: only piece 2, against its heading; fix 2: piece 0, heading not used
+    c_pt = np.array([0, 0, 0, 0, 1, 2], dtype=i64)
+    c_d = np.array([2.0, 2.0, 4.0, 50.0, 1.0, 5.0])
+    c_sub = np.array([0, 1, 2, 3, 3, 1], dtype=i64)
+    c_fr = np.array([0.5, 0.25, 0.5, 0.1, 0.25, 0.5])
+    use_h = np.array([True, True, False])
+    sin_h, cos_h = np.array([1.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])  # heading east
+    out = _states_kernel(c_pt, c_d, c_sub, c_fr, H, 10, 100.0, 50.0, 10.0, use_h, sin_h, cos_h, sub_piece,
+                         sub_along, sub_len, scale, oneway, length, pu, pv, ux, uy)
+    ns = out[0]
+    s_pt, piece, sub, L, pos, off, ex, en, emis, sdir = (a[:ns].tolist() for a in out[1:11])
+    assert ns == 5
+    assert s_pt == [5, 5, 7, 8, 8]
+    assert piece == [0, 1, 2, 0, 0] and sub == [0, 2, 3, 1, 1] and sdir == [1, 1, 1, 1, -1]
+    assert L == [20.0, 10.0, 20.0, 20.0, 20.0]
+    assert pos == [5.0, 5.0, 5.0, 15.0, 15.0]  # (along + frac * len) * scale: piece 2 counts double
+    assert off == [5.0, 5.0, 5.0, 15.0, 5.0]  # against the piece: from its v end
+    assert ex == [20, 21, 22, 20, 10] and en == [10, 11, 12, 10, 20]
+    # d^2 / 2 sigma^2 (+ 10 (1 - cos) with the heading): along 0, against (cos -1) 20
+    assert emis == pytest.approx([4 / 50, 16 / 50, 1 / 50 + 20.0, 25 / 50, 25 / 50], rel=1e-15)
+    st_cnt, st_start = out[11], out[12]
+    assert st_cnt.tolist() == [0, 0, 0, 0, 0, 2, 0, 1, 2, 0]
+    assert st_start.tolist() == [0, 0, 0, 0, 0, 0, 2, 2, 3, 5]
+    # no candidates at all
+    e = np.zeros(0, dtype=i64)
+    out = _states_kernel(e, e.astype(f64), e, e.astype(f64), e, 3, 100.0, 50.0, 10.0, use_h[:0], sin_h[:0],
+                         cos_h[:0], sub_piece, sub_along, sub_len, scale, oneway, length, pu, pv, ux, uy)
+    assert out[0] == 0 and out[11].tolist() == [0, 0, 0] and out[12].tolist() == [0, 0, 0]
+
+
 def test_results_do_not_depend_on_chunks_or_windows(row3, tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     frames = []
