@@ -120,6 +120,7 @@ class MileageParams:
 def build_matcher(roads: gpd.GeoDataFrame, zone: Zone | None = None,
                   params: MatchParams | None = None) -> PieceMatcher:
     """The piece index of a roads table, with the zone and its sub-zones for attribution."""
+    warm_in_background()  # (whoever builds an index matches next: the compiled kernels loaded meanwhile)
     subzones = None
     if zone is not None and zone.subzones is not None and len(zone.subzones):
         subzones = list(zone.subzones.geometry.values)
