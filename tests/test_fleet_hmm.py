@@ -162,7 +162,7 @@ def test_states_of_candidates_by_hand() -> None:
     # the states kernel on hand-made candidates: the emission cut, the first nearest sub-segment of
     # each piece, both directions of a two-way piece, the heading emission, and the against-heading
     # filter (a state against the heading goes unless its fix has nothing else)
-    from geo._fleet_hmm import _states_kernel
+    from geo._fleet_hmm_kernels import _states_kernel
 
     f64, i64 = np.float64, np.int64
     # sub-segments: 0, 1 of two-way piece 0 (east), 2 of one-way piece 1 (east), 3 of one-way piece 2 (west)
@@ -690,7 +690,7 @@ def test_crow_bound_decision_equals_the_one_computed_with_hypot() -> None:
     # _crow_le decides "base + 0.99 hypot(dx, dy) <= lim" mostly from sqrt(dx^2 + dy^2): against the
     # decision made with numpy's hypot, on random nodes and on limits at the sum itself and one ulp
     # either side of it (where a wrong bound would show)
-    from geo._fleet_hmm import _crow_le as crow_le
+    from geo._fleet_hmm_kernels import _crow_le as crow_le
     from numba import njit
 
     @njit
@@ -718,7 +718,7 @@ def test_crow_bound_decision_equals_the_one_computed_with_hypot() -> None:
 
 
 def test_pair_states_are_every_state_to_every_state_b_major() -> None:
-    from geo._fleet_hmm import _pair_states
+    from geo._fleet_hmm_kernels import _pair_states
 
     rng = np.random.default_rng(3)
     st_cnt = rng.integers(0, 5, 40)
@@ -806,7 +806,7 @@ def _viterbi_plain(pa, pb, st_start, st_cnt, cost, emis, Hh, win, prevH):
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("seed", range(5))
 def test_viterbi_kernel_equals_a_plain_viterbi_and_brute_force(seed: int, ties: bool) -> None:
-    from geo._fleet_hmm import _viterbi
+    from geo._fleet_hmm_kernels import _viterbi
 
     args = _viterbi_fixture(np.random.default_rng(seed), ties)
     chosen, start = _viterbi(*args)
@@ -840,7 +840,7 @@ def test_viterbi_kernel_equals_a_plain_viterbi_and_brute_force(seed: int, ties: 
 def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
     """The piece of every fix, the longest step of each pair and the per-vehicle sums (compiled)
     against plain loops and np.bincount on a random layout of windows."""
-    from geo._fleet_hmm import _fix_pieces, _longest_steps, _vehicle_sums
+    from geo._fleet_hmm_kernels import _fix_pieces, _longest_steps, _vehicle_sums
 
     rng = np.random.default_rng(seed)
     n, ns, nv = 400, 300, 5
@@ -908,7 +908,7 @@ def test_attribution_kernels_equal_plain_numpy(seed: int) -> None:
 def test_chosen_pairs_kernel_equals_numpy_gathers(seed: int) -> None:
     """The contributions of the chosen pairs (compiled) against the same gathers in numpy: for each
     pair whose fixes both have a state and whose track goes on, its entry in the pair table."""
-    from geo._fleet_hmm import _chosen_pairs
+    from geo._fleet_hmm_kernels import _chosen_pairs
 
     rng = np.random.default_rng(seed)
     n = 300
