@@ -309,9 +309,11 @@ def markdown(res: dict, args: argparse.Namespace) -> str:
             "",
             f"Index build {s['index_s']:.1f} s, {s['index_mb']:.0f} MiB of arrays. Without a heading the two "
             f"agree on the piece for {100 * s['agree']:.3f} % of the points (the rest: equal distances at "
-            "junctions). The whole path does more per point than a nearest-edge query (three scoring passes "
-            "with heading, continuity and standing-still checks, smoothing, attribution) and reads the log; "
-            "its first chunks also pay for warming up, so the scale runs below show its steady rate.", ""]
+            "junctions). The whole path does more per point than a nearest-edge query (the noise estimate, "
+            "the standing tests, directed states, routes on the graph, Viterbi, km along the routes; its loops "
+            "compiled with numba, `geo/_jit.py`) and reads the log, the next chunk in a second thread while "
+            "this one is matched. It is timed here on its first call in the process (after the index build and "
+            "the matcher-alone run above); the scale runs below show its steady rate.", ""]
     cp = res.get("compile")
     if cp:
         c1, c2 = cp["cached"], cp["compiled"]
