@@ -432,6 +432,12 @@ def _routes_pre(sa, sb, prp, d_st, dt_s, unt, piece, sdir, off, pos, L, s_exit, 
     return fwd, rev, delta, r_rev, look[:k], ex[:k], en[:k], need[:k], ends[:k]
 
 
+@njit(inline="always")
+def _query_buffers(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Room for up to ``m`` route questions: position, source node, target node, how far it matters."""
+    return np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m)
+
+
 @kernel
 def _turn_a_queries(look, sa, d_main, en_l, piece, oneway, s_entry, L, node_x, node_y,
                     tol):  # type: ignore[no-untyped-def]
@@ -439,10 +445,7 @@ def _turn_a_queries(look, sa, d_main, en_l, piece, oneway, s_entry, L, node_x, n
     entry node: those whose straight-line bound leaves room for it (position in ``look``, source,
     target, how far the route matters)."""
     m = len(look)
-    q = np.empty(m, np.int64)
-    src = np.empty(m, np.int64)
-    tgt = np.empty(m, np.int64)
-    need = np.empty(m)
+    q, src, tgt, need = _query_buffers(m)
     c = 0
     for k in range(m):
         a = sa[look[k]]
@@ -467,10 +470,7 @@ def _turn_b_queries(look, sa, sb, d_main, ex_l, qa, dist_a, piece, oneway, s_exi
     for c in range(len(qa)):
         k = qa[c]
         ta[k] = L[sa[look[k]]] + dist_a[c] <= d_main[k] + tol
-    q = np.empty(m, np.int64)
-    src = np.empty(m, np.int64)
-    tgt = np.empty(m, np.int64)
-    need = np.empty(m)
+    q, src, tgt, need = _query_buffers(m)
     c = 0
     for k in range(m):
         b = sb[look[k]]

@@ -117,17 +117,23 @@ def _dijkstra(src: np.ndarray, bound: np.ndarray, indptr: np.ndarray, head: np.n
 
 
 @njit(inline="always")
+def _search_left(a: np.ndarray, x: int, lo: int, hi: int) -> int:
+    """``np.searchsorted(a[lo:hi], x) + lo`` (side left) for sorted ``a``: a loop compiles in a fraction."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(inline="always")
 def _label_at(x: int, kb: np.ndarray, starts: np.ndarray) -> int:
     """Row of key ``x`` in the cached blocks ``kb[starts[i]:starts[i+1]]`` (each sorted; the newest,
     last, first), -1 where no block has it."""
     for blk in range(len(starts) - 2, -1, -1):
-        lo, hi = starts[blk], starts[blk + 1]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if kb[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _search_left(kb, x, starts[blk], starts[blk + 1])
         if lo < starts[blk + 1] and kb[lo] == x:
             return lo
     return -1
@@ -188,13 +194,7 @@ def _walk_back(src: np.ndarray, tgt: np.ndarray, kb: np.ndarray, pb: np.ndarray,
         s, cur = src[r], tgt[r]
         for t in range(ln[r]):
             prv = pb[_label_at(s * N + cur, kb, starts)]
-            x, e, hi = prv * N + cur, 0, ne  # (np.searchsorted, left: a loop compiles in a fraction)
-            while e < hi:
-                mid = (e + hi) // 2
-                if ekey[mid] < x:
-                    e = mid + 1
-                else:
-                    hi = mid
+            e = _search_left(ekey, prv * N + cur, 0, ne)
             which[at[t]] = r
             piece[at[t]] = epiece[min(e, ne - 1)]
             at[t] += 1
