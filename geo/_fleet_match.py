@@ -30,6 +30,7 @@ Scoring (lower is better)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -248,32 +249,11 @@ class PieceMatcher:
         cx1 = ((bx1 + r - self.ox) // cell).astype(np.int64)
         cy0 = ((by0 - r - self.oy) // cell).astype(np.int64)
         cy1 = ((by1 + r - self.oy) // cell).astype(np.int64)
-        wx, wy = cx1 - cx0 + 1, cy1 - cy0 + 1
         reach = r + cell * np.sqrt(0.5)
-        subs: list[np.ndarray] = []
-        cids: list[np.ndarray] = []
-        # in blocks of sub-segments: the cell candidates of all of them at once would be large
-        for b0 in range(0, n, 20_000):
-            blk = np.arange(b0, min(n, b0 + 20_000))
-            cnt = wx[blk] * wy[blk]
-            sub = np.repeat(blk, cnt)
-            k = np.arange(len(sub)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            cx = cx0[sub] + k % wx[sub]
-            cy = cy0[sub] + k // wx[sub]
-            # keep cells whose centre is within radius + half a cell diagonal of the sub-segment
-            d, _ = self._dist(self.ox + (cx + 0.5) * cell, self.oy + (cy + 0.5) * cell, sub)
-            keep = d <= reach
-            subs.append(sub[keep].astype(np.int32))
-            cids.append((cy * self.nx + cx)[keep])
-        # cell order, sub-segments in increasing order within a cell: one sort of cell * n + sub
-        # (a plain sort of integers is several times faster than a stable argsort)
-        key = np.concatenate(cids) * max(n, 1) + np.concatenate(subs)
-        del subs, cids
-        key.sort()
-        self.cell_sub = (key % max(n, 1)).astype(np.int32)
-        counts = np.bincount(key // max(n, 1), minlength=self.nx * self.ny)
-        del key
-        off = np.concatenate([[0], np.cumsum(counts)])
+        # keep cells whose centre is within radius + half a cell diagonal of the sub-segment; cell
+        # order, sub-segments in increasing order within a cell (a compiled counting sort)
+        self.cell_sub, off = _register_subs(cx0, cx1, cy0, cy1, self.ax, self.ay, self.dx, self.dy, self.inv_len2,
+                                            self.ox, self.oy, cell, reach, self.nx, self.nx * self.ny)
         self.offsets = off.astype(np.int32 if off[-1] < 2**31 else np.int64)
         self._entry_arrays()
 
@@ -554,3 +534,33 @@ def _heading_score(sub: np.ndarray, dist: np.ndarray, angle: np.ndarray, oneway:
             score = score + wrong_way_penalty
         out[k] = score
     return out
+
+
+@kernel
+def _register_subs(cx0: np.ndarray, cx1: np.ndarray, cy0: np.ndarray, cy1: np.ndarray, ax: np.ndarray,
+                   ay: np.ndarray, dx: np.ndarray, dy: np.ndarray, inv_len2: np.ndarray, ox: float, oy: float,
+                   cell: float, reach: float, nx: int, ncell: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index's table: the sub-segments of each cell (those within ``reach`` of the cell's centre,
+    in increasing order) and where each cell's run starts (``ncell + 1`` offsets). Two passes (count,
+    then fill) instead of a table of every (cell, sub-segment) candidate and a sort."""
+    count = np.zeros(ncell + 1, dtype=np.int64)
+    for fill in range(2):
+        if fill:
+            start = np.cumsum(count)
+            at = start[:-1].copy()
+            out = np.empty(start[-1], dtype=np.int32)
+        for s in range(len(cx0)):
+            for cy in range(cy0[s], cy1[s] + 1):
+                py = oy + (cy + 0.5) * cell
+                for cx in range(cx0[s], cx1[s] + 1):
+                    px = ox + (cx + 0.5) * cell
+                    t = ((px - ax[s]) * dx[s] + (py - ay[s]) * dy[s]) * inv_len2[s]
+                    t = min(max(t, 0.0), 1.0)
+                    if math.hypot(px - (ax[s] + t * dx[s]), py - (ay[s] + t * dy[s])) <= reach:
+                        c = cy * nx + cx
+                        if fill:
+                            out[at[c]] = s
+                            at[c] += 1
+                        else:
+                            count[c + 1] += 1
+    return out, start
