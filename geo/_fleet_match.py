@@ -542,7 +542,8 @@ def _register_subs(cx0: np.ndarray, cx1: np.ndarray, cy0: np.ndarray, cy1: np.nd
                    cell: float, reach: float, nx: int, ncell: int) -> tuple[np.ndarray, np.ndarray]:
     """The index's table: the sub-segments of each cell (those within ``reach`` of the cell's centre,
     in increasing order) and where each cell's run starts (``ncell + 1`` offsets). Two passes (count,
-    then fill) instead of a table of every (cell, sub-segment) candidate and a sort."""
+    then fill) instead of a table of every (cell, sub-segment) candidate and a sort. With ``reach`` =
+    inf, every cell of each segment's box (the noise estimate's grid, :mod:`geo._fleet_noise`)."""
     count = np.zeros(ncell + 1, dtype=np.int64)
     for fill in range(2):
         if fill:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import shapely
 
+from ._fleet_match import _register_subs
 from ._jit import kernel
 
 
@@ -125,8 +126,11 @@ class _NearestSegments:
         self.ny = int((y1.max() - self.oy) // self.cell) + 2
         cx0, cx1 = ((x0 - self.ox) // self.cell).astype(np.int64), ((x1 - self.ox) // self.cell).astype(np.int64)
         cy0, cy1 = ((y0 - self.oy) // self.cell).astype(np.int64), ((y1 - self.oy) // self.cell).astype(np.int64)
-        # each cell's segments in increasing order (a counting sort, compiled)
-        self.cell_seg, self.start = _register(cx0, cx1, cy0, cy1, self.nx, self.nx * self.ny)
+        # each cell's segments in increasing order: the piece index's counting sort, every cell of a
+        # segment's box kept (no distance bound)
+        self.cell_seg, self.start = _register_subs(cx0, cx1, cy0, cy1, self.ax, self.ay, self.dx, self.dy,
+                                                   self.il2, self.ox, self.oy, self.cell, np.inf, self.nx,
+                                                   self.nx * self.ny)
 
     @property
     def lines(self) -> np.ndarray:
@@ -209,28 +213,6 @@ def _calibrated_sigma(near: _NearestSegments, x: np.ndarray, y: np.ndarray, med:
             break
     ga, gr = np.r_[0.0, g], np.r_[0.0, grid[:len(g)]]
     return float(np.clip(np.interp(med, ga, gr), 1.0, 80.0))
-
-
-@kernel
-def _register(cx0: np.ndarray, cx1: np.ndarray, cy0: np.ndarray, cy1: np.ndarray, nx: int,
-              ncell: int) -> tuple[np.ndarray, np.ndarray]:
-    """The segments of each cell (segment ``s`` in cells ``cx0[s]..cx1[s]`` x ``cy0[s]..cy1[s]``),
-    in increasing order, and where each cell's run starts (``ncell + 1`` offsets)."""
-    count = np.zeros(ncell + 1, dtype=np.int64)
-    for s in range(len(cx0)):
-        for cy in range(cy0[s], cy1[s] + 1):
-            for cx in range(cx0[s], cx1[s] + 1):
-                count[cy * nx + cx + 1] += 1
-    start = np.cumsum(count)
-    fill = start[:-1].copy()
-    out = np.empty(start[-1], dtype=np.int64)
-    for s in range(len(cx0)):
-        for cy in range(cy0[s], cy1[s] + 1):
-            for cx in range(cx0[s], cx1[s] + 1):
-                c = cy * nx + cx
-                out[fill[c]] = s
-                fill[c] += 1
-    return out, start
 
 
 @kernel

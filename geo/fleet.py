@@ -63,7 +63,6 @@ row groups of a Parquet log are processed on a Dask cluster
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -583,7 +582,7 @@ def _compute_mileage(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, 
     first = next(chunks, None)
     with _ReadAhead(chunks) as ahead:
         if first is not None and (len(first) >= _NOISE_SAMPLE_ROWS or len(first) < log.chunk_rows):
-            noise, interval, corr = _chunk_noise(_head(first, _NOISE_SAMPLE_ROWS), roads, crs, with_corr=True)
+            noise, interval, corr = _chunk_noise(first, roads, crs, with_corr=True)
         else:
             noise, interval, corr = _log_noise(log_path, roads, crs, with_corr=True)
         mp = params.match
@@ -723,14 +722,6 @@ class _ReadAhead:
     def __exit__(self, *exc: object) -> None:
         self._given.set()
         self._ex.shutdown(wait=True)  # (a read under way finishes; nothing more is read)
-
-
-def _head(ch: RawChunk, n: int) -> RawChunk:
-    """The first ``n`` rows of a chunk (views)."""
-    if len(ch) <= n:
-        return ch
-    return replace(ch, **{f.name: v[:n] for f in dataclasses.fields(ch)
-                          if isinstance(v := getattr(ch, f.name), np.ndarray)})
 
 
 def _log_noise(log_path: str | os.PathLike[str], roads: gpd.GeoDataFrame, crs: str,
